@@ -1,0 +1,101 @@
+"""Persistence helpers: atomic writes and the ``save_pretrained``/``from_pretrained`` convention.
+
+Every component keeps a frozen dataclass config. ``save_pretrained(dir)`` writes ``config.json``
+(with the component's class name and a format version) beside its weights (safetensors), through a
+temporary directory that is renamed into place, so a crash never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, TypeVar
+
+from retrieval.errors import ModelLoadError
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_directory",
+    "save_config",
+    "load_config",
+    "CONFIG_NAME",
+]
+
+CONFIG_NAME = "config.json"
+C = TypeVar("C")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``path`` as a whole.
+
+    A reader of ``path`` sees either the old complete directory or the new complete one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_config(config: Any, directory: str | os.PathLike, kind: str) -> None:
+    """Write a dataclass ``config`` as ``config.json`` in ``directory``, tagged with ``kind``."""
+    payload = {"kind": kind, "format_version": 1, "config": dataclasses.asdict(config)}
+    atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(payload, indent=2, sort_keys=True))
+
+
+def load_config(cls: type[C], directory: str | os.PathLike, kind: str) -> C:
+    """Read ``config.json`` from ``directory`` into dataclass ``cls``; check it is of ``kind``."""
+    file = Path(directory) / CONFIG_NAME
+    if not file.is_file():
+        raise ModelLoadError(f"{directory!s}: no {CONFIG_NAME}; expected a directory written by save_pretrained()")
+    try:
+        payload = json.loads(file.read_text("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{file}: not valid JSON ({exc})") from exc
+    if payload.get("kind") != kind:
+        raise ModelLoadError(f"{directory!s} holds a {payload.get('kind')!r}, not a {kind!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    raw = payload.get("config", {})
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ModelLoadError(f"{file}: unknown config fields {unknown} for {cls.__name__}")
+    # JSON has no tuples: restore them where the dataclass default is a tuple.
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    return cls(**values)
