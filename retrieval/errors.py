@@ -12,6 +12,7 @@ __all__ = [
     "IncompatibleIndexError",
     "UnknownIdError",
     "EmbeddingDimensionError",
+    "ImageDecodeError",
 ]
 
 
@@ -36,3 +37,7 @@ class UnknownIdError(CrossrecError, KeyError):
 
 class EmbeddingDimensionError(CrossrecError, ValueError):
     """Vectors of the wrong width were given to a component."""
+
+
+class ImageDecodeError(CrossrecError, ValueError):
+    """An image file is missing, truncated or not an image."""
