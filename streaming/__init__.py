@@ -1,0 +1,26 @@
+"""Kafka event streams: embedded broker, typed events, producers and consumer workers.
+
+Importing this package needs no broker and no Kafka client (both are loaded lazily).
+"""
+
+from streaming.broker import Broker, BrokerConfig, BrokerError, BrokerStatus, resolve_bootstrap
+from streaming.events import (
+    MAX_EVENT_BYTES, SCHEMA_VERSION, CreativeRequest, CreativeResult, DeadLetter, Event, EventSchemaError, ItemEvent,
+    Topics, UserEvent, decode_event,
+)
+from streaming.handlers import CreativeRequestHandler, HandleResult, Handler, ItemIndexHandler, ProfileHandler
+from streaming.producer import EventProducer, ensure_topics
+from streaming.replay import ReplayStats, movielens_events, replay_movielens, simulate_shoppers
+from streaming.source import Delivery, EventSource, KafkaEventSource
+from streaming.worker import ConsumerConfig, ConsumerStats, run_consumer, run_workers
+
+__all__ = [
+    "Broker", "BrokerConfig", "BrokerError", "BrokerStatus", "resolve_bootstrap",
+    "MAX_EVENT_BYTES", "SCHEMA_VERSION", "Event", "UserEvent", "ItemEvent", "CreativeRequest", "CreativeResult",
+    "DeadLetter", "EventSchemaError", "Topics", "decode_event",
+    "Handler", "HandleResult", "ProfileHandler", "ItemIndexHandler", "CreativeRequestHandler",
+    "EventProducer", "ensure_topics",
+    "ReplayStats", "movielens_events", "replay_movielens", "simulate_shoppers",
+    "Delivery", "EventSource", "KafkaEventSource",
+    "ConsumerConfig", "ConsumerStats", "run_consumer", "run_workers",
+]

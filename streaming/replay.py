@@ -1,0 +1,167 @@
+"""Producers for demos and benchmarks: MovieLens 100K ratings as a timed stream, and a shopper
+simulator over the grocery catalogue."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from streaming.events import ItemEvent, Topics, UserEvent
+from streaming.producer import EventProducer, ensure_topics
+
+__all__ = [
+    "ReplayStats",
+    "movielens_events",
+    "grocery_item_events",
+    "shopper_events",
+    "publish",
+    "replay_movielens",
+    "simulate_shoppers",
+    "MOVIELENS_SOURCE",
+]
+
+# Event ids are f"{MOVIELENS_SOURCE}:{user}:{item}:{timestamp}", the same as
+# recsys.interactions_from_ratings(..., source=MOVIELENS_SOURCE): a replayed stream and a direct
+# load of the ratings build identical profiles.
+MOVIELENS_SOURCE = "ml100k"
+
+
+@dataclass(frozen=True)
+class ReplayStats:
+    sent: int
+    elapsed_s: float
+
+    @property
+    def events_per_s(self) -> float:
+        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def movielens_events(data_dir: str | os.PathLike | None = None, limit: int | None = None) -> list[UserEvent]:
+    """MovieLens 100K ratings as ``rating`` user events in event-time order (ties by event id)."""
+    from crossrec_datasets import load_movielens
+
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit={limit!r}: give a positive number of ratings or None for all")
+    ratings = load_movielens(data_dir).ratings.sort(["timestamp", "user_id", "item_id"])
+    if limit is not None:
+        ratings = ratings.head(limit)
+    cols = [ratings[c].to_list() for c in ("user_id", "item_id", "rating", "timestamp")]
+    return [
+        UserEvent(event_id=f"{MOVIELENS_SOURCE}:{u}:{i}:{t}", timestamp=float(t), user_id=int(u), item_id=int(i),
+                  kind="rating", value=float(r))
+        for u, i, r, t in zip(*cols)
+    ]
+
+
+def grocery_item_events(data_dir: str | os.PathLike | None = None, timestamp: float = 0.0) -> list[ItemEvent]:
+    """One ``upsert`` per grocery product: description text, iconic image path, categories."""
+    from crossrec_datasets import load_grocery
+
+    return [
+        ItemEvent(event_id=f"grocery-item:{p.class_id}:{timestamp}", timestamp=timestamp, item_id=p.class_id,
+                  op="upsert", text=p.description, categories=[p.category, p.coarse_name], image_path=str(p.iconic_image))
+        for p in load_grocery(data_dir).products
+    ]
+
+
+def shopper_events(item_ids: Sequence[int], item_groups: Sequence[str], *, n_users: int = 50, n_events: int = 2000,
+                   seed: int = 0, start_ts: float = 1.7e9) -> list[UserEvent]:
+    """Simulated shopping sessions: each user prefers a few item groups (Dirichlet); a session is
+    a view, then with falling odds a click, an add-to-cart and a purchase of the same item."""
+    if len(item_ids) != len(item_groups) or not item_ids:
+        raise ValueError(f"item_ids ({len(item_ids)}) and item_groups ({len(item_groups)}) must be equal, non-empty")
+    if n_users < 1 or n_events < 1:
+        raise ValueError(f"n_users={n_users}, n_events={n_events}: both must be >= 1")
+    rng = np.random.default_rng(seed)
+    groups = sorted(set(item_groups))
+    members = {g: [i for i, gi in zip(item_ids, item_groups) if gi == g] for g in groups}
+    taste = rng.dirichlet(np.full(len(groups), 0.3), size=n_users)
+    funnel = (("view", 1.0), ("click", 0.5), ("add_to_cart", 0.4), ("purchase", 0.5))
+    out: list[UserEvent] = []
+    ts = start_ts
+    while len(out) < n_events:
+        user = int(rng.integers(n_users))
+        group = groups[int(rng.choice(len(groups), p=taste[user]))]
+        item = int(rng.choice(members[group]))
+        for kind, p in funnel:
+            if rng.random() > p or len(out) >= n_events:
+                break
+            ts += float(rng.exponential(5.0))
+            out.append(UserEvent(event_id=f"shop:{seed}:{len(out)}", timestamp=round(ts, 3), user_id=user + 1,
+                                 item_id=item, kind=kind))
+    return out
+
+
+def publish(
+    producer: EventProducer,
+    topic: str,
+    events: Iterable[UserEvent | ItemEvent],
+    *,
+    speed: float | None = None,
+    rate: float | None = None,
+    progress: bool = False,
+) -> ReplayStats:
+    """Send ``events`` in order, stamping ``sent_at``. Pacing: ``speed`` (event-time seconds per
+    wall second, e.g. 86400 = a day per second) or ``rate`` (events per second); neither = as fast
+    as possible."""
+    if speed is not None and rate is not None:
+        raise ValueError(f"speed={speed!r} and rate={rate!r}: give at most one pacing")
+    for name, value in (("speed", speed), ("rate", rate)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name}={value!r} must be > 0")
+    from tqdm import tqdm
+
+    events = list(events)
+    start = time.time()
+    t0 = events[0].timestamp if events else 0.0
+    for n, event in enumerate(tqdm(events, desc=f"publish {topic}", unit="ev", disable=not progress)):
+        due = start + ((event.timestamp - t0) / speed if speed else n / rate if rate else 0.0)
+        delay = due - time.time()
+        if delay > 0.001:
+            time.sleep(delay)
+        producer.send(topic, replace(event, sent_at=time.time()))
+    producer.flush()
+    return ReplayStats(sent=len(events), elapsed_s=time.time() - start)
+
+
+def replay_movielens(
+    bootstrap: str,
+    *,
+    topics: Topics = Topics(),
+    speed: float | None = None,
+    rate: float | None = None,
+    limit: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> ReplayStats:
+    """Publish MovieLens 100K ratings (all, or the first ``limit`` by time) to ``topics.user_events``."""
+    ensure_topics(bootstrap, topics)
+    events = movielens_events(data_dir, limit)
+    with EventProducer(bootstrap, client_id="crossrec-replay") as producer:
+        return publish(producer, topics.user_events, events, speed=speed, rate=rate, progress=progress)
+
+
+def simulate_shoppers(
+    bootstrap: str,
+    *,
+    topics: Topics = Topics(),
+    n_users: int = 50,
+    n_events: int = 2000,
+    seed: int = 0,
+    rate: float | None = None,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> ReplayStats:
+    """Publish the grocery catalogue (item upserts) and then simulated shopper sessions."""
+    ensure_topics(bootstrap, topics)
+    items = grocery_item_events(data_dir)
+    shoppers = shopper_events([e.item_id for e in items], [e.categories[1] for e in items],
+                              n_users=n_users, n_events=n_events, seed=seed)
+    with EventProducer(bootstrap, client_id="crossrec-shoppers") as producer:
+        first = publish(producer, topics.item_events, items, progress=False)
+        second = publish(producer, topics.user_events, shoppers, rate=rate, progress=progress)
+    return ReplayStats(sent=first.sent + second.sent, elapsed_s=first.elapsed_s + second.elapsed_s)

@@ -1,0 +1,319 @@
+"""The consumer loop: poll, route to handlers, dead-letter the bad, flush, commit; and a process pool.
+
+Delivery is at-least-once: offsets are committed only after every handler flushed (and the
+dead letters were acknowledged by the broker), so a crash or a rebalance replays at most the
+uncommitted tail, which idempotent handlers ignore. Backpressure: the loop is synchronous (it never
+fetches more while handlers work) and shrinks its batch when a batch takes longer than
+``target_batch_s``, growing it back when the downstream catches up.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from retrieval.errors import CrossrecError
+from streaming.events import DeadLetter, Event, Topics
+from streaming.handlers import HandleResult, Handler, ProfileHandler
+from streaming.producer import EventProducer, ensure_topics
+from streaming.source import Delivery, EventSource, KafkaEventSource
+
+__all__ = ["ConsumerConfig", "ConsumerStats", "run_consumer", "run_workers", "profile_handlers", "merge_stats"]
+
+_DLQ_PAYLOAD_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """One worker's settings. ``max_events``/``idle_timeout_s`` end the loop (both None: run until
+    stopped). ``commit_interval_s`` bounds how much is replayed after a crash."""
+
+    bootstrap: str
+    group_id: str = "crossrec-workers"
+    topics: Topics = Topics()
+    consume: tuple[str, ...] = ("user_events", "item_events")
+    max_batch: int = 1000
+    min_batch: int = 50
+    target_batch_s: float = 0.5
+    commit_interval_s: float = 0.5
+    poll_timeout_s: float = 0.2
+    max_events: int | None = None
+    idle_timeout_s: float | None = None
+    store_path: str | None = None  # for run_workers: each process opens the ProfileStore here
+
+    def __post_init__(self) -> None:
+        names = ("user_events", "item_events", "creative_requests", "creative_results")
+        bad = [c for c in self.consume if c not in names]
+        if bad or not self.consume:
+            raise ValueError(f"consume={self.consume!r}: choose among {names}")
+        if not 1 <= self.min_batch <= self.max_batch:
+            raise ValueError(f"min_batch={self.min_batch}, max_batch={self.max_batch}: need 1 <= min_batch <= max_batch")
+        for name in ("target_batch_s", "commit_interval_s", "poll_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
+
+    def topic_names(self) -> list[str]:
+        return [getattr(self.topics, c) for c in self.consume]
+
+
+@dataclass
+class ConsumerStats:
+    """What a worker did. Latencies are producer ``sent_at`` -> applied, in milliseconds."""
+
+    consumed: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    unknown_items: int = 0
+    published: int = 0
+    dlq: int = 0
+    dlq_reasons: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    commits: int = 0
+    lag: int = 0
+    elapsed_s: float = 0.0
+    first_applied_at: float | None = None
+    last_applied_at: float | None = None
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.consumed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def percentile_ms(self, q: float) -> float | None:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else None
+
+    def summary(self) -> dict:
+        """JSON-able counters (without the raw latencies)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "latencies_ms"}
+        out.update(events_per_s=self.events_per_s, p50_ms=self.percentile_ms(50), p99_ms=self.percentile_ms(99))
+        return out
+
+
+def merge_stats(parts: Sequence[ConsumerStats]) -> ConsumerStats:
+    """Sum the counters of several workers (elapsed: the longest; latencies concatenated)."""
+    total = ConsumerStats()
+    for s in parts:
+        for name in ("consumed", "applied", "duplicates", "stale", "unknown_items", "published", "dlq", "batches",
+                     "commits", "lag"):
+            setattr(total, name, getattr(total, name) + getattr(s, name))
+        for reason, n in s.dlq_reasons.items():
+            total.dlq_reasons[reason] = total.dlq_reasons.get(reason, 0) + n
+        total.elapsed_s = max(total.elapsed_s, s.elapsed_s)
+        firsts = [t for t in (total.first_applied_at, s.first_applied_at) if t is not None]
+        lasts = [t for t in (total.last_applied_at, s.last_applied_at) if t is not None]
+        total.first_applied_at = min(firsts) if firsts else None
+        total.last_applied_at = max(lasts) if lasts else None
+        total.latencies_ms.extend(s.latencies_ms)
+    return total
+
+
+def _reason_kind(reason: str) -> str:
+    """A short category of a dead-letter reason for the counters ("invalid JSON", "unknown user_id" ...)."""
+    head = reason.split(":")[0].split("=")[0]
+    return head[:60]
+
+
+class _Worker:
+    def __init__(self, config: ConsumerConfig, source: EventSource, handlers: Sequence[Handler], dlq: EventProducer):
+        self.config, self.source, self.handlers, self.dlq = config, source, list(handlers), dlq
+        self.stats = ConsumerStats()
+        self.batch = config.max_batch
+        self._last_commit = time.monotonic()
+
+    def flush(self) -> None:
+        self.dlq.flush()
+        for h in self.handlers:
+            h.flush()
+
+    def dead_letter(self, d: Delivery, reason: str, event: Event | None = None) -> None:
+        raw = d.raw or b""
+        self.dlq.send(self.config.topics.dead_letter, DeadLetter(
+            event_id=f"dlq:{d.topic}:{d.partition}:{d.offset}", timestamp=time.time(), source_topic=d.topic,
+            partition=d.partition, offset=d.offset, reason=reason,
+            payload=raw[:_DLQ_PAYLOAD_CHARS].decode("utf-8", errors="replace"), payload_bytes=len(raw)))
+        self.stats.dlq += 1
+        kind = _reason_kind(reason)
+        self.stats.dlq_reasons[kind] = self.stats.dlq_reasons.get(kind, 0) + 1
+
+    def _handle(self, handler: Handler, items: list[tuple[Delivery, Event]]) -> None:
+        events = [e for _, e in items]
+        try:
+            result = handler.handle(events)
+        except Exception as exc:  # a poison event: retry one by one to dead-letter only the culprit
+            if len(items) == 1:
+                self.dead_letter(items[0][0], f"handler {type(handler).__name__} failed: {type(exc).__name__}: {exc}")
+                return
+            for item in items:
+                self._handle(handler, [item])
+            return
+        by_event = {id(e): d for d, e in items}
+        for event, reason in result.rejected:
+            self.dead_letter(by_event[id(event)], reason, event)
+        for name in ("applied", "duplicates", "stale", "unknown_items", "published"):
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(result, name))
+
+    def process(self, deliveries: list[Delivery]) -> None:
+        started = time.monotonic()
+        routed: list[list[tuple[Delivery, Event]]] = [[] for _ in self.handlers]
+        for d in deliveries:
+            if d.error is not None:
+                self.dead_letter(d, d.error)
+                continue
+            targets = [i for i, h in enumerate(self.handlers) if isinstance(d.event, h.accepts)]
+            if not targets:
+                self.dead_letter(d, f"no handler for schema {d.event.SCHEMA!r} on topic {d.topic}")
+            for i in targets:
+                routed[i].append((d, d.event))
+        for handler, items in zip(self.handlers, routed):
+            if items:
+                self._handle(handler, items)
+        done = time.time()
+        self.stats.latencies_ms.extend(
+            (done - d.event.sent_at) * 1000.0 for d in deliveries
+            if d.event is not None and getattr(d.event, "sent_at", None) is not None
+        )
+        self.stats.first_applied_at = self.stats.first_applied_at or done
+        self.stats.last_applied_at = done
+        self.stats.consumed += len(deliveries)
+        self.stats.batches += 1
+        took = time.monotonic() - started
+        # Backpressure: a slow downstream gets smaller batches (and so fewer fetched records).
+        if took > self.config.target_batch_s:
+            self.batch = max(self.config.min_batch, self.batch // 2)
+        elif self.batch < self.config.max_batch:
+            self.batch = min(self.config.max_batch, self.batch * 2)
+
+    def commit(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._last_commit >= self.config.commit_interval_s:
+            self.flush()
+            self.source.commit()
+            self.stats.commits += 1
+            self._last_commit = time.monotonic()
+
+
+def run_consumer(
+    config: ConsumerConfig,
+    handlers: Sequence[Handler],
+    *,
+    stop: threading.Event | None = None,
+    source: EventSource | None = None,
+) -> ConsumerStats:
+    """Consume ``config.topic_names()`` in group ``config.group_id`` and apply them with ``handlers``.
+
+    Returns when ``stop`` is set, SIGTERM/SIGINT arrives (main thread only), ``config.max_events``
+    were consumed, or nothing arrived for ``config.idle_timeout_s`` with zero lag. Always flushes
+    and commits before returning (graceful shutdown). Handlers are not closed (the caller owns them).
+    """
+    if not handlers:
+        raise ValueError("handlers=[]: give at least one Handler")
+    stop = stop or threading.Event()
+    ensure_topics(config.bootstrap, config.topics)
+    dlq = EventProducer(config.bootstrap, client_id=f"{config.group_id}-dlq")
+    worker: _Worker | None = None
+
+    def on_revoke() -> None:  # flush before the source commits revoked partitions
+        if worker is not None:
+            worker.flush()
+
+    source = source or KafkaEventSource(config.bootstrap, config.topic_names(), config.group_id, on_revoke=on_revoke)
+    worker = _Worker(config, source, handlers, dlq)
+    restore = _install_signal_handlers(stop)
+    started = time.monotonic()
+    idle_since = time.monotonic()
+    try:
+        while not stop.is_set():
+            deliveries = source.poll(config.poll_timeout_s, worker.batch)
+            if deliveries:
+                worker.process(deliveries)
+                idle_since = time.monotonic()
+                worker.commit()
+                if config.max_events is not None and worker.stats.consumed >= config.max_events:
+                    break
+            else:
+                worker.commit(force=worker.stats.commits == 0 and worker.stats.consumed > 0)
+                if config.idle_timeout_s is not None and time.monotonic() - idle_since >= config.idle_timeout_s \
+                        and _caught_up(source.lag()):
+                    break
+    finally:
+        try:
+            worker.commit(force=True)
+            worker.stats.lag = sum(v for v in source.lag().values() if v)
+        finally:
+            worker.stats.elapsed_s = time.monotonic() - started
+            source.close()
+            dlq.close()
+            restore()
+    return worker.stats
+
+
+def _caught_up(lag: dict) -> bool:
+    """Partitions assigned, each high-water mark known, nothing left to read."""
+    return bool(lag) and all(v == 0 for v in lag.values())
+
+
+def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def profile_handlers(config: ConsumerConfig) -> tuple[list[Handler], Callable[[], None]]:
+    """The default handlers of a worker process: a ProfileHandler on ``config.store_path``.
+
+    Returns the handlers and a close function.
+    """
+    from recsys.profiles import ProfileStore
+
+    if not config.store_path:
+        raise ValueError("config.store_path is empty: worker processes need a profile store path")
+    store = ProfileStore(config.store_path)
+    return [ProfileHandler(store)], store.close
+
+
+def _worker_main(config: ConsumerConfig, results) -> None:
+    handlers, close = profile_handlers(config)
+    try:
+        results.put(run_consumer(config, handlers))
+    finally:
+        close()
+
+
+def run_workers(config: ConsumerConfig, n_workers: int) -> ConsumerStats:
+    """Run ``n_workers`` processes of the same group (profile handlers on ``config.store_path``)
+    until each ends (``max_events`` is per worker; use ``idle_timeout_s`` to drain); merged stats."""
+    if n_workers < 1:
+        raise ValueError(f"n_workers={n_workers!r}: at least 1 worker process is required")
+    ctx = mp.get_context("spawn")  # no inherited Kafka sockets or SQLite handles
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_worker_main, args=(config, results), name=f"crossrec-worker-{i}") for i in range(n_workers)]
+    for p in procs:
+        p.start()
+    stats: list[ConsumerStats] = []
+    try:
+        while len(stats) < n_workers:
+            try:
+                stats.append(results.get(timeout=1.0))
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs) and results.empty():
+                    codes = [p.exitcode for p in procs]
+                    raise CrossrecError(f"{n_workers - len(stats)} worker process(es) died without stats (exit codes {codes})")
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+    return merge_stats(stats)

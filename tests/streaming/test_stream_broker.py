@@ -1,0 +1,61 @@
+import pytest
+
+from streaming.broker import Broker, BrokerConfig, BrokerError, resolve_bootstrap
+from streaming.events import UserEvent
+from streaming.producer import EventProducer
+from streaming.source import KafkaEventSource
+
+pytestmark = pytest.mark.broker
+
+
+def test_fixture_broker_is_healthy_on_loopback(broker):
+    status = broker.status()
+    assert status.healthy, status.detail
+    assert status.bootstrap.startswith("127.0.0.1:")
+    assert status.s3_endpoint.startswith("http://127.0.0.1:")
+    # A second manager on the same data dir finds the running pair through the state file.
+    again = Broker(BrokerConfig(data_dir=status.data_dir))
+    assert again.status().healthy and again.bootstrap == broker.bootstrap
+    assert resolve_bootstrap(None, status.data_dir) == broker.bootstrap
+
+
+def test_status_of_a_broker_never_started(tmp_path):
+    status = Broker(BrokerConfig(data_dir=str(tmp_path))).status()
+    assert not status.running and not status.healthy
+    with pytest.raises(BrokerError, match="crossrec broker start"):
+        resolve_bootstrap(None, tmp_path)
+
+
+def test_bad_config_and_bootstrap_are_refused():
+    with pytest.raises(ValueError, match="kafka_port"):
+        BrokerConfig(kafka_port=70000)
+    with pytest.raises(ValueError, match="host:port"):
+        resolve_bootstrap("localhost")
+
+
+def test_restart_keeps_the_log_and_the_committed_offsets(broker, topics):
+    events = [UserEvent(event_id=f"r{i}", timestamp=float(i), user_id=i % 7, item_id=i, kind="view") for i in range(40)]
+    with EventProducer(broker.bootstrap) as producer:
+        producer.send_many(topics.user_events, events[:20])
+    first = _drain(broker.bootstrap, topics.user_events, "restart-group", 20)
+    assert sorted(d.event.event_id for d in first) == sorted(e.event_id for e in events[:20])
+    broker.restart()  # the log lives in S3 (SeaweedFS): it survives both processes restarting
+    assert broker.status().healthy
+    with EventProducer(broker.bootstrap) as producer:
+        producer.send_many(topics.user_events, events[20:])
+    second = _drain(broker.bootstrap, topics.user_events, "restart-group", 20)
+    assert sorted(d.event.event_id for d in second) == sorted(e.event_id for e in events[20:])
+
+
+def _drain(bootstrap, topic, group, n, timeout_s=30.0):
+    import time
+
+    source = KafkaEventSource(bootstrap, [topic], group)
+    got, deadline = [], time.monotonic() + timeout_s
+    try:
+        while len(got) < n and time.monotonic() < deadline:
+            got.extend(source.poll(0.5, 100))
+        source.commit()
+    finally:
+        source.close()
+    return got
