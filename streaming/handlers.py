@@ -29,7 +29,6 @@ __all__ = [
     "ItemIndexHandler",
     "CreativeRequestHandler",
     "ItemEmbedder",
-    "VectorIndex",
     "Recommender",
 ]
 
@@ -107,16 +106,6 @@ class ItemEmbedder(Protocol):
         ...
 
 
-class VectorIndex(Protocol):
-    """The part of ``retrieval.index.FaissIndex`` the item handler uses (int64 ids)."""
-
-    def add(self, ids, vectors) -> Any: ...
-
-    def remove(self, ids) -> Any: ...
-
-    def save(self, path) -> Any: ...
-
-
 def _decode_image(event: ItemEvent):
     """The event's image as an RGB PIL image (None when it has none); raises ValueError if it does not decode."""
     if not (event.image_b64 or event.image_path):
@@ -135,7 +124,8 @@ def _decode_image(event: ItemEvent):
 
 
 class ItemIndexHandler(Handler):
-    """Item events -> embed new/changed items on the fly and add/replace/remove them in the index.
+    """Item events -> embed new/changed items on the fly and upsert/remove them in ``index`` (a
+    ``retrieval.index.VectorIndex``; upserts carry ``{"text", "categories"}`` metadata).
 
     Per item, the event with the greatest ``(timestamp, event_id)`` wins: an older event than the
     last one applied is ignored and counted ``stale`` (events out of order), so redelivery is a
@@ -145,7 +135,7 @@ class ItemIndexHandler(Handler):
 
     accepts = (ItemEvent,)
 
-    def __init__(self, index: VectorIndex, embedder: ItemEmbedder, *, state_dir: str | os.PathLike | None = None,
+    def __init__(self, index, embedder: ItemEmbedder, *, state_dir: str | os.PathLike | None = None,
                  profile_store=None) -> None:
         self.index = index
         self.embedder = embedder
@@ -181,13 +171,12 @@ class ItemIndexHandler(Handler):
             except ValueError as exc:
                 result.rejected.append((ev, str(exc)))
         deletes = [ev for ev in latest.values() if ev.op == "delete"]
-        changed = [ev.item_id for ev in upserts] + [ev.item_id for ev in deletes]
-        if changed:
-            self._remove_existing(changed)
+        if deletes:
+            self.index.remove(np.array([ev.item_id for ev in deletes], dtype=np.int64), missing_ok=True)
         if upserts:
             vectors = np.asarray(self.embedder.embed_items([ev.text or "" for ev in upserts], images), dtype=np.float32)
             ids = np.array([ev.item_id for ev in upserts], dtype=np.int64)
-            self.index.add(ids, vectors)
+            self.index.add(ids, vectors, [{"text": ev.text, "categories": ev.categories} for ev in upserts])
             if self.profile_store is not None:
                 self.profile_store.set_item_vectors(ids.tolist(), vectors, {ev.item_id: ev.categories for ev in upserts})
         for ev in upserts + deletes:
@@ -195,15 +184,6 @@ class ItemIndexHandler(Handler):
         result.applied = len(upserts) + len(deletes)
         self._dirty = self._dirty or bool(result.applied)
         return result
-
-    def _remove_existing(self, item_ids: list[int]) -> None:
-        known = [i for i in item_ids if i in self._versions or self._in_index(i)]
-        if known:
-            self.index.remove(np.array(known, dtype=np.int64))
-
-    def _in_index(self, item_id: int) -> bool:
-        contains = getattr(self.index, "__contains__", None)
-        return bool(contains(item_id)) if contains is not None else False
 
     def flush(self) -> None:
         if self.state_dir is None or not self._dirty:
