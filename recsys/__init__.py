@@ -1,5 +1,8 @@
-"""Ranking engine: user profiles, candidate generation and a TorchRec ranker."""
+"""Ranking engine: user profiles, candidate generation (ALS, BPR, ANN, popularity) and a TorchRec ranker."""
 
+from recsys.base import Filters, Recommendations, Recommender
+from recsys.candidates import ALSConfig, ALSRecommender, BPRConfig, BPRRecommender, PopularityRecommender
+from recsys.data import Catalogue, ItemFeatures, UserTable, chronological_split, load_item_features
 from recsys.profiles import (
     INTERACTION_KINDS,
     KIND_WEIGHTS,
@@ -12,12 +15,19 @@ from recsys.profiles import (
 )
 
 __all__ = [
-    "INTERACTION_KINDS",
-    "KIND_WEIGHTS",
-    "ApplyResult",
-    "Interaction",
-    "ProfileStore",
-    "UserProfile",
-    "event_weights",
-    "interactions_from_ratings",
+    "INTERACTION_KINDS", "KIND_WEIGHTS", "ApplyResult", "Interaction", "ProfileStore", "UserProfile",
+    "event_weights", "interactions_from_ratings",
+    "Filters", "Recommendations", "Recommender",
+    "ALSConfig", "ALSRecommender", "BPRConfig", "BPRRecommender", "PopularityRecommender",
+    "Catalogue", "ItemFeatures", "UserTable", "chronological_split", "load_item_features",
+    "EngineConfig", "RankingEngine",
 ]
+
+
+def __getattr__(name: str):
+    # The engine pulls in torch/torchrec; importing recsys for profiles alone stays light.
+    if name in ("EngineConfig", "RankingEngine"):
+        from recsys import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'recsys' has no attribute {name!r}")

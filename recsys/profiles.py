@@ -383,6 +383,15 @@ class ProfileStore:
             h.update(b"-" if p.vector is None else p.vector.tobytes())
         return h.hexdigest()
 
+    def backup(self, path: str | os.PathLike) -> None:
+        """Write a consistent snapshot of the whole store to a new SQLite file at ``path``."""
+        dst = sqlite3.connect(str(path))
+        try:
+            with self._lock:
+                self._conn.backup(dst)
+        finally:
+            dst.close()
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

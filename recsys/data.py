@@ -1,0 +1,210 @@
+"""Interaction data for the ranking engine: catalogue, users, chronological splits, item features."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from retrieval.errors import CrossrecError, EmbeddingDimensionError
+
+__all__ = [
+    "Catalogue",
+    "UserTable",
+    "Split",
+    "ItemFeatures",
+    "AGE_BUCKETS",
+    "LOG_COLUMNS",
+    "chronological_split",
+    "user_item_matrix",
+    "catalogue_from_movielens",
+    "users_from_movielens",
+    "load_item_features",
+    "check_log",
+]
+
+LOG_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
+AGE_BUCKETS = (18, 25, 35, 45, 50, 56)  # MovieLens-1M style bucket edges
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The items that can be recommended: ids (N,), genre flags (N, G), titles (N,)."""
+
+    item_ids: np.ndarray
+    genres: np.ndarray
+    genre_names: tuple[str, ...]
+    titles: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.item_ids) == 0:
+            raise CrossrecError("the catalogue is empty: nothing can be recommended")
+        if self.genres.shape != (len(self.item_ids), len(self.genre_names)):
+            raise EmbeddingDimensionError(
+                f"genres has shape {self.genres.shape}: expected ({len(self.item_ids)}, {len(self.genre_names)})"
+            )
+        object.__setattr__(self, "_pos", {int(i): p for p, i in enumerate(self.item_ids)})
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def positions(self, item_ids: Sequence[int]) -> np.ndarray:
+        """(n,) catalogue row of each id, -1 where the id is not in the catalogue."""
+        return np.array([self._pos.get(int(i), -1) for i in item_ids], dtype=np.int64)
+
+    def categories(self) -> dict[int, list[str]]:
+        return {int(i): [g for g, on in zip(self.genre_names, row) if on] for i, row in zip(self.item_ids, self.genres)}
+
+
+@dataclass(frozen=True)
+class UserTable:
+    """Known users' demographics as small categorical codes, for the ranker's sparse features."""
+
+    demographics: dict[int, dict]  # user_id -> {"age": 24, "sex": "M", "occupation": "technician"}
+    occupations: tuple[str, ...]
+
+    def codes(self, demographics: dict) -> tuple[int, int, int]:
+        """(age bucket, sex, occupation) codes; 0 means unknown."""
+        age = demographics.get("age")
+        age_code = 0 if age is None else 1 + int(np.searchsorted(AGE_BUCKETS, age, side="right"))
+        sex_code = {"M": 1, "F": 2}.get(demographics.get("sex"), 0)
+        occ = demographics.get("occupation")
+        occ_code = self.occupations.index(occ) + 1 if occ in self.occupations else 0
+        return age_code, sex_code, occ_code
+
+
+@dataclass(frozen=True)
+class Split:
+    """Per-user chronological split of an interaction log (frames with ``LOG_COLUMNS``)."""
+
+    train: pl.DataFrame
+    val: pl.DataFrame
+    test: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class ItemFeatures:
+    """Aligned multimodal item embeddings, rows in catalogue order: image/text/fused (N, D)."""
+
+    item_ids: np.ndarray
+    image: np.ndarray
+    text: np.ndarray
+    fused: np.ndarray
+    image_ok: np.ndarray  # (N,) bool, False where the poster was missing or did not decode
+    fingerprint: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.fused.shape[1])
+
+
+def check_log(log: pl.DataFrame, name: str = "interactions") -> pl.DataFrame:
+    missing = [c for c in LOG_COLUMNS if c not in log.columns]
+    if missing:
+        raise ValueError(f"{name} lacks columns {missing}; expected {LOG_COLUMNS}")
+    return log.select(LOG_COLUMNS)
+
+
+def chronological_split(log: pl.DataFrame, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Split:
+    """Split each user's events by time: the first 80% train, the next 10% val, the last 10% test.
+
+    Ties in timestamp are broken by item id so the split is deterministic.
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+        raise ValueError(f"fractions={fractions!r}: need three non-negative numbers summing to 1")
+    log = check_log(log).sort(["user_id", "timestamp", "item_id"])
+    ranked = log.with_columns(
+        pl.int_range(pl.len()).over("user_id").alias("_rank"), pl.len().over("user_id").alias("_n")
+    )
+    train_end = (pl.col("_n") * fractions[0]).round().cast(pl.Int64)
+    val_end = (pl.col("_n") * (fractions[0] + fractions[1])).round().cast(pl.Int64)
+    part = lambda cond: ranked.filter(cond).drop("_rank", "_n")  # noqa: E731
+    return Split(
+        train=part(pl.col("_rank") < train_end),
+        val=part((pl.col("_rank") >= train_end) & (pl.col("_rank") < val_end)),
+        test=part(pl.col("_rank") >= val_end),
+    )
+
+
+def user_item_matrix(log: pl.DataFrame, user_rows: dict[int, int], catalogue: Catalogue,
+                     weight: str | None = None) -> sp.csr_matrix:
+    """(U, N) CSR of interactions (1, or the ``weight`` column) over known users and catalogue items."""
+    users = np.array([user_rows.get(int(u), -1) for u in log["user_id"].to_list()], dtype=np.int64)
+    items = catalogue.positions(log["item_id"].to_list())
+    keep = (users >= 0) & (items >= 0)
+    vals = np.ones(int(keep.sum()), np.float32) if weight is None else log[weight].to_numpy()[keep].astype(np.float32)
+    mat = sp.csr_matrix((vals, (users[keep], items[keep])), shape=(len(user_rows), len(catalogue)))
+    mat.sum_duplicates()
+    return mat
+
+
+def catalogue_from_movielens(ml: Any) -> Catalogue:
+    from crossrec_datasets import GENRES
+
+    items = ml.items
+    return Catalogue(
+        item_ids=items["item_id"].to_numpy().astype(np.int64),
+        genres=items.select(GENRES).to_numpy().astype(bool),
+        genre_names=tuple(GENRES),
+        titles=tuple(items["title"].to_list()),
+    )
+
+
+def users_from_movielens(ml: Any) -> UserTable:
+    users = ml.users
+    demo = {
+        int(r["user_id"]): {"age": int(r["age"]), "sex": r["sex"], "occupation": r["occupation"]}
+        for r in users.iter_rows(named=True)
+    }
+    return UserTable(demographics=demo, occupations=tuple(sorted(users["occupation"].unique().to_list())))
+
+
+def _cache_file(cache_dir: Path, fingerprint: str, texts: list[str], images: list[Any]) -> Path:
+    key = hashlib.sha256(repr((fingerprint, texts, [str(i) for i in images])).encode()).hexdigest()[:20]
+    return cache_dir / f"item_features-{key}.npz"
+
+
+def load_item_features(
+    item_ids: Sequence[int],
+    texts: list[str],
+    images: list[Any],
+    embedder: Any = None,
+    cache_dir: str | os.PathLike = ".cache/recsys",
+) -> ItemFeatures:
+    """Embed items with the aligned ``retrieval`` item embedder, cached by its fingerprint.
+
+    ``embedder=None`` loads ``retrieval.load_item_embedder()`` (the default aligned model). Any
+    object with ``embed(texts, images)`` returning image/text/fused/image_ok and a ``fingerprint``
+    works.
+    """
+    if not (len(item_ids) == len(texts) == len(images)):
+        raise ValueError(f"item_ids, texts and images differ in length: {len(item_ids)}, {len(texts)}, {len(images)}")
+    if embedder is None:
+        from retrieval import load_item_embedder
+
+        embedder = load_item_embedder()
+    cache = _cache_file(Path(cache_dir), embedder.fingerprint, list(texts), list(images))
+    if cache.is_file():
+        z = np.load(cache)
+        return ItemFeatures(np.asarray(item_ids, np.int64), z["image"], z["text"], z["fused"], z["image_ok"],
+                            embedder.fingerprint)
+    emb = embedder.embed(list(texts), list(images))
+    feats = ItemFeatures(
+        item_ids=np.asarray(item_ids, np.int64),
+        image=np.asarray(emb.image, np.float32),
+        text=np.asarray(emb.text, np.float32),
+        fused=np.asarray(emb.fused, np.float32),
+        image_ok=np.asarray(emb.image_ok, bool),
+        fingerprint=embedder.fingerprint,
+    )
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, image=feats.image, text=feats.text, fused=feats.fused, image_ok=feats.image_ok)
+    os.replace(tmp, cache)
+    return feats

@@ -1,0 +1,286 @@
+"""The TorchRec ranker: sparse id/category features in an EmbeddingBagCollection, dense score and
+multimodal features, a DCN-style cross network and an MLP; trained with DistributedModelParallel.
+
+Training runs in one CPU process (gloo, world size 1) by default, or under ``torchrun`` with
+several processes or GPUs (nccl): the process group already set up by torchrun is used as is.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "RankerConfig",
+    "RankerBatch",
+    "DCNRanker",
+    "SPARSE_KEYS",
+    "FEATURE_GROUPS",
+    "train_ranker",
+    "TrainStats",
+    "process_group",
+]
+
+SPARSE_KEYS = ("user_id", "item_id", "genre", "age_bucket", "sex", "occupation")
+BASE_DENSE = ("als", "als_z", "bpr_z", "popularity", "genre_affinity", "history_size")
+MM_DENSE = ("cos_fused", "cos_image", "cos_text", "image_ok")
+# Feature group -> (sparse keys, dense columns, whether the multimodal embedding block belongs to it)
+FEATURE_GROUPS = {
+    "collaborative": ((), ("als", "als_z", "bpr_z"), False),
+    "popularity": ((), ("popularity",), False),
+    "genre": (("genre",), ("genre_affinity",), False),
+    "ids": (("user_id", "item_id"), ("history_size",), False),
+    "demographics": (("age_bucket", "sex", "occupation"), (), False),
+    "multimodal": ((), MM_DENSE, True),
+}
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    n_users: int  # user id rows (row 0 = unknown user)
+    n_items: int  # item rows (row 0 = unknown item)
+    n_genres: int
+    n_occupations: int
+    mm_dim: int = 0  # D of the aligned item embeddings; 0 = no multimodal features
+    embedding_dim: int = 16
+    cross_layers: int = 2
+    hidden: tuple[int, ...] = (64, 32)
+    mm_hidden: int = 32
+
+    @property
+    def dense_names(self) -> tuple[str, ...]:
+        return BASE_DENSE + (MM_DENSE if self.mm_dim else ())
+
+    @property
+    def table_sizes(self) -> dict[str, int]:
+        # age buckets: 0 unknown + len(AGE_BUCKETS) + 1; sex: unknown/M/F
+        return {"user_id": self.n_users, "item_id": self.n_items, "genre": self.n_genres, "age_bucket": 8,
+                "sex": 3, "occupation": self.n_occupations + 1}
+
+
+@dataclass(frozen=True)
+class RankerBatch:
+    """Rows to score: sparse ids (B,) / genre lists, dense (B, F), multimodal (B, 4 * D) or None."""
+
+    user_rows: np.ndarray
+    item_rows: np.ndarray
+    genre_lists: list[np.ndarray]
+    demo_codes: np.ndarray  # (B, 3) age bucket, sex, occupation
+    dense: np.ndarray
+    mm: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.item_rows)
+
+    def take(self, idx: np.ndarray) -> "RankerBatch":
+        return RankerBatch(self.user_rows[idx], self.item_rows[idx], [self.genre_lists[i] for i in idx],
+                           self.demo_codes[idx], self.dense[idx], None if self.mm is None else self.mm[idx])
+
+    def kjt(self):
+        from torchrec import KeyedJaggedTensor
+
+        b = len(self)
+        genre_len = np.array([len(g) for g in self.genre_lists], np.int64)
+        genres = np.concatenate(self.genre_lists).astype(np.int64) if b else np.zeros(0, np.int64)
+        one = np.ones(b, np.int64)
+        values = np.concatenate([self.user_rows, self.item_rows, genres, self.demo_codes[:, 0], self.demo_codes[:, 1],
+                                 self.demo_codes[:, 2]]).astype(np.int64)
+        lengths = np.concatenate([one, one, genre_len, one, one, one])
+        return KeyedJaggedTensor.from_lengths_sync(keys=list(SPARSE_KEYS), values=torch.from_numpy(values),
+                                                   lengths=torch.from_numpy(lengths))
+
+
+class DCNRanker(nn.Module):
+    """Pooled embeddings (6 x E) + bottom MLPs over dense and multimodal inputs -> cross net -> MLP -> logit."""
+
+    def __init__(self, config: RankerConfig, device: torch.device | str = "cpu") -> None:
+        super().__init__()
+        from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
+
+        self.config = config
+        e = config.embedding_dim
+        self.ebc = EmbeddingBagCollection(
+            tables=[EmbeddingBagConfig(name=f"t_{k}", embedding_dim=e, num_embeddings=n, feature_names=[k],
+                                       pooling=PoolingType.MEAN if k == "genre" else PoolingType.SUM)
+                    for k, n in config.table_sizes.items()],
+            device=torch.device(device),
+        )
+        n_dense = len(config.dense_names)
+        self.dense_mlp = nn.Sequential(nn.Linear(n_dense, e), nn.ReLU())
+        width = e * (len(SPARSE_KEYS) + 1)
+        if config.mm_dim:
+            self.mm_mlp = nn.Sequential(nn.Linear(4 * config.mm_dim, config.mm_hidden), nn.ReLU())
+            width += config.mm_hidden
+        self.cross = nn.ModuleList(nn.Linear(width, width) for _ in range(config.cross_layers))
+        layers, prev = [], width
+        for h in config.hidden:
+            layers += [nn.Linear(prev, h), nn.ReLU()]
+            prev = h
+        self.top = nn.Sequential(*layers, nn.Linear(prev, 1))
+
+    def forward(self, kjt, dense: torch.Tensor, mm: torch.Tensor | None = None,
+                drop: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) logits. ``drop`` (n_keys + n_dense + 1,) 0/1 mask zeroes feature groups (for explanations)."""
+        pooled = self.ebc(kjt)
+        embs = [pooled[k] for k in SPARSE_KEYS]
+        n_keys = len(SPARSE_KEYS)
+        if drop is not None:
+            embs = [x * drop[i] for i, x in enumerate(embs)]
+            dense = dense * drop[n_keys : n_keys + dense.shape[1]]
+        parts = embs + [self.dense_mlp(dense)]
+        if self.config.mm_dim:
+            mm_out = self.mm_mlp(mm)
+            parts.append(mm_out if drop is None else mm_out * drop[-1])
+        x0 = torch.cat(parts, dim=1)
+        x = x0
+        for layer in self.cross:  # DCN-v2 cross: x_{l+1} = x0 * (W x_l + b) + x_l
+            x = x0 * layer(x) + x
+        return self.top(x).squeeze(1)
+
+    def group_mask(self, group: str) -> torch.Tensor:
+        """Mask that drops one feature group (see ``FEATURE_GROUPS``)."""
+        keys, cols, with_mm = FEATURE_GROUPS[group]
+        names = list(SPARSE_KEYS) + list(self.config.dense_names) + ["mm"]
+        mask = torch.ones(len(names))
+        for n in list(keys) + [c for c in cols if c in names]:
+            mask[names.index(n)] = 0.0
+        if with_mm:
+            mask[-1] = 0.0
+        return mask
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def process_group() -> Iterator[None]:
+    """Use the process group torchrun set up, or create a single-process one (gloo on CPU, nccl on GPU)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        yield
+        return
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # launched by torchrun
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    else:
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ["MASTER_PORT"] = str(_free_port())
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    samples: int
+    seconds: float
+    samples_per_s: float
+    final_loss: float
+    world_size: int
+
+
+def _to_tensors(batch: RankerBatch, device: torch.device):
+    mm = None if batch.mm is None else torch.from_numpy(batch.mm).to(device)
+    return batch.kjt().to(device), torch.from_numpy(batch.dense).to(device), mm
+
+
+def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *, epochs: int = 3,
+                 batch_size: int = 1024, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> TrainStats:
+    """Train ``model`` in place with DistributedModelParallel (embeddings: fused Adagrad; dense: Adam).
+
+    Each rank trains on its slice of the examples; the trained weights are copied back into
+    ``model`` on every rank (sharded tables are gathered).
+    """
+    import time
+
+    import torch.distributed as dist
+    from torchrec.distributed import DistributedModelParallel
+    from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+    from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+    from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+    from torchrec.optim.optimizers import in_backward_optimizer_filter
+    from tqdm import tqdm
+
+    with process_group():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        device = torch.device(f"cuda:{rank % torch.cuda.device_count()}") if torch.cuda.is_available() else torch.device("cpu")
+        torch.manual_seed(seed)
+        # DMP shards modules in place: train a copy, then load the gathered weights into ``model``.
+        work = copy.deepcopy(model)
+        apply_optimizer_in_backward(torch.optim.Adagrad, work.ebc.parameters(), {"lr": lr * 10})
+        # Every table table-wise with the fused kernel: the dense data-parallel kernel has no
+        # registered autograd on CPU.
+        constraints = {f"t_{k}": ParameterConstraints(sharding_types=["table_wise"], compute_kernels=["fused"])
+                       for k in SPARSE_KEYS}
+        planner = EmbeddingShardingPlanner(topology=Topology(world_size=world, compute_device=device.type),
+                                           constraints=constraints)
+        plan = planner.collective_plan(work, [EmbeddingBagCollectionSharder()], dist.GroupMember.WORLD)
+        dmp = DistributedModelParallel(work, device=device, plan=plan)
+        dense_opt = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())),
+                                          lambda params: torch.optim.Adam(params, lr=lr))
+        opt = CombinedOptimizer([dmp.fused_optimizer, dense_opt])
+        rng = np.random.default_rng(seed + rank)
+        mine = np.arange(rank, len(examples), world)
+        y_all = torch.from_numpy(labels.astype(np.float32))
+        n_steps = epochs * ((len(mine) + batch_size - 1) // batch_size)
+        # Same number of steps on every rank, or collective calls would hang.
+        n_steps_t = torch.tensor([n_steps])
+        dist.all_reduce(n_steps_t, op=dist.ReduceOp.MIN)
+        n_steps = int(n_steps_t)
+        loss_val, done = float("nan"), 0
+        start = time.perf_counter()
+        bar = tqdm(total=n_steps, desc="train ranker", disable=not progress or rank != 0, leave=False)
+        order = np.zeros(0, np.int64)
+        for _ in range(n_steps):
+            if len(order) < batch_size:
+                order = np.concatenate([order, rng.permutation(mine)])
+            idx, order = order[:batch_size], order[batch_size:]
+            kjt, dense, mm = _to_tensors(examples.take(idx), device)
+            logits = dmp(kjt, dense, mm)
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, y_all[idx].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss_val, done = float(loss), done + len(idx)
+            bar.update(1)
+        bar.close()
+        seconds = time.perf_counter() - start
+        total = torch.tensor([done])
+        dist.all_reduce(total)
+        state = _gather_state(dmp.state_dict())
+        model.load_state_dict(state)
+        return TrainStats(int(total), seconds, float(total) / max(seconds, 1e-9), loss_val, world)
+
+
+def _gather_state(state: dict) -> dict:
+    """Full (unsharded) tensors for every entry of a DMP state dict, on every rank."""
+    out = {}
+    for key, value in state.items():
+        name = key.removeprefix("module.").removeprefix("_dmp_wrapped_module.")
+        if hasattr(value, "full_tensor"):  # DTensor
+            value = value.full_tensor()
+        elif hasattr(value, "local_shards"):  # ShardedTensor: gather on rank 0, then broadcast
+            import torch.distributed as dist
+
+            full = torch.empty(value.size(), dtype=value.dtype) if dist.get_rank() == 0 else None
+            value.gather(0, full)
+            if full is None:
+                full = torch.empty(value.size(), dtype=value.dtype)
+            dist.broadcast(full, 0)
+            value = full
+        out[name] = value.detach().cpu()
+    return out

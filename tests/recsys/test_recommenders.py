@@ -1,0 +1,143 @@
+"""One contract run against every ``Recommender``: popularity, ALS, BPR and the two-stage engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys import Filters, Recommendations
+from recsys.candidates import ALSConfig, ALSRecommender, BPRConfig, BPRRecommender, PopularityRecommender
+from recsys.data import ItemFeatures, catalogue_from_movielens, chronological_split, users_from_movielens
+from recsys.engine import EngineConfig, RankingEngine
+from recsys.profiles import Interaction, ProfileStore
+from retrieval.errors import ModelLoadError
+
+
+@pytest.fixture(scope="session")
+def catalogue(movielens):
+    return catalogue_from_movielens(movielens)
+
+
+@pytest.fixture(scope="session")
+def split(ratings_slice):
+    return chronological_split(ratings_slice)
+
+
+@pytest.fixture(scope="session")
+def features(catalogue, item_vectors):
+    ids, vecs = item_vectors
+    rng = np.random.default_rng(1)
+    other = rng.normal(size=vecs.shape).astype(np.float32)
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    return ItemFeatures(np.asarray(ids), other, vecs, vecs, np.ones(len(ids), bool), "test-stand-in")
+
+
+class RecommenderContract:
+    """Subclasses provide ``fitted`` (a session-scoped fitted recommender) and ``cls``."""
+
+    cls: type
+
+    def test_recommend_shape_and_order(self, fitted, split):
+        user = int(split.train["user_id"][0])
+        rec = fitted.recommend(user, k=10)
+        assert isinstance(rec, Recommendations) and rec.user_id == user and not rec.cold_start
+        assert rec.item_ids.shape == rec.scores.shape == (10,)
+        assert len(rec.sources) == len(rec.top_feature_group) == 10
+        assert np.all(np.diff(rec.scores) <= 0)
+        seen = set(split.train.filter(pl.col("user_id") == user)["item_id"].to_list())
+        assert not seen & set(rec.item_ids.tolist())
+        assert set(rec.item_ids.tolist()) <= set(fitted.catalogue.item_ids.tolist())
+
+    def test_unknown_user_gets_popularity_fallback(self, fitted):
+        rec = fitted.recommend(10**9, k=5)
+        assert rec.cold_start and "popularity" in rec.reason and len(rec.item_ids) == 5
+        top = fitted.catalogue.item_ids[np.argsort(-fitted.popularity, kind="stable")[:5]]
+        assert rec.item_ids.tolist() == top.tolist()
+
+    def test_bad_k_and_filters(self, fitted, split):
+        user = int(split.train["user_id"][0])
+        for k in (0, -3, 2.5, True):
+            with pytest.raises(ValueError, match="k="):
+                fitted.recommend(user, k=k)
+        huge = fitted.recommend(user, k=10**7)
+        assert "clamped" in huge.reason and len(huge.item_ids) <= 1000
+        with pytest.raises(ValueError, match="unknown keys"):
+            fitted.recommend(user, k=5, filters={"colour": "red"})
+        with pytest.raises(ValueError, match="unknown genres"):
+            fitted.recommend(user, k=5, filters={"genres": ["Cooking"]})
+        horror = fitted.recommend(user, k=5, filters=Filters(genres=("Horror",)))
+        col = fitted.catalogue.genre_names.index("Horror")
+        assert fitted.catalogue.genres[fitted.catalogue.positions(horror.item_ids), col].all()
+        only = fitted.recommend(user, k=10, filters={"include_items": [1, 2, 3, 999_999]})
+        assert set(only.item_ids.tolist()) <= {1, 2, 3} and "eligible" in only.reason
+
+    def test_new_click_reaches_the_next_recommendation(self, fitted, split):
+        user = int(split.train["user_id"][1])
+        before = fitted.recommend(user, k=5)
+        item = int(before.item_ids[0])
+        fitted.profiles.apply([Interaction(f"test-click-{self.cls.__name__}", user, item, "purchase", 2e9)])
+        after = fitted.recommend(user, k=5)
+        assert item not in after.item_ids.tolist()  # now seen, so filtered out
+
+    def test_save_and_reload(self, fitted, split, tmp_path):
+        fitted.save_pretrained(tmp_path / "model")
+        loaded = self.cls.from_pretrained(tmp_path / "model")
+        user = int(split.train["user_id"][2])
+        a, b = fitted.recommend(user, k=10), loaded.recommend(user, k=10)
+        assert a.item_ids.tolist() == b.item_ids.tolist()
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-5)
+        with pytest.raises(ModelLoadError):
+            self.cls.from_pretrained(tmp_path / "missing")
+
+
+class TestPopularity(RecommenderContract):
+    cls = PopularityRecommender
+
+    @pytest.fixture(scope="class")
+    def fitted(self, catalogue, split):
+        return PopularityRecommender(catalogue, ProfileStore(None)).fit(split.train)
+
+
+class TestALS(RecommenderContract):
+    cls = ALSRecommender
+
+    @pytest.fixture(scope="class")
+    def fitted(self, catalogue, split):
+        return ALSRecommender(catalogue, ProfileStore(None), ALSConfig(factors=16, iterations=5)).fit(split.train)
+
+
+class TestBPR(RecommenderContract):
+    cls = BPRRecommender
+
+    @pytest.fixture(scope="class")
+    def fitted(self, catalogue, split):
+        return BPRRecommender(catalogue, ProfileStore(None), BPRConfig(factors=16, iterations=20)).fit(split.train)
+
+
+class TestRankingEngine(RecommenderContract):
+    cls = RankingEngine
+
+    @pytest.fixture(scope="class")
+    def fitted(self, catalogue, split, features, movielens):
+        config = EngineConfig(n_per_source=30, epochs=1, als_factors=16, als_iterations=5, bpr_factors=16,
+                              bpr_iterations=20, embedding_dim=8)
+        engine = RankingEngine(catalogue, users_from_movielens(movielens), features, ProfileStore(None), config)
+        return engine.fit(split.train, progress=False)
+
+    def test_explanations(self, fitted, split):
+        rec = fitted.recommend(int(split.train["user_id"][0]), k=10)
+        allowed_sources = {"als", "bpr", "ann", "popularity"}
+        assert all(s and set(s) <= allowed_sources for s in rec.sources)
+        assert set(rec.top_feature_group) <= {"collaborative", "popularity", "genre", "ids", "demographics", "multimodal"}
+        assert fitted.train_stats.samples > 0 and fitted.train_stats.samples_per_s > 0
+
+    def test_mismatched_weights_are_refused(self, fitted, tmp_path, catalogue, features):
+        from safetensors.torch import load_file, save_file
+
+        fitted.save_pretrained(tmp_path / "m")
+        state = load_file(str(tmp_path / "m" / "ranker.safetensors"))
+        state["dense_mlp.0.weight"] = state["dense_mlp.0.weight"][:, :3].contiguous()
+        save_file(state, str(tmp_path / "m" / "ranker.safetensors"))
+        with pytest.raises(ModelLoadError, match="feature sizes"):
+            RankingEngine.from_pretrained(tmp_path / "m")
