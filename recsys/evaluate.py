@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,9 @@ from scipy.stats import rankdata
 from recsys.base import Filters, Recommender
 from recsys.candidates import ALSConfig, ALSRecommender, BPRRecommender, PopularityRecommender
 from recsys.data import (
+    Catalogue,
     ItemFeatures,
+    UserTable,
     Split,
     catalogue_from_movielens,
     chronological_split,
@@ -35,7 +38,10 @@ from recsys.data import (
 from recsys.engine import EngineConfig, RankingEngine
 from recsys.profiles import ProfileStore, interactions_from_ratings
 
-__all__ = ["COLD_THRESHOLD", "MODEL_ROWS", "EvalConfig", "EvalReport", "ranking_metrics", "evaluate_ml100k"]
+__all__ = [
+    "COLD_THRESHOLD", "MODEL_ROWS", "EvalConfig", "EvalReport", "Ml100kInputs", "load_ml100k", "train_ml100k",
+    "ranking_metrics", "evaluate_ml100k",
+]
 
 COLD_THRESHOLD = 5
 MODEL_ROWS = ("popularity", "als", "bpr", "ranker_no_mm", "ranker")
@@ -61,6 +67,44 @@ class EvalReport:
     json_path: Path
     markdown_path: Path
     plot_path: Path
+
+
+@dataclass(frozen=True)
+class Ml100kInputs:
+    catalogue: Catalogue
+    users: UserTable
+    ratings: pl.DataFrame
+    features: ItemFeatures | None
+
+
+def load_ml100k(data_dir: str | None = None, *, embedder: Any = None, embedder_dir: str | None = None,
+                max_users: int | None = None, multimodal: bool = True) -> Ml100kInputs:
+    """MovieLens 100K as engine inputs; item features from the aligned embedder (cached under .cache/)."""
+    from crossrec_datasets import load_movielens
+
+    ml = load_movielens(data_dir)
+    ratings = ml.ratings
+    if max_users is not None:
+        ratings = ratings.filter(pl.col("user_id").is_in(sorted(ratings["user_id"].unique().to_list())[:max_users]))
+    catalogue = catalogue_from_movielens(ml)
+    feats = None
+    if multimodal:
+        if embedder is None and embedder_dir is not None:
+            from retrieval import load_item_embedder
+
+            embedder = load_item_embedder(embedder_dir)
+        feats = load_item_features(catalogue.item_ids, ml.item_texts(), ml.poster_paths(), embedder=embedder)
+    return Ml100kInputs(catalogue, users_from_movielens(ml), ratings, feats)
+
+
+def train_ml100k(out_dir: str | os.PathLike, config: EngineConfig = EngineConfig(), data_dir: str | None = None,
+                 embedder: Any = None, embedder_dir: str | None = None, progress: bool = True) -> RankingEngine:
+    """Fit the engine on all MovieLens 100K ratings and save it (with its profile store) to ``out_dir``."""
+    data = load_ml100k(data_dir, embedder=embedder, embedder_dir=embedder_dir, multimodal=config.multimodal)
+    engine = RankingEngine(data.catalogue, data.users, data.features, ProfileStore(None), config)
+    engine.fit(data.ratings, progress=progress)
+    engine.save_pretrained(out_dir)
+    return engine
 
 
 def ranking_metrics(scores: np.ndarray, relevant: Sequence[np.ndarray], excluded: Sequence[np.ndarray]) -> dict[str, float]:
@@ -112,22 +156,11 @@ def _score(model: Recommender, users: list[int], all_items: bool = False) -> np.
 
 def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, progress: bool = True) -> EvalReport:
     """Run the whole evaluation and write ``metrics.json``, ``metrics.md`` and ``metrics.png``."""
-    from crossrec_datasets import load_movielens
-
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    ml = load_movielens(config.data_dir)
-    catalogue = catalogue_from_movielens(ml)
-    users_table = users_from_movielens(ml)
-    ratings = ml.ratings
-    if config.max_users is not None:
-        ratings = ratings.filter(pl.col("user_id").is_in(sorted(ratings["user_id"].unique().to_list())[: config.max_users]))
-    split = chronological_split(ratings)
-    if embedder is None and config.embedder_dir is not None:
-        from retrieval import load_item_embedder
-
-        embedder = load_item_embedder(config.embedder_dir)
-    feats = load_item_features(catalogue.item_ids, ml.item_texts(), ml.poster_paths(), embedder=embedder)
+    data = load_ml100k(config.data_dir, embedder=embedder, embedder_dir=config.embedder_dir, max_users=config.max_users)
+    catalogue, users_table, feats = data.catalogue, data.users, data.features
+    split = chronological_split(data.ratings)
     timings["load_and_embed_s"] = time.perf_counter() - t0
     users = sorted(split.test["user_id"].unique().to_list())
     train_seen = _rows_per_user(split.train, users, catalogue)

@@ -7,6 +7,9 @@ import polars as pl
 import pytest
 
 from crossrec_datasets import GENRES, load_movielens
+from recsys.data import ItemFeatures, catalogue_from_movielens, chronological_split, users_from_movielens
+from recsys.engine import EngineConfig, RankingEngine
+from recsys.profiles import ProfileStore
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +35,31 @@ def item_vectors(movielens) -> tuple[list[int], np.ndarray]:
     ids = movielens.items["item_id"].to_list()
     vecs = np.random.default_rng(0).normal(size=(len(ids), 32)).astype(np.float32)
     return ids, vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="session")
+def catalogue(movielens):
+    return catalogue_from_movielens(movielens)
+
+
+@pytest.fixture(scope="session")
+def split(ratings_slice):
+    return chronological_split(ratings_slice)
+
+
+@pytest.fixture(scope="session")
+def features(catalogue, item_vectors):
+    ids, vecs = item_vectors
+    rng = np.random.default_rng(1)
+    other = rng.normal(size=vecs.shape).astype(np.float32)
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    return ItemFeatures(np.asarray(ids), other, vecs, vecs, np.ones(len(ids), bool), "test-stand-in")
+
+
+@pytest.fixture(scope="session")
+def engine(catalogue, split, features, movielens):
+    """A tiny two-stage engine fitted once on the slice (one DMP training run)."""
+    config = EngineConfig(n_per_source=30, epochs=1, als_factors=16, als_iterations=5, bpr_factors=16,
+                          bpr_iterations=20, embedding_dim=8)
+    eng = RankingEngine(catalogue, users_from_movielens(movielens), features, ProfileStore(None), config)
+    return eng.fit(split.train, progress=False)

@@ -8,29 +8,9 @@ import pytest
 
 from recsys import Filters, Recommendations
 from recsys.candidates import ALSConfig, ALSRecommender, BPRConfig, BPRRecommender, PopularityRecommender
-from recsys.data import ItemFeatures, catalogue_from_movielens, chronological_split, users_from_movielens
-from recsys.engine import EngineConfig, RankingEngine
+from recsys.engine import RankingEngine
 from recsys.profiles import Interaction, ProfileStore
 from retrieval.errors import ModelLoadError
-
-
-@pytest.fixture(scope="session")
-def catalogue(movielens):
-    return catalogue_from_movielens(movielens)
-
-
-@pytest.fixture(scope="session")
-def split(ratings_slice):
-    return chronological_split(ratings_slice)
-
-
-@pytest.fixture(scope="session")
-def features(catalogue, item_vectors):
-    ids, vecs = item_vectors
-    rng = np.random.default_rng(1)
-    other = rng.normal(size=vecs.shape).astype(np.float32)
-    other /= np.linalg.norm(other, axis=1, keepdims=True)
-    return ItemFeatures(np.asarray(ids), other, vecs, vecs, np.ones(len(ids), bool), "test-stand-in")
 
 
 class RecommenderContract:
@@ -119,11 +99,8 @@ class TestRankingEngine(RecommenderContract):
     cls = RankingEngine
 
     @pytest.fixture(scope="class")
-    def fitted(self, catalogue, split, features, movielens):
-        config = EngineConfig(n_per_source=30, epochs=1, als_factors=16, als_iterations=5, bpr_factors=16,
-                              bpr_iterations=20, embedding_dim=8)
-        engine = RankingEngine(catalogue, users_from_movielens(movielens), features, ProfileStore(None), config)
-        return engine.fit(split.train, progress=False)
+    def fitted(self, engine):
+        return engine
 
     def test_explanations(self, fitted, split):
         rec = fitted.recommend(int(split.train["user_id"][0]), k=10)

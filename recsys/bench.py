@@ -1,0 +1,95 @@
+"""Benchmark: ranker training throughput and ``recommend`` latency (one user, and batches)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys.engine import EngineConfig, RankingEngine
+from recsys.evaluate import load_ml100k
+from recsys.profiles import ProfileStore
+
+__all__ = ["BenchConfig", "BenchReport", "benchmark_ml100k"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model_dir: str | None = None  # a saved engine; None trains one (epochs below) on all ratings
+    data_dir: str | None = None
+    embedder_dir: str | None = None
+    epochs: int = 1
+    single_calls: int = 300
+    batch_sizes: tuple[int, ...] = (16, 64)
+    batch_calls: int = 10
+    k: int = 10
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    device: str
+    catalogue_size: int
+    train_samples: int | None
+    train_samples_per_s: float | None
+    train_world_size: int | None
+    single_p50_ms: float
+    single_p99_ms: float
+    batch: dict  # batch size -> {"p50_ms", "p99_ms", "users_per_s"}
+
+
+def _percentiles(times: list[float]) -> tuple[float, float]:
+    ms = np.array(times) * 1000.0
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def benchmark_ml100k(config: BenchConfig = BenchConfig(), embedder: Any = None, json_path: str | os.PathLike | None = None,
+                     progress: bool = True) -> BenchReport:
+    """Time training (unless ``model_dir`` is given) and ``recommend`` on MovieLens 100K."""
+    import torch
+
+    if config.model_dir is not None:
+        engine = RankingEngine.from_pretrained(config.model_dir)
+    else:
+        data = load_ml100k(config.data_dir, embedder=embedder, embedder_dir=config.embedder_dir)
+        engine = RankingEngine(data.catalogue, data.users, data.features, ProfileStore(None), EngineConfig(epochs=config.epochs))
+        engine.fit(data.ratings, progress=progress)
+    users = engine.profiles.users()
+    rng = np.random.default_rng(config.seed)
+    for u in users[:5]:  # warm-up
+        engine.recommend(u, k=config.k)
+    single = []
+    for u in rng.choice(users, size=config.single_calls):
+        t = time.perf_counter()
+        engine.recommend(int(u), k=config.k)
+        single.append(time.perf_counter() - t)
+    batch = {}
+    for size in config.batch_sizes:
+        times = []
+        for _ in range(config.batch_calls):
+            chosen = [int(u) for u in rng.choice(users, size=size, replace=False)]
+            t = time.perf_counter()
+            scores = engine.score(chosen).scores
+            np.argpartition(-scores, config.k, axis=1)[:, : config.k]
+            times.append(time.perf_counter() - t)
+        p50, p99 = _percentiles(times)
+        batch[str(size)] = {"p50_ms": p50, "p99_ms": p99, "users_per_s": size / float(np.median(times))}
+    stats = engine.train_stats
+    p50, p99 = _percentiles(single)
+    report = BenchReport(
+        device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+        catalogue_size=len(engine.catalogue),
+        train_samples=None if stats is None else stats.samples,
+        train_samples_per_s=None if stats is None else stats.samples_per_s,
+        train_world_size=None if stats is None else stats.world_size,
+        single_p50_ms=p50, single_p99_ms=p99, batch=batch,
+    )
+    if json_path is not None:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(asdict(report), indent=2))
+    return report
