@@ -10,6 +10,7 @@ fetches more while handlers work) and shrinks its batch when a batch takes longe
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 import signal
 import threading
@@ -25,7 +26,9 @@ from streaming.handlers import HandleResult, Handler, ProfileHandler
 from streaming.producer import EventProducer, ensure_topics
 from streaming.source import Delivery, EventSource, KafkaEventSource
 
-__all__ = ["ConsumerConfig", "ConsumerStats", "run_consumer", "run_workers", "profile_handlers", "merge_stats"]
+__all__ = [
+    "ConsumerConfig", "ConsumerStats", "WorkerPool", "run_consumer", "run_workers", "profile_handlers", "merge_stats",
+]
 
 _DLQ_PAYLOAD_CHARS = 4096
 
@@ -42,7 +45,7 @@ class ConsumerConfig:
     max_batch: int = 1000
     min_batch: int = 50
     target_batch_s: float = 0.5
-    commit_interval_s: float = 0.5
+    commit_interval_s: float = 0.25
     poll_timeout_s: float = 0.2
     max_events: int | None = None
     idle_timeout_s: float | None = None
@@ -205,12 +208,14 @@ def run_consumer(
     *,
     stop: threading.Event | None = None,
     source: EventSource | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> ConsumerStats:
     """Consume ``config.topic_names()`` in group ``config.group_id`` and apply them with ``handlers``.
 
     Returns when ``stop`` is set, SIGTERM/SIGINT arrives (main thread only), ``config.max_events``
     were consumed, or nothing arrived for ``config.idle_timeout_s`` with zero lag. Always flushes
     and commits before returning (graceful shutdown). Handlers are not closed (the caller owns them).
+    ``on_ready`` is called once, when the group first assigned partitions to this worker.
     """
     if not handlers:
         raise ValueError("handlers=[]: give at least one Handler")
@@ -231,6 +236,9 @@ def run_consumer(
     try:
         while not stop.is_set():
             deliveries = source.poll(config.poll_timeout_s, worker.batch)
+            if on_ready is not None and source.lag():
+                on_ready()
+                on_ready = None
             if deliveries:
                 worker.process(deliveries)
                 idle_since = time.monotonic()
@@ -286,34 +294,73 @@ def profile_handlers(config: ConsumerConfig) -> tuple[list[Handler], Callable[[]
     return [ProfileHandler(store)], store.close
 
 
-def _worker_main(config: ConsumerConfig, results) -> None:
+def _worker_main(config: ConsumerConfig, results, ready) -> None:
     handlers, close = profile_handlers(config)
     try:
-        results.put(run_consumer(config, handlers))
+        results.put(run_consumer(config, handlers, on_ready=lambda: ready.put(os.getpid())))
     finally:
         close()
+
+
+class WorkerPool:
+    """``n_workers`` processes of one group, each running ``run_consumer`` with the profile
+    handlers of ``config`` (see ``profile_handlers``); ``kill9`` simulates a crash."""
+
+    def __init__(self, config: ConsumerConfig, n_workers: int) -> None:
+        if n_workers < 1:
+            raise ValueError(f"n_workers={n_workers!r}: at least 1 worker process is required")
+        self._ctx = mp.get_context("spawn")  # no inherited Kafka sockets or SQLite handles
+        self.config, self._results, self._ready = config, self._ctx.Queue(), self._ctx.Queue()
+        self.procs = [self._spawn() for _ in range(n_workers)]
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Block until every worker started so far has been assigned partitions once."""
+        deadline = time.monotonic() + timeout_s
+        for _ in range(self._unready):
+            left = deadline - time.monotonic()
+            try:
+                self._ready.get(timeout=max(0.01, left))
+            except queue.Empty:
+                raise CrossrecError(f"workers not assigned partitions within timeout_s={timeout_s}") from None
+            self._unready -= 1
+
+    def _spawn(self):
+        self._unready = getattr(self, "_unready", 0) + 1
+        proc = self._ctx.Process(target=_worker_main, args=(self.config, self._results, self._ready), daemon=True)
+        proc.start()
+        return proc
+
+    def kill9(self, i: int = 0, restart: bool = True) -> None:
+        """SIGKILL worker ``i`` (no flush, no commit, no goodbye) and start a replacement."""
+        os.kill(self.procs[i].pid, signal.SIGKILL)
+        self.procs[i].join()
+        if restart:
+            self.procs[i] = self._spawn()
+        else:
+            self.procs.pop(i)
+
+    def join(self, timeout_s: float | None = None) -> ConsumerStats:
+        """Wait for every live worker to end (``max_events``/``idle_timeout_s``); merged stats."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        stats: list[ConsumerStats] = []
+        try:
+            while len(stats) < len(self.procs):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise CrossrecError(f"workers did not finish within timeout_s={timeout_s}")
+                try:
+                    stats.append(self._results.get(timeout=1.0))
+                except queue.Empty:
+                    if not any(p.is_alive() for p in self.procs) and self._results.empty():
+                        codes = [p.exitcode for p in self.procs]
+                        raise CrossrecError(
+                            f"{len(self.procs) - len(stats)} worker process(es) died without stats (exit codes {codes})")
+        finally:
+            for p in self.procs:
+                p.join(timeout=30)
+        return merge_stats(stats)
 
 
 def run_workers(config: ConsumerConfig, n_workers: int) -> ConsumerStats:
     """Run ``n_workers`` processes of the same group (profile handlers on ``config.store_path``)
     until each ends (``max_events`` is per worker; use ``idle_timeout_s`` to drain); merged stats."""
-    if n_workers < 1:
-        raise ValueError(f"n_workers={n_workers!r}: at least 1 worker process is required")
-    ctx = mp.get_context("spawn")  # no inherited Kafka sockets or SQLite handles
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(config, results), name=f"crossrec-worker-{i}") for i in range(n_workers)]
-    for p in procs:
-        p.start()
-    stats: list[ConsumerStats] = []
-    try:
-        while len(stats) < n_workers:
-            try:
-                stats.append(results.get(timeout=1.0))
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs) and results.empty():
-                    codes = [p.exitcode for p in procs]
-                    raise CrossrecError(f"{n_workers - len(stats)} worker process(es) died without stats (exit codes {codes})")
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-    return merge_stats(stats)
+    return WorkerPool(config, n_workers).join()

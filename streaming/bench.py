@@ -1,0 +1,331 @@
+"""``crossrec stream bench``: end-to-end throughput, latency, crash and broker-restart scenarios.
+
+Every scenario uses fresh topics and a fresh profile store and checks the final profiles against
+a Kafka-free load of the same events (``recsys.ProfileStore.apply``): ``lost`` counts expected
+events missing from the store, ``duplicates`` events counted more than once, ``identical`` compares
+the store fingerprints. Worker processes run the real consumer (``run_consumer``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from retrieval.persist import atomic_write_text
+from streaming.broker import Broker, BrokerConfig, resolve_bootstrap
+from streaming.events import MAX_EVENT_BYTES, ItemEvent, Topics, UserEvent
+from streaming.producer import EventProducer, ensure_topics
+from streaming.replay import movielens_events, publish
+from streaming.worker import ConsumerConfig, ConsumerStats, WorkerPool, run_consumer
+
+__all__ = ["SCENARIOS", "BenchConfig", "run_bench", "bad_payloads"]
+
+SCENARIOS = ("throughput", "latency", "kill9", "broker_restart", "new_item")
+_JOIN_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """``n_events`` None = all 100k ratings. ``bootstrap`` None starts a private embedded broker
+    under ``out_dir/broker`` (needed for ``broker_restart``)."""
+
+    n_events: int | None = None
+    workers: int = 1
+    latency_rate: float = 1000.0
+    latency_events: int = 10_000
+    crash_events: int = 20_000
+    crash_rate: float = 4000.0
+    scenarios: tuple[str, ...] = SCENARIOS
+    out_dir: str = "runs/stream-bench"
+    bootstrap: str | None = None
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.scenarios if s not in SCENARIOS]
+        if bad or not self.scenarios:
+            raise ValueError(f"scenarios={self.scenarios!r}: choose among {SCENARIOS}")
+        if self.workers < 1:
+            raise ValueError(f"workers={self.workers!r}: at least 1 worker process is required")
+        if self.bootstrap and "broker_restart" in self.scenarios:
+            raise ValueError("scenario 'broker_restart' restarts the embedded broker: leave bootstrap unset")
+
+
+def bad_payloads(template: UserEvent) -> list[tuple[bytes, bytes | None]]:
+    """(key, value) of malformed messages mixed into the benchmark stream: each is dead-lettered."""
+    good = json.loads(template.to_json())
+    return [
+        (b"0", b"{not json"),
+        (b"0", json.dumps({**good, "event_id": "bad-v", "v": 2}).encode()),
+        (b"0", json.dumps({**good, "event_id": "bad-kind", "kind": "love"}).encode()),
+        (b"0", b"x" * (MAX_EVENT_BYTES + 1)),
+        (b"0", None),
+    ]
+
+
+def unknown_item_event(template: UserEvent) -> UserEvent:
+    """A valid event naming an item outside the catalogue: applied to the history, counted as
+    ``unknown_items`` (the profile store's documented behaviour), not dead-lettered."""
+    return UserEvent(event_id="bench-unknown-item", timestamp=template.timestamp, user_id=template.user_id,
+                     item_id=10_000_000, kind="click")
+
+
+@dataclass
+class _Check:
+    lost: int
+    duplicates: int
+    identical: bool
+    expected: int
+    stored: int
+
+
+def _check_store(store_path: Path, events: Sequence[UserEvent]) -> _Check:
+    """Compare the store with a direct load of ``events``: per user, events missing or extra."""
+    from recsys.profiles import Interaction, ProfileStore
+
+    got = ProfileStore.open(store_path)
+    ref = ProfileStore(None)
+    ref.apply([Interaction(e.event_id, e.user_id, e.item_id, e.kind, e.timestamp, e.value) for e in events])
+    expected = Counter(e.user_id for e in events)
+    lost = duplicates = stored = 0
+    for user in sorted(set(expected) | set(got.users())):
+        profile = got.get(user)
+        n = profile.n_events if profile else 0
+        stored += n
+        lost += max(0, expected[user] - n)
+        duplicates += max(0, n - expected[user])
+    identical = got.fingerprint() == ref.fingerprint()
+    got.close()
+    return _Check(lost, duplicates, identical, len(events), stored)
+
+
+def _store_count(path: Path) -> int:
+    import sqlite3
+
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(str(path), timeout=10)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    except sqlite3.OperationalError:  # the table is not created yet
+        return 0
+    finally:
+        conn.close()
+
+
+class _Bench:
+    def __init__(self, config: BenchConfig, bootstrap: str, broker: Broker | None) -> None:
+        self.config, self.bootstrap, self.broker = config, bootstrap, broker
+        self.out = Path(config.out_dir)
+        self.run_id = f"b{os.getpid()}x{int(time.time())}"
+        self._n = 0
+
+    def fresh(self, name: str) -> tuple[Topics, Path]:
+        self._n += 1
+        topics = Topics(prefix=f"{self.run_id}-{name}-{self._n}")
+        ensure_topics(self.bootstrap, topics)
+        store = self.out / f"{name}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{store}{suffix}").unlink(missing_ok=True)
+        return topics, store
+
+    def worker_config(self, topics: Topics, store: Path, group: str, **kw) -> ConsumerConfig:
+        return ConsumerConfig(bootstrap=self.bootstrap, topics=topics, group_id=group, consume=("user_events",),
+                              store_path=str(store), idle_timeout_s=kw.pop("idle_timeout_s", 4.0), **kw)
+
+    # -- scenarios ---------------------------------------------------------------------------
+    def throughput(self, events: list[UserEvent]) -> dict:
+        """All events at full speed (plus malformed ones) through ``workers`` processes."""
+        topics, store = self.fresh("throughput")
+        bad = bad_payloads(events[0])
+        n_bad = len(bad)
+        events = events + [unknown_item_event(events[0])]
+        workers = WorkerPool(self.worker_config(topics, store, "bench-throughput"), self.config.workers)
+        workers.wait_ready()
+        started = time.time()
+        with EventProducer(self.bootstrap, linger_ms=20) as producer:
+            step = max(1, len(events) // (len(bad) + 1))
+            for i in range(0, len(events), step):
+                publish(producer, topics.user_events, events[i:i + step])
+                if bad:
+                    producer.send_raw(topics.user_events, *bad.pop())
+        produced = time.time() - started
+        stats = workers.join()
+        check = _check_store(store, events)
+        return {
+            "events": len(events), "malformed_sent": n_bad, "workers": self.config.workers,
+            "events_per_s": len(events) / (stats.last_applied_at - started),
+            "produce_events_per_s": len(events) / produced,
+            "consumer": stats.summary(), **asdict(check),
+        }
+
+    def latency(self, events: list[UserEvent]) -> dict:
+        """Paced at ``latency_rate`` events/s; latency = producer sent_at -> applied in the store."""
+        from recsys.profiles import ProfileStore
+
+        topics, store_path = self.fresh("latency")
+        store = ProfileStore(store_path)
+        stop = threading.Event()
+        config = self.worker_config(topics, store_path, "bench-latency", idle_timeout_s=None, max_batch=500)
+        from streaming.handlers import ProfileHandler
+
+        result: dict = {}
+        ready = threading.Event()
+        thread = threading.Thread(target=lambda: result.setdefault(
+            "stats", run_consumer(config, [ProfileHandler(store)], stop=stop, on_ready=ready.set)))
+        thread.start()
+        ready.wait(_JOIN_TIMEOUT_S)
+        with EventProducer(self.bootstrap, linger_ms=1) as producer:
+            sent = publish(producer, topics.user_events, events, rate=self.config.latency_rate)
+        deadline = time.monotonic() + 60
+        while store.n_events() < len(events) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        thread.join()
+        stats: ConsumerStats = result["stats"]
+        store.close()
+        return {"events": len(events), "rate": self.config.latency_rate, "achieved_rate": sent.events_per_s,
+                "p50_ms": stats.percentile_ms(50), "p99_ms": stats.percentile_ms(99),
+                "max_ms": max(stats.latencies_ms) if stats.latencies_ms else None, "applied": stats.applied}
+
+    def _paced_producer(self, topics: Topics, events: list[UserEvent]) -> threading.Thread:
+        def run() -> None:
+            with EventProducer(self.bootstrap) as producer:
+                publish(producer, topics.user_events, events, rate=self.config.crash_rate)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    def kill9(self, events: list[UserEvent]) -> dict:
+        """SIGKILL a worker when about a third of the events are in the store; a new one resumes."""
+        topics, store = self.fresh("kill9")
+        workers = WorkerPool(self.worker_config(topics, store, "bench-kill9", idle_timeout_s=6.0), 1)
+        workers.wait_ready()
+        producer = self._paced_producer(topics, events)
+        while _store_count(store) < len(events) // 3:
+            time.sleep(0.02)
+        killed_at = _store_count(store)
+        workers.kill9()
+        producer.join()
+        stats = workers.join()
+        check = _check_store(store, events)
+        return {"events": len(events), "killed_at_applied": killed_at, "redelivered_after_restart": stats.duplicates,
+                **asdict(check)}
+
+    def broker_restart(self, events: list[UserEvent]) -> dict:
+        """Restart Tansu and SeaweedFS while producing and consuming; both clients reconnect."""
+        topics, store = self.fresh("restart")
+        workers = WorkerPool(self.worker_config(topics, store, "bench-restart", idle_timeout_s=10.0), 1)
+        workers.wait_ready()
+        producer = self._paced_producer(topics, events)
+        while _store_count(store) < len(events) // 3:
+            time.sleep(0.02)
+        at = _store_count(store)
+        t0 = time.monotonic()
+        self.broker.restart()
+        downtime = time.monotonic() - t0
+        producer.join()
+        stats = workers.join()
+        check = _check_store(store, events)
+        return {"events": len(events), "restarted_at_applied": at, "restart_s": downtime,
+                "redelivered": stats.duplicates, **asdict(check)}
+
+    def new_item(self) -> dict:
+        """Grocery catalogue in a FAISS index; new item events, timed from sent_at until searchable."""
+        from crossrec_datasets import load_grocery
+        from retrieval.index import create_index
+        from streaming.embedder import load_embedder
+        from streaming.handlers import ItemIndexHandler
+
+        topics, _ = self.fresh("items")
+        embedder = load_embedder()
+        products = load_grocery(self.config.data_dir).products
+        base = products[: len(products) // 2]
+        vectors = embedder.embed_items([p.description for p in base], [str(p.iconic_image) for p in base])
+        index = create_index(vectors.shape[1], expected_size=len(products), kind="flat")
+        index.add(np.array([p.class_id for p in base], dtype=np.int64), vectors)
+        new = products[len(products) // 2:][:10]
+        # The worker measures sent_at -> handled (index.add returned: the item is searchable).
+        config = ConsumerConfig(bootstrap=self.bootstrap, topics=topics, group_id="bench-items",
+                                consume=("item_events",), max_events=len(new))
+        result: dict = {}
+        ready = threading.Event()
+        thread = threading.Thread(target=lambda: result.setdefault(
+            "stats", run_consumer(config, [ItemIndexHandler(index, embedder)], on_ready=ready.set)))
+        thread.start()
+        ready.wait(_JOIN_TIMEOUT_S)
+        with EventProducer(self.bootstrap, linger_ms=1) as producer:
+            for p in new:  # one at a time, as a catalogue feed would
+                producer.send(topics.item_events, ItemEvent(
+                    event_id=f"bench-item:{p.class_id}", timestamp=time.time(), item_id=p.class_id, text=p.description,
+                    categories=[p.category, p.coarse_name], image_path=str(p.iconic_image), sent_at=time.time()))
+                producer.flush()
+                time.sleep(0.5)
+        thread.join(timeout=60)
+        stats: ConsumerStats = result["stats"]
+        found = 0
+        for p in new:
+            query = embedder.embed_items([p.description], [str(p.iconic_image)])
+            found += int(p.class_id in index.search(query, 5).ids[0].tolist())
+        return {"items": len(new), "applied": stats.applied, "found_in_top5_by_own_vector": found,
+                "embedder": type(embedder).__name__, "p50_ms": stats.percentile_ms(50),
+                "max_ms": max(stats.latencies_ms) if stats.latencies_ms else None}
+
+
+def run_bench(config: BenchConfig, json_path: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Run ``config.scenarios`` and return (and write to ``json_path``) the figures.
+
+    Top-level keys: ``events_per_s`` (throughput), ``p50_ms``/``p99_ms`` (latency at
+    ``latency_rate``), ``lost``/``duplicates`` (summed over the store checks), ``dlq`` (dead letters
+    of the throughput run), and ``scenarios`` with each scenario's details.
+    """
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    broker = None if config.bootstrap else Broker(BrokerConfig(data_dir=str(out / "broker"), kafka_port=0, s3_port=0))
+    if broker is not None:
+        broker.start()
+    try:
+        bench = _Bench(config, resolve_bootstrap(config.bootstrap) if config.bootstrap else broker.bootstrap, broker)
+        needed = max(config.n_events or 0, config.latency_events, config.crash_events)
+        events = movielens_events(config.data_dir, None if config.n_events is None else needed)
+        results: dict = {}
+        for name in config.scenarios:
+            if progress:
+                print(f"[stream bench] {name} ...", flush=True)
+            if name == "throughput":
+                results[name] = bench.throughput(events[: config.n_events] if config.n_events else events)
+            elif name == "latency":
+                results[name] = bench.latency(events[: config.latency_events])
+            elif name == "kill9":
+                results[name] = bench.kill9(events[: config.crash_events])
+            elif name == "broker_restart":
+                results[name] = bench.broker_restart(events[: config.crash_events])
+            else:
+                results[name] = bench.new_item()
+            if progress:
+                print(json.dumps({name: results[name]}, default=str)[:2000], flush=True)
+    finally:
+        if broker is not None and broker.owned:
+            broker.stop()
+    checks = [r for r in results.values() if "lost" in r]
+    summary = {
+        "events_per_s": results.get("throughput", {}).get("events_per_s"),
+        "p50_ms": results.get("latency", {}).get("p50_ms"),
+        "p99_ms": results.get("latency", {}).get("p99_ms"),
+        "lost": sum(r["lost"] for r in checks),
+        "duplicates": sum(r["duplicates"] for r in checks),
+        "dlq": results.get("throughput", {}).get("consumer", {}).get("dlq"),
+        "new_item_searchable_ms_max": results.get("new_item", {}).get("max_ms"),
+        "scenarios": results,
+    }
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(summary, indent=2, default=str))
+    return summary
