@@ -1,0 +1,136 @@
+"""Raw items (text + image) -> aligned vectors, for indexing, search, profiles and ranking."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from retrieval.align.features import frozen_stages
+from retrieval.align.model import AlignConfig, AlignedModel
+from retrieval.encoders import Encoder, MobileNetV2Encoder, load_encoder, load_images
+from retrieval.encoders.text import check_texts
+from retrieval.images import ImageInput
+
+__all__ = ["ItemEmbeddings", "ItemEmbedder", "load_item_embedder", "default_model_dir", "CROSSREC_HOME_ENV"]
+
+CROSSREC_HOME_ENV = "CROSSREC_HOME"
+
+
+def default_model_dir(dataset: str = "ml100k") -> Path:
+    """``$CROSSREC_HOME/models/crossclip-<dataset>`` (``~/.cache/crossrec`` by default): where
+    ``crossrec retrieval train`` saves and everything else looks first."""
+    home = Path(os.environ.get(CROSSREC_HOME_ENV, Path.home() / ".cache" / "crossrec")).expanduser()
+    return home / "models" / f"crossclip-{dataset}"
+
+
+@dataclass(frozen=True)
+class ItemEmbeddings:
+    """All ``(N, D)`` float32, L2-normalised, in one aligned space. ``image_ok``/``text_ok (N,)``
+    are False where that modality was missing or did not decode (its rows are zero, and ``fused``
+    falls back to the other modality)."""
+
+    image: np.ndarray
+    text: np.ndarray
+    fused: np.ndarray
+    image_ok: np.ndarray
+    text_ok: np.ndarray
+    errors: dict[int, str]
+
+
+class ItemEmbedder:
+    """Wraps the frozen encoders and a trained ``AlignedModel`` behind raw-input methods."""
+
+    def __init__(self, model: AlignedModel, text_encoder: Encoder | None = None,
+                 image_encoder: MobileNetV2Encoder | None = None, source: str = ""):
+        self.model = model.eval()
+        self.text_encoder = text_encoder or load_encoder(model.config.text_encoder)
+        self.image_encoder = image_encoder or MobileNetV2Encoder()
+        if self.text_encoder.dim != model.config.text_dim:
+            raise ValueError(f"text encoder gives {self.text_encoder.dim}-d vectors, model expects {model.config.text_dim}")
+        self.source = source
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.embed_dim
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.model.config.name}:{self.source or 'untrained'}:{self.text_encoder.fingerprint}:{self.dim}"
+
+    @torch.inference_mode()
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Queries or item texts -> ``(N, D)``."""
+        feats = torch.from_numpy(self.text_encoder.encode(check_texts(texts)))
+        return self.model.encode_text(feats).numpy()
+
+    @torch.inference_mode()
+    def _images(self, images: Sequence[ImageInput | None], batch: int = 64):
+        n, d = len(images), self.dim
+        z = np.zeros((n, d), np.float32)
+        tokens: dict[int, torch.Tensor] = {}
+        ok = np.zeros(n, dtype=bool)
+        errors: dict[int, str] = {}
+        split = self.model.config.split_stage
+        for start in range(0, n, batch):
+            loaded = load_images(list(images[start : start + batch]))
+            errors.update({start + i: why for i, why in loaded.errors.items()})
+            if not len(loaded.tensors):
+                continue
+            x = frozen_stages(self.image_encoder, loaded.tensors, 0, split)
+            zi, tok = self.model.encode_image(x, return_tokens=True)
+            pos = start + np.flatnonzero(loaded.ok)
+            z[pos] = zi.float().numpy()
+            ok[pos] = True
+            for j, p in enumerate(pos):
+                tokens[int(p)] = tok[j].float()
+        return z, tokens, ok, errors
+
+    def embed_images(self, images: Sequence[ImageInput | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Images -> ``(N, D)`` vectors and ``ok (N,)``; undecodable images give zero rows."""
+        z, _, ok, _ = self._images(images)
+        return z, ok
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str | None], images: Sequence[ImageInput | None]) -> ItemEmbeddings:
+        """Items given as parallel lists of texts and images (either may be None per item)."""
+        if len(texts) != len(images):
+            raise ValueError(f"texts has {len(texts)} entries but images has {len(images)}; give one of each per item")
+        n, d = len(texts), self.dim
+        text_ok = np.array([isinstance(t, str) and bool(t.strip()) for t in texts], dtype=bool)
+        zt = np.zeros((n, d), np.float32)
+        if text_ok.any():
+            zt[text_ok] = self.embed_text([t for t, ok in zip(texts, text_ok) if ok])
+        zi, tokens, image_ok, errors = self._images(images)
+        for i in np.flatnonzero(~text_ok):
+            errors.setdefault(int(i), "empty text")
+        missing = np.flatnonzero(~text_ok & ~image_ok)
+        if len(missing):
+            raise ValueError(f"items {missing[:10].tolist()} have neither a usable text nor a decodable image: {[errors.get(int(i)) for i in missing[:3]]}")
+        fused = np.where(text_ok[:, None], zt, zi).copy()
+        both = np.flatnonzero(text_ok & image_ok)
+        if len(both):
+            tok = torch.stack([tokens[int(i)] for i in both])
+            fused[both] = self.model.fuse(torch.from_numpy(zt[both]), torch.from_numpy(zi[both]), tok).float().numpy()
+        fused = F.normalize(torch.from_numpy(fused), dim=-1).numpy()
+        return ItemEmbeddings(zi, zt, fused, image_ok, text_ok, errors)
+
+    def embed_items(self, texts: Sequence[str | None], images: Sequence[ImageInput | None]) -> np.ndarray:
+        """Fused item vectors ``(N, D)``."""
+        return self.embed(texts, images).fused
+
+
+def load_item_embedder(model_dir: str | os.PathLike | None = None, dataset: str = "ml100k") -> ItemEmbedder:
+    """Load a trained aligned model; ``model_dir=None`` looks in ``default_model_dir(dataset)``
+    and, when nothing was trained yet, falls back to frozen encoders with fixed (seeded) random
+    projections: usable for same-modality similarity, not aligned across modalities."""
+    path = Path(model_dir) if model_dir is not None else default_model_dir(dataset)
+    if model_dir is not None or (path / "config.json").is_file():
+        return ItemEmbedder(AlignedModel.from_pretrained(path), source=str(path))
+    torch.manual_seed(0)
+    return ItemEmbedder(AlignedModel(AlignConfig.baseline(fusion=False)), source="")

@@ -1,0 +1,182 @@
+"""Feature caches for alignment training: the frozen parts of the encoders run once.
+
+Images are cached at the input of MobileNetV2 stage ``CACHE_STAGE`` (``(96, 14, 14)`` fp16), for the
+clean view and ``views`` augmented views; a model that fine-tunes fewer stages derives its inputs
+from this cache with the frozen stages in between. Texts are cached as sentence embeddings of the
+clean text and of ``views`` augmented variants (field and word dropout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from retrieval.encoders import Encoder, MobileNetV2Encoder, load_encoder
+from retrieval.encoders.text import text_digest
+from retrieval.errors import ImageDecodeError
+from retrieval.images import ImageInput, augment, load_image, preprocess
+
+__all__ = [
+    "CACHE_STAGE", "ImageFeatures", "TextFeatures", "extract_image_features", "extract_text_features",
+    "augment_text", "frozen_stages",
+]
+
+CACHE_STAGE = 14
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """``clean (N, C, H, W)`` and ``views (N, V, C, H, W)`` fp16 at a MobileNetV2 stage input;
+    ``ok (N,)`` is False where the image was missing or did not decode (its rows are zero)."""
+
+    clean: torch.Tensor
+    views: torch.Tensor | None
+    ok: np.ndarray
+    errors: dict[int, str]
+    stage: int
+
+    def subset(self, idx: np.ndarray) -> "ImageFeatures":
+        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        return ImageFeatures(self.clean[idx_t], None if self.views is None else self.views[idx_t],
+                             self.ok[idx], {}, self.stage)
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """``clean (N, Dt)`` and ``views (N, V, Dt)`` float32 sentence embeddings."""
+
+    clean: torch.Tensor
+    views: torch.Tensor | None
+
+
+_SPLIT = re.compile(r"(?<=[.!?;])\s+")
+
+
+def augment_text(text: str, rng: random.Random, word_dropout: float = 0.1) -> str:
+    """Field dropout (drop sentences, keep the first) and 10% word dropout."""
+    parts = [p for p in _SPLIT.split(text) if p.strip()]
+    kept = parts[:1] + [p for p in parts[1:] if rng.random() > 0.3]
+    words = " ".join(kept).split()
+    words = [w for i, w in enumerate(words) if i < 2 or rng.random() > word_dropout]
+    return " ".join(words) or text
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:20]
+
+
+def _cached(cache_dir: str | Path | None, key: str, build):
+    if cache_dir is None:
+        return build()
+    path = Path(cache_dir) / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=False)
+    value = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(value, tmp)
+    tmp.replace(path)
+    return value
+
+
+def frozen_stages(encoder: MobileNetV2Encoder, x: torch.Tensor, start: int, stop: int, batch: int = 256) -> torch.Tensor:
+    """Run frozen stages ``start..stop-1`` in bf16 (AMX where present); pool if ``stop`` is 19."""
+    model = encoder.model.to(memory_format=torch.channels_last)
+    out = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for i in range(0, len(x), batch):
+            y = model.features[start:stop](x[i : i + batch].float().contiguous(memory_format=torch.channels_last))
+            out.append((y.mean(dim=(2, 3)) if stop >= len(model.features) else y).to(torch.float16))
+    return torch.cat(out) if out else x.new_zeros((0,))
+
+
+def extract_image_features(
+    images: Sequence[ImageInput | None],
+    *,
+    views: int = 0,
+    seed: int = 0,
+    encoder: MobileNetV2Encoder | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    batch_size: int = 64,
+) -> ImageFeatures:
+    """Cache stage-``CACHE_STAGE`` features of the clean view and ``views`` augmented views."""
+    encoder = encoder or MobileNetV2Encoder()
+    key = _key("img", CACHE_STAGE, views, seed, encoder.fingerprint, [str(i) for i in images])
+
+    def build() -> ImageFeatures:
+        rng = random.Random(seed)
+        n_views = 1 + views
+        clean, aug = [], []
+        ok = np.zeros(len(images), dtype=bool)
+        errors: dict[int, str] = {}
+        zero = None
+        bar = tqdm(total=len(images), desc=f"image features ({n_views} view(s))", disable=not progress)
+        for start in range(0, len(images), batch_size):
+            batch = []
+            for i in range(start, min(start + batch_size, len(images))):
+                try:
+                    if images[i] is None:
+                        raise ImageDecodeError("no image")
+                    img = load_image(images[i])
+                    batch.append([preprocess(img)] + [augment(img, rng) for _ in range(views)])
+                    ok[i] = True
+                except ImageDecodeError as exc:
+                    errors[i] = str(exc)
+                    batch.append(None)
+            good = [b for b in batch if b is not None]
+            feats = None
+            if good:
+                x = torch.stack([t for b in good for t in b])
+                feats = frozen_stages(encoder, x, 0, CACHE_STAGE)
+                feats = feats.view(len(good), n_views, *feats.shape[1:])
+            j = 0
+            for b in batch:
+                if b is None:  # zero rows keep positions aligned; ``ok`` marks them
+                    zero = torch.zeros((n_views, 96, 14, 14), dtype=torch.float16) if zero is None else zero
+                    clean.append(zero[0])
+                    aug.append(zero[1:])
+                else:
+                    clean.append(feats[j, 0])
+                    aug.append(feats[j, 1:])
+                    j += 1
+            bar.update(len(batch))
+        bar.close()
+        clean_t = torch.stack(clean) if clean else torch.zeros((0, 96, 14, 14), dtype=torch.float16)
+        views_t = torch.stack(aug) if views and aug else None
+        return ImageFeatures(clean_t, views_t, ok, errors, CACHE_STAGE)
+
+    return _cached(cache_dir, key, build)
+
+
+def extract_text_features(
+    texts: Sequence[str],
+    *,
+    views: int = 0,
+    seed: int = 0,
+    encoder: Encoder | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> TextFeatures:
+    """Sentence embeddings of the texts and of ``views`` augmented variants of each."""
+    encoder = encoder or load_encoder("minilm")
+    key = _key("txt", views, seed, encoder.fingerprint, text_digest(texts))
+
+    def build() -> TextFeatures:
+        rng = random.Random(seed)
+        clean = torch.from_numpy(encoder.encode(list(texts), progress=progress))
+        if not views:
+            return TextFeatures(clean, None)
+        variants = [augment_text(t, rng) for t in texts for _ in range(views)]
+        v = torch.from_numpy(encoder.encode(variants, progress=progress)).view(len(texts), views, -1)
+        return TextFeatures(clean, v)
+
+    return _cached(cache_dir, key, build)

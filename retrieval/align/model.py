@@ -1,0 +1,181 @@
+"""CrossCLIP-style aligned dual encoder over cached frozen-encoder features.
+
+Image tower: the last ``trainable_stages`` MobileNetV2 stages (partially fine-tuned, the stages
+below stay frozen and are cached), spatial tokens ``(B, 49, 1280)``, pooled, a residual adapter and
+a projection to the shared space ``D``. Text tower: frozen sentence embedding ``(B, Dt)``, a residual
+adapter and a projection. A cross-attention fusion layer lets an item's text attend over its image
+tokens and gates the result into one fused item vector. The baseline is the same class with no
+adapters, no fusion and no trainable stages: frozen features plus linear projections.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from retrieval.encoders.mobilenet import FEATURE_DIM, MobileNetV2
+from retrieval.errors import ModelLoadError
+from retrieval.persist import atomic_directory, load_config, save_config
+
+__all__ = ["AlignConfig", "ResidualAdapter", "CrossAttentionFusion", "AlignedModel", "MODEL_KIND"]
+
+MODEL_KIND = "crossrec.AlignedModel"
+N_STAGES = 19  # MobileNetV2 feature stages
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Architecture and training hyper-parameters of an aligned model."""
+
+    name: str = "crossclip"
+    text_encoder: str = "minilm"        # name or local path understood by load_encoder
+    image_encoder: str = "mobilenet_v2"
+    text_dim: int = 384
+    image_dim: int = FEATURE_DIM
+    embed_dim: int = 256
+    trainable_stages: int = 2           # top MobileNetV2 stages fine-tuned (0 = frozen)
+    adapter_hidden: int = 256           # 0 = no adapters (baseline)
+    fusion: bool = True                 # cross-attention fusion layer
+    fusion_heads: int = 4
+    init_temperature: float = 0.07
+    learn_temperature: bool = True
+    text_loss_weight: float = 0.6       # text->image term: text is the less information-dense side
+    fusion_loss_weight: float = 0.5
+    dropout: float = 0.1
+    # training
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 1e-3
+    backbone_lr: float = 1e-4
+    weight_decay: float = 0.05
+    image_views: int = 4                # cached augmented views per training image (0 = none)
+    text_views: int = 6                 # cached augmented variants per text (0 = none)
+    seed: int = 0
+
+    @property
+    def split_stage(self) -> int:
+        """First MobileNetV2 stage that is run live (below it, features are cached)."""
+        return N_STAGES - self.trainable_stages if self.trainable_stages else N_STAGES
+
+    @classmethod
+    def baseline(cls, **overrides) -> "AlignConfig":
+        """CLIP-style dual encoder: frozen encoders, linear projections, plain InfoNCE."""
+        base = dict(name="baseline", trainable_stages=0, adapter_hidden=0, fusion=False,
+                    text_loss_weight=0.5, image_views=0, text_views=0, dropout=0.0)
+        return cls(**{**base, **overrides})
+
+
+class ResidualAdapter(nn.Module):
+    """z + W2 gelu(W1 z): a bottleneck that starts as the identity (W2 = 0)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.down = nn.Linear(dim, hidden)
+        self.up = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z + self.up(self.drop(F.gelu(self.down(self.norm(z)))))
+
+
+class CrossAttentionFusion(nn.Module):
+    """Text query attends over image tokens; a learned gate mixes the attended image evidence
+    with the text and pooled image embeddings (residual path keeps both unimodal signals)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim)
+        self.gate = nn.Sequential(nn.Linear(3 * dim, dim), nn.Sigmoid())
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``text (B, D)``, ``image (B, D)``, ``tokens (B, T, D)`` -> fused ``(B, D)``."""
+        attended, _ = self.attn(self.norm_q(text).unsqueeze(1), self.norm_kv(tokens), self.norm_kv(tokens))
+        attended = attended.squeeze(1)
+        g = self.gate(torch.cat([text, image, attended], dim=-1))
+        return text + image + self.out(g * attended + (1 - g) * (text * image))
+
+
+class AlignedModel(nn.Module):
+    """Maps cached features into one space where images, texts and fused items compare by cosine."""
+
+    def __init__(self, config: AlignConfig, backbone: MobileNetV2 | None = None):
+        super().__init__()
+        self.config = config
+        c = config
+        if c.trainable_stages:
+            if backbone is None:
+                raise ValueError("trainable_stages > 0 needs the MobileNetV2 backbone to copy its top stages from")
+            self.top = copy.deepcopy(backbone.features[c.split_stage :])
+        else:
+            self.top = None
+        self.image_adapter = ResidualAdapter(c.image_dim, c.adapter_hidden, c.dropout) if c.adapter_hidden else nn.Identity()
+        self.text_adapter = ResidualAdapter(c.text_dim, c.adapter_hidden, c.dropout) if c.adapter_hidden else nn.Identity()
+        self.image_proj = nn.Linear(c.image_dim, c.embed_dim)
+        self.text_proj = nn.Linear(c.text_dim, c.embed_dim)
+        if c.fusion:
+            self.token_proj = nn.Linear(c.image_dim, c.embed_dim)
+            self.fusion = CrossAttentionFusion(c.embed_dim, c.fusion_heads, c.dropout)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / c.init_temperature)), requires_grad=c.learn_temperature)
+
+    # -- towers -------------------------------------------------------------------------------
+    def image_tokens(self, cached: torch.Tensor) -> torch.Tensor:
+        """Cached stage features ``(B, C, H, W)`` (or pooled ``(B, 1280)`` when nothing is
+        fine-tuned) -> tokens ``(B, T, 1280)``."""
+        if self.top is None:
+            return cached.float().unsqueeze(1) if cached.dim() == 2 else cached.float().flatten(2).transpose(1, 2)
+        return self.top(cached.float()).flatten(2).transpose(1, 2)
+
+    def encode_image(self, cached: torch.Tensor, return_tokens: bool = False):
+        tokens = self.image_tokens(cached)
+        z = F.normalize(self.image_proj(self.image_adapter(tokens.mean(dim=1))), dim=-1)
+        return (z, tokens) if return_tokens else z
+
+    def encode_text(self, feats: torch.Tensor) -> torch.Tensor:
+        """Frozen sentence embeddings ``(B, Dt)`` -> aligned ``(B, D)``."""
+        return F.normalize(self.text_proj(self.text_adapter(feats.float())), dim=-1)
+
+    def fuse(self, text_z: torch.Tensor, image_z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Fused item vector ``(B, D)``; without a fusion layer, the normalised sum."""
+        if not self.config.fusion:
+            return F.normalize(text_z + image_z, dim=-1)
+        return F.normalize(self.fusion(text_z, image_z, self.token_proj(tokens)), dim=-1)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.exp().clamp(max=100.0)
+
+    # -- persistence --------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        with atomic_directory(directory) as tmp:
+            save_config(self.config, tmp, MODEL_KIND)
+            save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp / "model.safetensors"))
+        return Path(directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "AlignedModel":
+        config = load_config(AlignConfig, directory, MODEL_KIND)
+        weights = Path(directory) / "model.safetensors"
+        try:
+            state = load_file(str(weights))
+        except Exception as exc:
+            raise ModelLoadError(f"{weights}: cannot read safetensors ({exc})") from exc
+        model = cls(config, backbone=MobileNetV2() if config.trainable_stages else None)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"{weights} does not fit its config.json: {exc}") from exc
+        return model.eval()

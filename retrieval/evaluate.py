@@ -1,0 +1,272 @@
+"""Retrieval evaluation protocols (Grocery Store, MovieLens posters), reports and plots.
+
+Closed set (Grocery): train on the train split, select the epoch on val, report on test:
+image->text (a photo finds its product description among all 81), text->image (a description
+finds photos of its product among all test photos), image->image (a photo finds its catalogue
+image among 81) and image->item (a photo finds the fused catalogue item, image + text).
+Open set: 5 folds over products; the model never sees the held-out products, whose test photos
+are ranked against the held-out products' texts and catalogue images only.
+MovieLens: 5 folds over movies; a poster finds its overview (and back) among held-out movies.
+Both open protocols report fold means and standard deviations, a paired t-test on image->text
+Acc@1 and Cohen's d of the paired differences (d_z).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retrieval.align.features import ImageFeatures, TextFeatures, extract_image_features, extract_text_features
+from retrieval.align.model import AlignConfig, AlignedModel
+from retrieval.align.train import PairData, TrainResult, embed_cached, model_image_inputs, train_aligned
+from retrieval.encoders import MobileNetV2Encoder, load_encoder
+from retrieval.metrics import retrieval_metrics
+from retrieval.persist import atomic_write_text
+
+__all__ = [
+    "EvalOptions", "EvalReport", "score_model", "evaluate_grocery", "evaluate_ml100k",
+    "paired_stats", "markdown_table",
+]
+
+MODELS = ("baseline", "crossclip")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    data_dir: str | None = None
+    quick: bool = False              # a slice and fewer epochs/folds: a smoke run of a few minutes
+    folds: int = 5
+    cache_dir: str = ".cache/features"
+    text_encoder: str = "minilm"
+    seed: int = 0
+    progress: bool = True
+    crossclip: dict = field(default_factory=dict)   # AlignConfig overrides
+    baseline: dict = field(default_factory=dict)
+
+    def configs(self) -> dict[str, AlignConfig]:
+        quick = {"epochs": 4} if self.quick else {}
+        return {
+            "baseline": AlignConfig.baseline(text_encoder=self.text_encoder, seed=self.seed, **{**quick, **self.baseline}),
+            "crossclip": AlignConfig(text_encoder=self.text_encoder, seed=self.seed, **{**quick, **self.crossclip}),
+        }
+
+
+@dataclass
+class EvalReport:
+    """The JSON report; ``to_json`` writes it, ``to_markdown`` renders the comparison table."""
+
+    data: dict
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        atomic_write_text(path, json.dumps(self.data, indent=2))
+
+    def to_markdown(self) -> str:
+        return markdown_table(self.data)
+
+
+def _relevance(query_labels: np.ndarray, cand_labels: np.ndarray) -> np.ndarray:
+    return np.asarray(query_labels)[:, None] == np.asarray(cand_labels)[None, :]
+
+
+def score_model(model: AlignedModel, encoder: MobileNetV2Encoder, queries: ImageFeatures, query_labels: np.ndarray,
+                texts: TextFeatures, text_labels: np.ndarray, catalogue: ImageFeatures | None = None) -> dict:
+    """Metrics of one model on one query set: ``i2t``, ``t2i`` and, with catalogue images,
+    ``i2i`` and ``i2item`` (photo -> fused catalogue item)."""
+    ok = queries.ok
+    q_in = model_image_inputs(model.config, queries, encoder, include_views=False)[0]
+    zq = embed_cached(model, q_in)[torch.as_tensor(ok)]
+    ql = np.asarray(query_labels)[ok]
+    with torch.inference_mode():
+        zt = model.encode_text(texts.clean)
+    rel = _relevance(ql, text_labels)
+    out = {"i2t": retrieval_metrics((zq @ zt.T).numpy(), rel)}
+    has_photo = rel.any(axis=0)
+    out["t2i"] = retrieval_metrics((zt[has_photo] @ zq.T).numpy(), rel.T[has_photo])
+    if catalogue is not None:
+        c_in = model_image_inputs(model.config, catalogue, encoder, include_views=False)[0]
+        zc, tokens = embed_cached(model, c_in, return_tokens=True)
+        out["i2i"] = retrieval_metrics((zq @ zc.T).numpy(), rel)
+        with torch.inference_mode():
+            fused = model.fuse(zt, zc, tokens)
+        out["i2item"] = retrieval_metrics((zq @ fused.T).numpy(), rel)
+    return {k: v.to_dict() for k, v in out.items()}
+
+
+def paired_stats(a: list[float], b: list[float]) -> dict:
+    """Paired t-test of ``b`` against ``a`` (one value per fold) and Cohen's d of the differences."""
+    from scipy import stats
+
+    a_, b_ = np.asarray(a, float), np.asarray(b, float)
+    diff = b_ - a_
+    if len(diff) < 2:
+        return {"p_value": None, "cohens_d": None, "mean_diff": float(diff.mean()) if len(diff) else None}
+    sd = diff.std(ddof=1)
+    p = float(stats.ttest_rel(b_, a_).pvalue) if sd > 0 else (0.0 if diff.mean() != 0 else 1.0)
+    return {"p_value": p, "cohens_d": float(diff.mean() / sd) if sd > 0 else None, "mean_diff": float(diff.mean())}
+
+
+def _fold_summary(per_fold: list[dict]) -> dict:
+    """Mean of every metric over folds, with ``<metric>_std`` beside it (sample std)."""
+    out = {}
+    for task in per_fold[0]:
+        out[task] = {}
+        for metric in per_fold[0][task]:
+            values = np.array([f[task][metric] for f in per_fold], float)
+            out[task][metric] = float(values.mean())
+            if metric != "n":
+                out[task][f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def _fold_ids(n: int, folds: int, seed: int) -> list[np.ndarray]:
+    return np.array_split(np.random.default_rng(seed).permutation(n), folds)
+
+
+def _train(cfg: AlignConfig, data: PairData, val: PairData | None, encoder, progress: bool) -> TrainResult:
+    return train_aligned(cfg, data, val, encoder=encoder, progress=progress)
+
+
+def _history_record(res: TrainResult) -> dict:
+    return {"seconds": res.seconds, "best_epoch": res.best_epoch, "history": res.history,
+            "config": dataclasses.asdict(res.model.config)}
+
+
+def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = None) -> tuple[EvalReport, dict]:
+    """Closed set and open set on the Grocery Store data. Returns the report and the trained
+    closed-set models (for plots and saving)."""
+    from crossrec_datasets import load_grocery
+
+    g = load_grocery(opts.data_dir)
+    encoder = MobileNetV2Encoder()
+    text_encoder = load_encoder(opts.text_encoder)
+    configs = opts.configs()
+    splits = {s: g.split(s) for s in ("train", "val", "test")}
+    if opts.quick:  # every 4th train photo, every 5th test photo: all products stay present
+        splits = {"train": splits["train"][::4], "val": splits["val"], "test": splits["test"][::5]}
+    views = max(c.image_views for c in configs.values())
+    feats = {s: extract_image_features([p.path for p in ps], views=views if s == "train" else 0, seed=opts.seed,
+                                       encoder=encoder, cache_dir=opts.cache_dir, progress=opts.progress)
+             for s, ps in splits.items()}
+    labels = {s: np.array([p.class_id for p in ps]) for s, ps in splits.items()}
+    iconic = extract_image_features([p.iconic_image for p in g.products], encoder=encoder,
+                                    cache_dir=opts.cache_dir, progress=opts.progress)
+    text_views = max(c.text_views for c in configs.values())
+    texts = extract_text_features([p.description for p in g.products], views=text_views, seed=opts.seed,
+                                  encoder=text_encoder, cache_dir=opts.cache_dir, progress=opts.progress)
+    product_labels = np.array([p.class_id for p in g.products])
+    skipped = {s: int((~f.ok).sum()) for s, f in feats.items()}
+
+    report: dict = {"dataset": "grocery", "quick": opts.quick, "skipped_images": skipped, "training": {}}
+    models = {}
+    for name, cfg in configs.items():
+        res = _train(cfg, PairData(feats["train"], labels["train"], texts),
+                     PairData(feats["val"], labels["val"], texts), encoder, opts.progress)
+        models[name] = res.model
+        report[name] = score_model(res.model, encoder, feats["test"], labels["test"], texts, product_labels, iconic)
+        report["training"][name] = _history_record(res)
+        if model_out is not None and name == "crossclip":
+            res.model.save_pretrained(model_out)
+
+    folds = 2 if opts.quick else opts.folds
+    per_fold: dict[str, list[dict]] = {m: [] for m in configs}
+    for k, held in enumerate(_fold_ids(len(g.products), folds, opts.seed)):
+        held_ids = set(product_labels[held].tolist())
+        keep = {s: np.array([l not in held_ids for l in labels[s]]) for s in labels}
+        for name, cfg in configs.items():
+            train = PairData(feats["train"].subset(np.flatnonzero(keep["train"])), labels["train"][keep["train"]], texts)
+            val = PairData(feats["val"].subset(np.flatnonzero(keep["val"])), labels["val"][keep["val"]], texts)
+            res = _train(cfg, train, val, encoder, opts.progress)
+            test_idx = np.flatnonzero(~keep["test"])
+            held_texts = TextFeatures(texts.clean[held], None)
+            per_fold[name].append(score_model(res.model, encoder, feats["test"].subset(test_idx), labels["test"][test_idx],
+                                              held_texts, product_labels[held], iconic.subset(held)))
+    open_set = {name: _fold_summary(per_fold[name]) for name in configs}
+    open_set.update(paired_stats([f["i2t"]["acc@1"] for f in per_fold["baseline"]],
+                                 [f["i2t"]["acc@1"] for f in per_fold["crossclip"]]))
+    open_set["folds"] = folds
+    open_set["per_fold_i2t_acc@1"] = {n: [f["i2t"]["acc@1"] for f in per_fold[n]] for n in configs}
+    report["open_set"] = open_set
+    return EvalReport(report), models
+
+
+def evaluate_ml100k(opts: EvalOptions) -> dict:
+    """Poster <-> overview retrieval on MovieLens, 5 folds over movies (held-out movies only)."""
+    from crossrec_datasets import load_movielens
+
+    ml = load_movielens(opts.data_dir)
+    encoder = MobileNetV2Encoder()
+    configs = opts.configs()
+    posters = ml.poster_paths()
+    texts_all = ml.item_texts()
+    idx = np.array([i for i, p in enumerate(posters) if p is not None])
+    if opts.quick:
+        idx = idx[:400]
+    views = max(c.image_views for c in configs.values())
+    images = extract_image_features([posters[i] for i in idx], views=views, seed=opts.seed, encoder=encoder,
+                                    cache_dir=opts.cache_dir, progress=opts.progress)
+    texts = extract_text_features([texts_all[i] for i in idx], views=max(c.text_views for c in configs.values()),
+                                  seed=opts.seed, encoder=load_encoder(opts.text_encoder),
+                                  cache_dir=opts.cache_dir, progress=opts.progress)
+    good = np.flatnonzero(images.ok)
+    folds = 2 if opts.quick else opts.folds
+    per_fold: dict[str, list[dict]] = {m: [] for m in configs}
+    rng = np.random.default_rng(opts.seed)
+    for held in _fold_ids(len(good), folds, opts.seed):
+        test = good[held]
+        rest = np.setdiff1d(good, test)
+        val = rng.choice(rest, size=max(2, len(rest) // 10), replace=False)
+        train = np.setdiff1d(rest, val)
+        for name, cfg in configs.items():
+            res = _train(cfg, PairData(images.subset(train), train, texts), PairData(images.subset(val), val, texts),
+                         encoder, opts.progress)
+            per_fold[name].append(score_model(res.model, encoder, images.subset(test), test,
+                                              TextFeatures(texts.clean[test], None), test))
+    out = {name: _fold_summary(per_fold[name]) for name in configs}
+    out.update(paired_stats([f["i2t"]["acc@1"] for f in per_fold["baseline"]],
+                            [f["i2t"]["acc@1"] for f in per_fold["crossclip"]]))
+    out.update({"folds": folds, "items": int(len(good)), "skipped_images": int((~images.ok).sum()),
+                "protocol": "5 folds over movies; poster (i2t) / overview (t2i) among held-out movies"})
+    return out
+
+
+def _fmt(block: dict | None, task: str, metric: str, std: bool = False) -> str:
+    if not block or task not in block:
+        return "-"
+    value = block[task][metric]
+    text = f"{100 * value:.1f}%" if metric != "n" else str(value)
+    if std and f"{metric}_std" in block[task]:
+        text += f" ± {100 * block[task][f'{metric}_std']:.1f}"
+    return text
+
+
+def markdown_table(report: dict) -> str:
+    """Baseline vs CrossCLIP, in the shape of the reference table."""
+    rows = ["| metric | CLIP-style baseline | CrossCLIP (ours) |", "|---|---|---|"]
+    for task, label in (("i2t", "image→text"), ("t2i", "text→image"), ("i2i", "image→image"), ("i2item", "image→fused item")):
+        for metric in ("acc@1", "mrr", "recall@10"):
+            if task in report.get("crossclip", {}):
+                rows.append(f"| closed set {label} {metric} | {_fmt(report.get('baseline'), task, metric)} | {_fmt(report.get('crossclip'), task, metric)} |")
+    open_set = report.get("open_set")
+    if open_set:
+        for task, label in (("i2t", "image→text"), ("t2i", "text→image"), ("i2i", "image→image")):
+            rows.append(f"| open set ({open_set['folds']} folds) {label} acc@1 | {_fmt(open_set['baseline'], task, 'acc@1', True)} | {_fmt(open_set['crossclip'], task, 'acc@1', True)} |")
+        p, d = open_set.get("p_value"), open_set.get("cohens_d")
+        rows.append(f"| open set i2t paired t-test p / Cohen's d | | {p if p is None else f'{p:.2g}'} / {d if d is None else f'{d:.2f}'} |")
+    ml = report.get("ml100k")
+    if ml:
+        for task, label in (("i2t", "poster→overview"), ("t2i", "overview→poster")):
+            rows.append(f"| MovieLens ({ml['folds']} folds) {label} acc@1 | {_fmt(ml['baseline'], task, 'acc@1', True)} | {_fmt(ml['crossclip'], task, 'acc@1', True)} |")
+            rows.append(f"| MovieLens {label} mrr | {_fmt(ml['baseline'], task, 'mrr', True)} | {_fmt(ml['crossclip'], task, 'mrr', True)} |")
+        p = ml.get("p_value")
+        rows.append(f"| MovieLens poster→overview paired t-test p | | {p if p is None else f'{p:.2g}'} |")
+    train = report.get("training", {})
+    if train:
+        rows.append(f"| closed-set training time (min) | {train['baseline']['seconds'] / 60:.1f} | {train['crossclip']['seconds'] / 60:.1f} |")
+    return "\n".join(rows) + "\n"
