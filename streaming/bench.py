@@ -23,7 +23,7 @@ from retrieval.persist import atomic_write_text
 from streaming.broker import Broker, BrokerConfig, resolve_bootstrap
 from streaming.events import MAX_EVENT_BYTES, ItemEvent, Topics, UserEvent
 from streaming.producer import EventProducer, ensure_topics
-from streaming.replay import movielens_events, publish
+from streaming.replay import movielens_events, publish, publish_parallel
 from streaming.worker import ConsumerConfig, ConsumerStats, WorkerPool, run_consumer
 
 __all__ = ["SCENARIOS", "BenchConfig", "run_bench", "bad_payloads"]
@@ -39,6 +39,7 @@ class BenchConfig:
 
     n_events: int | None = None
     workers: int = 1
+    producers: int = 2
     latency_rate: float = 1000.0
     latency_events: int = 10_000
     crash_events: int = 20_000
@@ -147,22 +148,20 @@ class _Bench:
         bad = bad_payloads(events[0])
         n_bad = len(bad)
         events = events + [unknown_item_event(events[0])]
-        workers = WorkerPool(self.worker_config(topics, store, "bench-throughput"), self.config.workers)
+        # Idle long enough to outlast the start-up of the producer processes.
+        workers = WorkerPool(self.worker_config(topics, store, "bench-throughput", idle_timeout_s=30.0),
+                             self.config.workers)
         workers.wait_ready()
-        started = time.time()
-        with EventProducer(self.bootstrap, linger_ms=20) as producer:
-            step = max(1, len(events) // (len(bad) + 1))
-            for i in range(0, len(events), step):
-                publish(producer, topics.user_events, events[i:i + step])
-                if bad:
-                    producer.send_raw(topics.user_events, *bad.pop())
-        produced = time.time() - started
+        with EventProducer(self.bootstrap) as producer:  # untimed: the malformed messages first
+            for key, value in bad:
+                producer.send_raw(topics.user_events, key, value)
+        sent = publish_parallel(self.bootstrap, topics.user_events, events, processes=self.config.producers)
         stats = workers.join()
         check = _check_store(store, events)
         return {
             "events": len(events), "malformed_sent": n_bad, "workers": self.config.workers,
-            "events_per_s": len(events) / (stats.last_applied_at - started),
-            "produce_events_per_s": len(events) / produced,
+            "events_per_s": len(events) / (stats.last_applied_at - sent.started_at),
+            "produce_events_per_s": sent.events_per_s, "producers": self.config.producers,
             "consumer": stats.summary(), **asdict(check),
         }
 

@@ -82,6 +82,10 @@ class EventProducer:
             found = self._partitions[(topic, key)] = parts[(murmur2(key) & 0x7FFFFFFF) % len(parts)]
         return found
 
+    def partitions_for(self, topic: str) -> set[int]:
+        """Partition ids of ``topic`` (fetches metadata: also a connectivity check)."""
+        return self._producer.partitions_for(topic)
+
     def flush(self, timeout_s: float | None = None) -> None:
         self._producer.flush(timeout=timeout_s)
 

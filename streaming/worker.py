@@ -15,7 +15,8 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -27,7 +28,8 @@ from streaming.producer import EventProducer, ensure_topics
 from streaming.source import Delivery, EventSource, KafkaEventSource
 
 __all__ = [
-    "ConsumerConfig", "ConsumerStats", "WorkerPool", "run_consumer", "run_workers", "profile_handlers", "merge_stats",
+    "ConsumerConfig", "ConsumerStats", "WorkerPool", "run_consumer", "run_workers", "consume_stream",
+    "profile_handlers", "merge_stats",
 ]
 
 _DLQ_PAYLOAD_CHARS = 4096
@@ -130,6 +132,7 @@ class _Worker:
         self.stats = ConsumerStats()
         self.batch = config.max_batch
         self._last_commit = time.monotonic()
+        self._uncommitted = False
 
     def flush(self) -> None:
         self.dlq.flush()
@@ -187,6 +190,7 @@ class _Worker:
         self.stats.last_applied_at = done
         self.stats.consumed += len(deliveries)
         self.stats.batches += 1
+        self._uncommitted = True
         took = time.monotonic() - started
         # Backpressure: a slow downstream gets smaller batches (and so fewer fetched records).
         if took > self.config.target_batch_s:
@@ -195,11 +199,14 @@ class _Worker:
             self.batch = min(self.config.max_batch, self.batch * 2)
 
     def commit(self, force: bool = False) -> None:
-        if force or time.monotonic() - self._last_commit >= self.config.commit_interval_s:
+        """Flush handlers and commit offsets if anything was consumed since the last commit and
+        ``commit_interval_s`` passed (or ``force``)."""
+        if self._uncommitted and (force or time.monotonic() - self._last_commit >= self.config.commit_interval_s):
             self.flush()
             self.source.commit()
             self.stats.commits += 1
             self._last_commit = time.monotonic()
+            self._uncommitted = False
 
 
 def run_consumer(
@@ -246,7 +253,7 @@ def run_consumer(
                 if config.max_events is not None and worker.stats.consumed >= config.max_events:
                     break
             else:
-                worker.commit(force=worker.stats.commits == 0 and worker.stats.consumed > 0)
+                worker.commit(force=True)  # idle: make the tail durable now
                 if config.idle_timeout_s is not None and time.monotonic() - idle_since >= config.idle_timeout_s \
                         and _caught_up(source.lag()):
                     break
@@ -364,3 +371,62 @@ def run_workers(config: ConsumerConfig, n_workers: int) -> ConsumerStats:
     """Run ``n_workers`` processes of the same group (profile handlers on ``config.store_path``)
     until each ends (``max_events`` is per worker; use ``idle_timeout_s`` to drain); merged stats."""
     return WorkerPool(config, n_workers).join()
+
+
+def consume_stream(
+    config: ConsumerConfig,
+    *,
+    workers: int = 1,
+    index_dir: str | os.PathLike | None = None,
+    embedder_dir: str | os.PathLike | None = None,
+    recommender_dir: str | os.PathLike | None = None,
+    creative_k: int = 5,
+) -> ConsumerStats:
+    """The library function behind ``crossrec stream consume``.
+
+    Profiles always (``config.store_path``). ``index_dir``: also consume item events into the FAISS
+    index kept there (created on first use, embedding new items with ``load_embedder``).
+    ``recommender_dir``: a saved ``recsys.RankingEngine`` reading the live store; items newly in a
+    user's top ``creative_k`` are published as creative requests. Item and creative handlers hold
+    in-process state, so they need ``workers == 1``; profile-only consumption scales to N processes.
+    """
+    if workers > 1:
+        if index_dir is not None or recommender_dir is not None:
+            raise ValueError(f"workers={workers}: index_dir/recommender_dir need workers=1 (their state is per process)")
+        return run_workers(config, workers)
+    handlers, close = profile_handlers(config)
+    store = handlers[0].store
+    producer = None
+    if index_dir is not None:
+        handlers.append(_index_handler(Path(index_dir), embedder_dir, store))
+        if "item_events" not in config.consume:
+            config = replace(config, consume=(*config.consume, "item_events"))
+    if recommender_dir is not None:
+        from recsys import RankingEngine
+
+        from streaming.handlers import CreativeRequestHandler
+
+        producer = EventProducer(config.bootstrap, client_id=f"{config.group_id}-creative")
+        engine = RankingEngine.from_pretrained(recommender_dir, profiles=store)
+        handlers.append(CreativeRequestHandler(engine, producer, config.topics, k=creative_k))
+    try:
+        return run_consumer(config, handlers)
+    finally:
+        if producer is not None:
+            producer.close()
+        close()
+
+
+def _index_handler(index_dir: Path, embedder_dir, store) -> Handler:
+    from retrieval.index import FaissIndex, create_index
+
+    from streaming.embedder import load_embedder
+    from streaming.handlers import ItemIndexHandler
+
+    embedder = load_embedder(embedder_dir)
+    if (index_dir / "index").is_dir():
+        index = FaissIndex.load(index_dir / "index")
+    else:
+        dim = embedder.embed_items(["probe"], [None]).shape[1]
+        index = create_index(int(dim), expected_size=10_000, kind="flat")
+    return ItemIndexHandler(index, embedder, state_dir=index_dir, profile_store=store)
