@@ -235,8 +235,7 @@ class CreativeRequestHandler(Handler):
                 self.producer.send(self.topics.creative_requests, CreativeRequest(
                     event_id=f"creq:{user}:{item}", timestamp=ts, user_id=user, item_id=item, rank=rank))
                 result.published += 1
-        result.applied = len(events)
-        return result
+        return result  # applied stays 0: the events were applied (and counted) by ProfileHandler
 
     def flush(self) -> None:
         self.producer.flush()

@@ -1,0 +1,33 @@
+"""Crash scenarios through the benchmark code: kill -9 a worker, restart the broker, mid-replay."""
+
+import json
+
+import pytest
+
+from streaming.bench import BenchConfig, run_bench
+
+pytestmark = pytest.mark.broker
+
+
+def test_kill9_worker_mid_replay_loses_nothing_and_counts_nothing_twice(broker, tmp_path):
+    summary = run_bench(BenchConfig(scenarios=("kill9",), crash_events=3000, crash_rate=1500.0,
+                                    bootstrap=broker.bootstrap, out_dir=str(tmp_path)),
+                        json_path=tmp_path / "bench.json", progress=False)
+    kill9 = summary["scenarios"]["kill9"]
+    assert 0 < kill9["killed_at_applied"] < 3000
+    assert (kill9["lost"], kill9["duplicates"], kill9["stored"]) == (0, 0, 3000) and kill9["identical"]
+    assert json.loads((tmp_path / "bench.json").read_text())["lost"] == 0
+
+
+@pytest.mark.slow
+def test_bench_with_its_own_broker_restart_and_dead_letters(tmp_path):
+    summary = run_bench(BenchConfig(scenarios=("throughput", "broker_restart"), n_events=3000, crash_events=3000,
+                                    crash_rate=1000.0, out_dir=str(tmp_path)),
+                        json_path=tmp_path / "bench.json", progress=False)
+    for key in ("events_per_s", "p50_ms", "p99_ms", "lost", "duplicates", "dlq"):
+        assert key in summary
+    restart = summary["scenarios"]["broker_restart"]
+    assert (restart["lost"], restart["duplicates"], restart["stored"]) == (0, 0, 3000) and restart["identical"]
+    throughput = summary["scenarios"]["throughput"]
+    assert summary["dlq"] == throughput["malformed_sent"] == 5
+    assert throughput["identical"] and summary["lost"] == 0 and summary["events_per_s"] > 0
