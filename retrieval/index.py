@@ -73,6 +73,13 @@ _ADD_CHUNK = 65_536  # add in chunks so that long builds show progress
 _TUNE_QUERIES = 200
 
 
+def _check_count(value: Any, name: str, low: int = 1) -> int:
+    """``value`` as an int >= ``low`` (numpy ints accepted, bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}={value!r} is not allowed; expected an int >= {low}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class IndexConfig:
     """Configuration of a ``FaissIndex``, saved as ``config.json`` beside the index.
@@ -80,8 +87,8 @@ class IndexConfig:
     ``fingerprint`` names the embedding model that produced the vectors; loading checks it.
     ``nlist`` 0 means "choose at training": ``4 * sqrt(n)`` rounded up to a power of two, capped so
     that each list gets at least 39 training vectors. ``max_dead_fraction`` None means 0 for flat
-    and 0.2 for ivf/hnsw (see the module docstring). ``tuned_recall`` is the recall@10 measured by
-    the last ``tune`` (None if never tuned).
+    and 0.2 for ivf/hnsw (see the module docstring). ``tuned_recall`` is the recall@k measured by
+    the last tuning (None if never tuned).
     """
 
     dim: int
@@ -98,18 +105,14 @@ class IndexConfig:
     tuned_recall: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dim, int) or self.dim < 1:
-            raise ValueError(f"dim={self.dim!r} is not allowed; expected a positive int")
+        for name, low in (("dim", 1), ("nlist", 0), ("nprobe", 1), ("hnsw_m", 2), ("ef_construction", 1), ("ef_search", 1)):
+            object.__setattr__(self, name, _check_count(getattr(self, name), name, low))  # numpy ints -> int (JSON)
         if self.index_type not in INDEX_TYPES:
             raise ValueError(f"index_type={self.index_type!r} is not allowed; expected one of {INDEX_TYPES}")
         if self.metric != "cosine":
             raise ValueError(f"metric={self.metric!r} is not allowed; only 'cosine' is supported")
         if not isinstance(self.fingerprint, str):
             raise ValueError(f"fingerprint={self.fingerprint!r} is not allowed; expected a str")
-        for name, low in (("nlist", 0), ("nprobe", 1), ("hnsw_m", 2), ("ef_construction", 1), ("ef_search", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}={value!r} is not allowed; expected an int >= {low}")
         if not 0.0 < self.recall_target <= 1.0:
             raise ValueError(f"recall_target={self.recall_target!r} is not allowed; expected 0 < recall_target <= 1")
         if self.max_dead_fraction is not None and not 0.0 <= self.max_dead_fraction < 1.0:
@@ -477,10 +480,8 @@ class FaissIndex(VectorIndex):
         (an empty index gives ``(Q, 0)``). Rows may end in -1 padding when an approximate
         index finds fewer than ``k'`` hits.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k={k!r} is not allowed; expected an int >= 1")
+        k = min(_check_count(k, "k"), len(self))
         queries = _check_vectors(queries, self.dim, "queries")
-        k = min(int(k), len(self))
         if k == 0:
             empty = np.empty((len(queries), 0))
             return SearchResult(empty.astype(np.int64), empty.astype(np.float32), self._meta)
@@ -497,11 +498,12 @@ class FaissIndex(VectorIndex):
         ``config.tuned_recall``); if no setting reaches the target, the largest one tried is kept
         and a warning is logged. Flat is exact: returns 1.0.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k={k!r} is not allowed; expected an int >= 1")
+        k = _check_count(k, "k")
+        if recall_target is not None and not 0.0 < recall_target <= 1.0:
+            raise ValueError(f"recall_target={recall_target!r} is not allowed; expected 0 < recall_target <= 1")
         queries = _check_vectors(queries, self.dim, "queries")
         live = np.flatnonzero(self._labels != -1)
-        return self._tune(queries, self._reconstruct(live), live, k=int(k), recall_target=recall_target)
+        return self._tune(queries, self._reconstruct(live), live, k=k, recall_target=recall_target)
 
     def _tune(self, queries: np.ndarray, base: np.ndarray, base_labels: np.ndarray, k: int,
               recall_target: float | None = None) -> float:
@@ -637,8 +639,7 @@ def create_index(dim: int, *, expected_size: int, recall_target: float = 0.95, k
     (nlist, nprobe, hnsw_m, ef_construction, ef_search, max_dead_fraction). Search knobs are
     auto-tuned to ``recall_target`` after training / the first build.
     """
-    if not isinstance(expected_size, int) or expected_size < 0:
-        raise ValueError(f"expected_size={expected_size!r} is not allowed; expected an int >= 0")
+    dim, expected_size = _check_count(dim, "dim"), _check_count(expected_size, "expected_size", low=0)
     if kind not in ("auto", *INDEX_TYPES):
         raise ValueError(f"kind={kind!r} is not allowed; expected 'auto' or one of {INDEX_TYPES}")
     allowed = {"nlist", "nprobe", "hnsw_m", "ef_construction", "ef_search", "max_dead_fraction"}

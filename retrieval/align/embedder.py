@@ -54,6 +54,7 @@ class ItemEmbedder:
         if self.text_encoder.dim != model.config.text_dim:
             raise ValueError(f"text encoder gives {self.text_encoder.dim}-d vectors, model expects {model.config.text_dim}")
         self.source = source
+        self._digest = model.digest()
 
     @property
     def dim(self) -> int:
@@ -61,7 +62,7 @@ class ItemEmbedder:
 
     @property
     def fingerprint(self) -> str:
-        return f"{self.model.config.name}:{self.source or 'untrained'}:{self.text_encoder.fingerprint}:{self.dim}"
+        return f"{self.model.config.name}:{self._digest}:{self.text_encoder.fingerprint}:{self.dim}"
 
     @torch.inference_mode()
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:

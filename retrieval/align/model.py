@@ -11,6 +11,7 @@ adapters, no fusion and no trainable stages: frozen features plus linear project
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -153,6 +154,14 @@ class AlignedModel(nn.Module):
         if not self.config.fusion:
             return F.normalize(text_z + image_z, dim=-1)
         return F.normalize(self.fusion(text_z, image_z, self.token_proj(tokens)), dim=-1)
+
+    def digest(self) -> str:
+        """Short hash of the weights: indexes record it, so a retrained model cannot reuse them."""
+        h = hashlib.sha1()
+        for name, tensor in sorted(self.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:12]
 
     @property
     def scale(self) -> torch.Tensor:

@@ -31,6 +31,9 @@ class PairData:
     def __post_init__(self):
         if len(self.image_text) != len(self.images.clean):
             raise ValueError(f"image_text has {len(self.image_text)} entries for {len(self.images.clean)} images")
+        n_texts = len(self.texts.clean)
+        if len(self.image_text) and (self.image_text.min() < 0 or self.image_text.max() >= n_texts):
+            raise ValueError(f"image_text holds indices outside [0, {n_texts}): it must index the {n_texts} texts")
 
 
 @dataclass

@@ -1,0 +1,178 @@
+"""Library functions behind ``crossrec retrieval train|eval|search``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.align.embedder import ItemEmbedder, default_model_dir
+from retrieval.align.features import extract_image_features, extract_text_features
+from retrieval.align.model import AlignConfig, AlignedModel
+from retrieval.align.train import PairData, train_aligned
+from retrieval.encoders import MobileNetV2Encoder, load_encoder
+from retrieval.evaluate import EvalOptions, EvalReport, evaluate_grocery, evaluate_ml100k, markdown_table
+from retrieval.plots import plot_retrieval_grid, plot_training_curves
+from retrieval.search import CatalogueSearch, SearchHit
+
+__all__ = ["DATASETS", "TrainSummary", "train_retrieval", "run_retrieval_eval", "search_catalogue", "catalogue_dir"]
+
+DATASETS = ("grocery", "ml100k")
+
+
+def catalogue_dir(model_dir: str | os.PathLike) -> Path:
+    return Path(model_dir) / "catalogue"
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    model_dir: Path
+    catalogue_dir: Path
+    seconds: float
+    best_epoch: int
+    val_i2t_acc1: float | None
+    items_indexed: int
+    images_skipped: int
+
+
+def _check_dataset(dataset: str) -> None:
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset={dataset!r} is not one of {DATASETS}")
+
+
+def _catalogue_items(dataset: str, data_dir: str | None):
+    """(ids, texts, images, metadata) of the catalogue to index."""
+    if dataset == "grocery":
+        from crossrec_datasets import load_grocery
+
+        products = load_grocery(data_dir).products
+        return ([p.class_id for p in products], [p.description for p in products], [p.iconic_image for p in products],
+                [{"name": p.name, "category": p.category, "image": str(p.iconic_image)} for p in products])
+    from crossrec_datasets import load_movielens
+
+    ml = load_movielens(data_dir)
+    rows = ml.items.select("item_id", "title").rows()
+    posters = ml.poster_paths()
+    return ([r[0] for r in rows], ml.item_texts(), posters,
+            [{"title": r[1], "image": str(p) if p else None} for r, p in zip(rows, posters)])
+
+
+def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, out_dir: str | os.PathLike | None = None,
+                    config: AlignConfig | None = None, cache_dir: str = ".cache/features", progress: bool = True) -> TrainSummary:
+    """Train the CrossCLIP-style model on ``dataset``, save it, and index its catalogue.
+
+    Grocery: shop photos of the train split paired with product descriptions, best epoch on val.
+    MovieLens: posters paired with title + genres + overview, 10% of movies held out for val.
+    """
+    _check_dataset(dataset)
+    config = config or AlignConfig()
+    out = Path(out_dir) if out_dir is not None else default_model_dir(dataset)
+    encoder = MobileNetV2Encoder()
+    text_encoder = load_encoder(config.text_encoder)
+    start = time.perf_counter()
+    if dataset == "grocery":
+        from crossrec_datasets import load_grocery
+
+        g = load_grocery(data_dir)
+        texts = extract_text_features([p.description for p in g.products], views=config.text_views, seed=config.seed,
+                                      encoder=text_encoder, cache_dir=cache_dir, progress=progress)
+        parts = {}
+        for split, views in (("train", config.image_views), ("val", 0)):
+            photos = g.split(split)
+            feats = extract_image_features([p.path for p in photos], views=views, seed=config.seed, encoder=encoder,
+                                           cache_dir=cache_dir, progress=progress)
+            parts[split] = PairData(feats, np.array([p.class_id for p in photos]), texts)
+        train, val = parts["train"], parts["val"]
+    else:
+        from crossrec_datasets import load_movielens
+
+        ml = load_movielens(data_dir)
+        posters, item_texts = ml.poster_paths(), ml.item_texts()
+        idx = np.array([i for i, p in enumerate(posters) if p is not None])
+        images = extract_image_features([posters[i] for i in idx], views=config.image_views, seed=config.seed,
+                                        encoder=encoder, cache_dir=cache_dir, progress=progress)
+        texts = extract_text_features([item_texts[i] for i in idx], views=config.text_views, seed=config.seed,
+                                      encoder=text_encoder, cache_dir=cache_dir, progress=progress)
+        order = np.random.default_rng(config.seed).permutation(np.flatnonzero(images.ok))
+        n_val = max(2, len(order) // 10)
+        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        train = PairData(images.subset(train_idx), train_idx, texts)
+        val = PairData(images.subset(val_idx), val_idx, texts)
+    result = train_aligned(config, train, val, encoder=encoder, progress=progress)
+    result.model.save_pretrained(out)
+    seconds = time.perf_counter() - start
+    embedder = ItemEmbedder(result.model, text_encoder, encoder, source=str(out))
+    ids, item_texts, item_images, metadata = _catalogue_items(dataset, data_dir)
+    catalogue = CatalogueSearch.empty(embedder, expected_size=len(ids))
+    report = catalogue.upsert(ids, item_texts, item_images, metadata)
+    catalogue.save(catalogue_dir(out))
+    (out / "training.json").write_text(json.dumps({"seconds": seconds, "best_epoch": result.best_epoch,
+                                                   "history": result.history}, indent=2))
+    best = max((h.get("val_i2t_acc@1", 0.0) for h in result.history), default=None)
+    return TrainSummary(out, catalogue_dir(out), seconds, result.best_epoch, best, report.indexed, len(report.image_skipped))
+
+
+def _grocery_grid(model: AlignedModel, data_dir: str | None, path: Path, n_queries: int = 6, k: int = 5) -> Path:
+    """Test photos (one per product, spread over the catalogue) and their top-k products."""
+    from crossrec_datasets import load_grocery
+
+    g = load_grocery(data_dir)
+    embedder = ItemEmbedder(model)
+    test = g.split("test")
+    picks = [test[i] for i in np.linspace(0, len(test) - 1, n_queries).astype(int)]
+    z, _ = embedder.embed_images([p.path for p in picks])
+    zt = embedder.embed_text([p.description for p in g.products])
+    top = np.argsort(-(z @ zt.T), axis=1)[:, :k]
+    names = [p.name for p in g.products]
+    return plot_retrieval_grid(
+        [p.path for p in picks], [names[p.class_id] for p in picks],
+        [[g.products[j].iconic_image for j in row] for row in top], [[names[j] for j in row] for row in top],
+        np.array([[j == p.class_id for j in row] for p, row in zip(picks, top)]), path,
+        title="CrossCLIP image→text: shop photo → top-5 product descriptions (shown by catalogue image)")
+
+
+def run_retrieval_eval(dataset: str, opts: EvalOptions, out_dir: str | os.PathLike, json_path: str | os.PathLike | None = None) -> EvalReport:
+    """Evaluate baseline vs CrossCLIP; write JSON, Markdown and plots under ``out_dir``.
+
+    ``dataset``: "grocery" (closed + open set), "ml100k" (poster <-> overview folds) or "all"
+    (grocery report with an ``ml100k`` section).
+    """
+    if dataset not in (*DATASETS, "all"):
+        raise ValueError(f"dataset={dataset!r} is not one of {(*DATASETS, 'all')}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if dataset == "ml100k":
+        ml = evaluate_ml100k(opts)
+        report = EvalReport({"dataset": "ml100k", "quick": opts.quick, **ml})
+    else:
+        report, models = evaluate_grocery(opts)
+        plot_training_curves(report.data["training"], out / "training_curves.png")
+        _grocery_grid(models["crossclip"], opts.data_dir, out / "retrieval_examples.png")
+        if dataset == "all":
+            report.data["ml100k"] = evaluate_ml100k(opts)
+    report.data["seconds"] = time.perf_counter() - start
+    report.data["options"] = dataclasses.asdict(opts)
+    report.to_json(json_path or out / "retrieval_eval.json")
+    (out / "retrieval_eval.md").write_text(report.to_markdown() if dataset != "ml100k" else markdown_table({"ml100k": report.data}))
+    return report
+
+
+def search_catalogue(query: str | None = None, image: str | os.PathLike | None = None, *, k: int = 10,
+                     space: str = "fused", dataset: str = "grocery", model_dir: str | os.PathLike | None = None) -> list[SearchHit]:
+    """Search the catalogue indexed by ``train_retrieval`` by text or by image."""
+    if (query is None) == (image is None):
+        raise ValueError("give exactly one of query (text) or image (a path)")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k={k!r} must be an int >= 1")
+    path = Path(model_dir) if model_dir is not None else default_model_dir(dataset)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no trained model in {str(path)!r}: run `crossrec retrieval train --dataset {dataset}` first")
+    embedder = ItemEmbedder(AlignedModel.from_pretrained(path), source=str(path))
+    catalogue = CatalogueSearch.load(catalogue_dir(path), embedder)
+    return catalogue.search_text(query, k, space) if query is not None else catalogue.search_image(image, k, space)

@@ -1,0 +1,124 @@
+"""Cross-media catalogue search: items embedded by an ``ItemEmbedder``, indexed per space.
+
+Three spaces are indexed for every item: ``image`` (catalogue image), ``text`` (item text) and
+``fused`` (cross-attention fusion of both). A text query against ``image`` is text->image search,
+an image query against ``text`` is image->text, an image query against ``image`` is image->image;
+``fused`` matches either kind of query against whole items.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from retrieval.align.embedder import ItemEmbedder
+from retrieval.errors import ImageDecodeError, IncompatibleIndexError, ModelLoadError
+from retrieval.images import ImageInput
+from retrieval.index import FaissIndex, create_index
+from retrieval.persist import atomic_directory, atomic_write_text
+
+__all__ = ["SPACES", "SearchHit", "CatalogueSearch", "BuildReport"]
+
+SPACES = ("fused", "image", "text")
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    item_id: int
+    score: float
+    metadata: dict | None
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What an upsert did: items indexed, and items whose image was skipped (with the reason)."""
+
+    indexed: int
+    image_skipped: dict[int, str]
+
+
+class CatalogueSearch:
+    """Search a catalogue by text or image; add, update and remove items by id."""
+
+    def __init__(self, embedder: ItemEmbedder, indexes: dict[str, FaissIndex]):
+        missing = set(SPACES) - set(indexes)
+        if missing:
+            raise ValueError(f"indexes lacks spaces {sorted(missing)}")
+        self.embedder = embedder
+        self.indexes = indexes
+
+    @classmethod
+    def empty(cls, embedder: ItemEmbedder, expected_size: int = 10_000, kind: str = "auto") -> "CatalogueSearch":
+        return cls(embedder, {s: create_index(embedder.dim, expected_size=expected_size, kind=kind,
+                                              fingerprint=f"{embedder.fingerprint}|{s}") for s in SPACES})
+
+    def __len__(self) -> int:
+        return len(self.indexes["fused"])
+
+    def upsert(self, ids: Sequence[int], texts: Sequence[str | None], images: Sequence[ImageInput | None],
+               metadata: Sequence[dict | None] | None = None) -> BuildReport:
+        """Embed and (re)index items; an item with an undecodable image is indexed by its text
+        (and left out of the image space), so nothing valid is lost."""
+        ids_arr = np.asarray(ids, dtype=np.int64)
+        emb = self.embedder.embed(list(texts), list(images))
+        self.indexes["fused"].add(ids_arr, emb.fused, metadata)
+        for space, vectors, ok in (("image", emb.image, emb.image_ok), ("text", emb.text, emb.text_ok)):
+            present = np.isin(ids_arr[~ok], self.indexes[space].ids())
+            if present.any():  # an update that lost this modality must not leave the old vector
+                self.indexes[space].remove(ids_arr[~ok][present])
+            if ok.any():
+                meta = [metadata[i] for i in np.flatnonzero(ok)] if metadata is not None else None
+                self.indexes[space].add(ids_arr[ok], vectors[ok], meta)
+        skipped = {int(ids_arr[i]): emb.errors.get(int(i), "") for i in np.flatnonzero(~emb.image_ok)}
+        return BuildReport(indexed=len(ids_arr), image_skipped=skipped)
+
+    def remove(self, ids: Sequence[int]) -> int:
+        """Remove items from every space; returns how many were in the catalogue."""
+        ids_arr = np.asarray(ids, dtype=np.int64)
+        removed = self.indexes["fused"].remove(ids_arr)  # raises UnknownIdError for unknown ids
+        for space in ("image", "text"):
+            self.indexes[space].remove(ids_arr, missing_ok=True)
+        return removed
+
+    def _search(self, query: np.ndarray, k: int, space: str) -> list[SearchHit]:
+        if space not in SPACES:
+            raise ValueError(f"space={space!r} is not one of {SPACES}")
+        result = self.indexes[space].search(query[None, :], k)
+        meta = result.hit_metadata()[0]
+        return [SearchHit(int(i), float(s), m) for i, s, m in zip(result.ids[0], result.scores[0], meta) if i >= 0]
+
+    def search_text(self, text: str, k: int = 10, space: str = "fused") -> list[SearchHit]:
+        return self._search(self.embedder.embed_text([text])[0], k, space)
+
+    def search_image(self, image: ImageInput, k: int = 10, space: str = "fused") -> list[SearchHit]:
+        z, ok = self.embedder.embed_images([image])
+        if not ok[0]:
+            raise ImageDecodeError(f"query image {str(image)!r} does not decode")
+        return self._search(z[0], k, space)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        with atomic_directory(directory) as tmp:
+            for space, index in self.indexes.items():
+                index.save(tmp / space)
+            atomic_write_text(tmp / "catalogue.json", json.dumps(
+                {"embedder": self.embedder.fingerprint, "model_dir": self.embedder.source, "spaces": list(SPACES)}))
+        return Path(directory)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, embedder: ItemEmbedder) -> "CatalogueSearch":
+        """Reopen a saved catalogue; an index built with another model raises IncompatibleIndexError."""
+        directory = Path(directory)
+        if not (directory / "catalogue.json").is_file():
+            raise ModelLoadError(f"{str(directory)!r} holds no catalogue (catalogue.json missing)")
+        indexes = {}
+        for space in SPACES:
+            try:
+                indexes[space] = FaissIndex.load(directory / space, expected_fingerprint=f"{embedder.fingerprint}|{space}")
+            except IncompatibleIndexError as exc:
+                raise IncompatibleIndexError(f"catalogue {str(directory)!r} was built with another model: {exc}") from exc
+        return cls(embedder, indexes)

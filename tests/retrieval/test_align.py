@@ -1,0 +1,130 @@
+"""Aligned models on a real slice: features, training, persistence, the item embedder."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval.align.embedder import ItemEmbedder, load_item_embedder
+from retrieval.align.features import CACHE_STAGE, augment_text, extract_image_features
+from retrieval.align.model import AlignConfig, AlignedModel, ResidualAdapter
+from retrieval.align.train import PairData, train_aligned
+from retrieval.errors import ModelLoadError
+from retrieval.evaluate import paired_stats, score_model
+from retrieval.metrics import retrieval_metrics
+
+
+def test_image_features_skip_and_count_bad_images(grocery, image_encoder, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff broken")
+    paths = [grocery.products[0].iconic_image, bad, None, grocery.products[1].iconic_image]
+    feats = extract_image_features(paths, views=1, encoder=image_encoder, progress=False)
+    assert feats.ok.tolist() == [True, False, False, True]
+    assert set(feats.errors) == {1, 2} and "broken.jpg" in feats.errors[1]
+    assert feats.clean.shape == (4, 96, 14, 14) and feats.views.shape == (4, 1, 96, 14, 14)
+    assert feats.stage == CACHE_STAGE
+    assert float(feats.clean[1].abs().sum()) == 0.0
+
+
+def test_feature_cache_round_trip(grocery, image_encoder, tmp_path):
+    paths = [p.iconic_image for p in grocery.products[:2]]
+    first = extract_image_features(paths, encoder=image_encoder, cache_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    second = extract_image_features(paths, encoder=image_encoder, cache_dir=tmp_path, progress=False)
+    assert torch.equal(first.clean, second.clean)
+
+
+def test_augment_text_keeps_first_sentence_and_varies():
+    text = "Golden Delicious. Sweet and mellow. Good for desserts. Grown in Sweden."
+    variants = {augment_text(text, random.Random(s)) for s in range(10)}
+    assert all(v.startswith("Golden") for v in variants) and len(variants) > 1
+
+
+def test_adapter_starts_as_identity():
+    z = torch.randn(4, 16)
+    torch.testing.assert_close(ResidualAdapter(16, 8)(z), z)
+
+
+def test_crossclip_learns_and_beats_chance(tiny_crossclip, slice_data, image_encoder):
+    hist = tiny_crossclip.history
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    metrics = score_model(tiny_crossclip.model, image_encoder, slice_data["test"].images, slice_data["test"].image_text,
+                          slice_data["texts"], np.arange(len(slice_data["products"])))
+    assert set(metrics) == {"i2t", "t2i"}
+    assert metrics["i2t"]["acc@1"] > 1 / len(slice_data["products"])
+
+
+def test_save_reload_identical_and_digest(tiny_crossclip, tmp_path, slice_data):
+    model = tiny_crossclip.model
+    model.save_pretrained(tmp_path / "m")
+    again = AlignedModel.from_pretrained(tmp_path / "m")
+    assert again.config == model.config and again.digest() == model.digest()
+    with torch.inference_mode():
+        torch.testing.assert_close(again.encode_text(slice_data["texts"].clean), model.encode_text(slice_data["texts"].clean))
+
+
+def test_from_pretrained_errors(tmp_path, tiny_crossclip):
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        AlignedModel.from_pretrained(tmp_path)
+    tiny_crossclip.model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(ModelLoadError, match="safetensors"):
+        AlignedModel.from_pretrained(tmp_path / "m")
+
+
+def test_from_pretrained_rejects_mismatched_weights(tmp_path, tiny_crossclip):
+    tiny_crossclip.model.save_pretrained(tmp_path / "m")
+    other = AlignedModel(AlignConfig.baseline(embed_dim=8))
+    other.save_pretrained(tmp_path / "o")
+    (tmp_path / "o" / "model.safetensors").replace(tmp_path / "m" / "model.safetensors")
+    with pytest.raises(ModelLoadError, match="does not fit"):
+        AlignedModel.from_pretrained(tmp_path / "m")
+
+
+def test_baseline_trains_without_backbone(slice_data, image_encoder):
+    res = train_aligned(AlignConfig.baseline(embed_dim=16, epochs=2, batch_size=8), slice_data["train"], None,
+                        encoder=image_encoder, progress=False)
+    assert res.model.top is None and res.best_epoch == 2 and len(res.history) == 2
+
+
+def test_pair_data_checks_lengths(slice_data):
+    with pytest.raises(ValueError, match="image_text has 1 entries"):
+        PairData(slice_data["train"].images, np.array([0]), slice_data["texts"])
+
+
+def test_item_embedder_handles_missing_modalities(tiny_crossclip, grocery, tmp_path):
+    embedder = ItemEmbedder(tiny_crossclip.model)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    p = grocery.products
+    out = embedder.embed([p[0].description, None, p[2].description], [p[0].iconic_image, p[1].iconic_image, bad])
+    assert out.image_ok.tolist() == [True, True, False] and out.text_ok.tolist() == [True, False, True]
+    np.testing.assert_allclose(np.linalg.norm(out.fused, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(out.fused[2], out.text[2], atol=1e-5)  # no image: the text stands in
+    with pytest.raises(ValueError, match="neither a usable text nor a decodable image"):
+        embedder.embed([None], [bad])
+    with pytest.raises(ValueError, match="texts has 2 entries but images has 1"):
+        embedder.embed(["a", "b"], [None])
+
+
+def test_load_item_embedder_falls_back_untrained(tmp_path, monkeypatch):
+    monkeypatch.setenv("CROSSREC_HOME", str(tmp_path))
+    embedder = load_item_embedder()
+    assert embedder.source == "" and embedder.embed_text(["apple"]).shape == (1, embedder.dim)
+
+
+def test_retrieval_metrics_ranks():
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.9]])
+    relevant = np.array([[True, False, False], [True, False, False]])
+    m = retrieval_metrics(scores, relevant)
+    assert (m.acc1, m.mrr, m.n) == (0.5, pytest.approx((1 + 1 / 3) / 2), 2)
+    with pytest.raises(ValueError, match="no relevant"):
+        retrieval_metrics(scores, np.zeros_like(relevant))
+
+
+def test_paired_stats_direction():
+    stats = paired_stats([0.30, 0.35, 0.40, 0.32, 0.38], [0.45, 0.47, 0.55, 0.44, 0.50])
+    assert stats["p_value"] < 0.01 and stats["cohens_d"] > 1 and stats["mean_diff"] > 0
