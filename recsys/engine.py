@@ -10,7 +10,7 @@ the whole log for serving, and every request reads the live ``ProfileStore``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -36,7 +36,8 @@ class EngineConfig:
     multimodal: bool = True  # use the aligned image/text item embeddings and the profile vector
     n_per_source: int = 100  # candidates taken from each source before ranking
     label_fraction: float = 0.2  # last share of each user's log used as ranker labels
-    negatives: int = 8  # per positive: half other candidates, half random unseen items
+    negatives: int = 8  # per positive: hard_fraction from the candidates, the rest random unseen items
+    hard_fraction: float = 0.5
     epochs: int = 3
     batch_size: int = 1024
     lr: float = 3e-3
@@ -210,7 +211,7 @@ class RankingEngine(Recommender):
             seen = set(self.catalogue.positions([h[0] for h in p.history]).tolist()) | set(pos.tolist())
             pool = np.array([r for r in cand if r not in seen], np.int64)
             n_neg = c.negatives * len(pos)
-            hard = rng.choice(pool, size=min(n_neg // 2, len(pool)), replace=False) if len(pool) else np.zeros(0, np.int64)
+            hard = rng.choice(pool, size=min(int(n_neg * c.hard_fraction), len(pool)), replace=False) if len(pool) else np.zeros(0, np.int64)
             rand = rng.integers(0, len(self.catalogue), size=n_neg - len(hard))
             rand = rand[~np.isin(rand, list(seen))]
             neg = np.concatenate([hard, rand]).astype(np.int64)
@@ -307,8 +308,3 @@ class RankingEngine(Recommender):
             raise ModelLoadError(f"{directory}: ranker weights do not fit the saved feature sizes ({exc})") from exc
         eng.ranker.eval()
         return eng
-
-    def with_config(self, **changes) -> "RankingEngine":
-        """An unfitted engine like this one with some config fields changed (e.g. ``multimodal=False``)."""
-        config = replace(self.config, **changes)
-        return RankingEngine(self.catalogue, self.users, self.item_features, None, config)

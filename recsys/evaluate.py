@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import rankdata
 
-from recsys.base import Filters, Recommender
+from recsys.base import Recommender
 from recsys.candidates import ALSConfig, ALSRecommender, BPRRecommender, PopularityRecommender
 from recsys.data import (
     Catalogue,
@@ -99,11 +99,16 @@ def load_ml100k(data_dir: str | None = None, *, embedder: Any = None, embedder_d
 
 def train_ml100k(out_dir: str | os.PathLike, config: EngineConfig = EngineConfig(), data_dir: str | None = None,
                  embedder: Any = None, embedder_dir: str | None = None, progress: bool = True) -> RankingEngine:
-    """Fit the engine on all MovieLens 100K ratings and save it (with its profile store) to ``out_dir``."""
+    """Fit the engine on all MovieLens 100K ratings and save it (with its profile store) to ``out_dir``.
+
+    Runs as is in one process, or under ``torchrun --nproc_per_node N`` (the ranker trains with N
+    ranks; each rank fits the candidate models itself).
+    """
     data = load_ml100k(data_dir, embedder=embedder, embedder_dir=embedder_dir, multimodal=config.multimodal)
     engine = RankingEngine(data.catalogue, data.users, data.features, ProfileStore(None), config)
     engine.fit(data.ratings, progress=progress)
-    engine.save_pretrained(out_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank trains, rank 0 saves
+        engine.save_pretrained(out_dir)
     return engine
 
 

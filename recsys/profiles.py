@@ -250,9 +250,6 @@ class ProfileStore:
             self._load_items()
             self._cache.clear()
 
-    def known_item(self, item_id: int) -> bool:
-        return int(item_id) in self._categories
-
     # -- events ------------------------------------------------------------------------------
 
     @contextmanager

@@ -99,7 +99,8 @@ class RankerBatch:
 
 
 class DCNRanker(nn.Module):
-    """Pooled embeddings (6 x E) + bottom MLPs over dense and multimodal inputs -> cross net -> MLP -> logit."""
+    """Pooled embeddings (6 x E) + bottom MLPs over dense and multimodal inputs -> cross net -> MLP,
+    plus a wide linear term on the dense features -> logit."""
 
     def __init__(self, config: RankerConfig, device: torch.device | str = "cpu") -> None:
         super().__init__()
@@ -125,6 +126,9 @@ class DCNRanker(nn.Module):
             layers += [nn.Linear(prev, h), nn.ReLU()]
             prev = h
         self.top = nn.Sequential(*layers, nn.Linear(prev, 1))
+        # Wide part: a linear term on the dense scores keeps the strong monotone signals (ALS score,
+        # popularity) one step from the logit.
+        self.wide = nn.Linear(n_dense, 1)
 
     def forward(self, kjt, dense: torch.Tensor, mm: torch.Tensor | None = None,
                 drop: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,7 +147,7 @@ class DCNRanker(nn.Module):
         x = x0
         for layer in self.cross:  # DCN-v2 cross: x_{l+1} = x0 * (W x_l + b) + x_l
             x = x0 * layer(x) + x
-        return self.top(x).squeeze(1)
+        return (self.top(x) + self.wide(dense)).squeeze(1)
 
     def group_mask(self, group: str) -> torch.Tensor:
         """Mask that drops one feature group (see ``FEATURE_GROUPS``)."""
@@ -255,7 +259,7 @@ def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *,
             opt.zero_grad()
             loss.backward()
             opt.step()
-            loss_val, done = float(loss), done + len(idx)
+            loss_val, done = loss.detach().item(), done + len(idx)
             bar.update(1)
         bar.close()
         seconds = time.perf_counter() - start

@@ -35,6 +35,11 @@ class RecommenderContract:
         top = fitted.catalogue.item_ids[np.argsort(-fitted.popularity, kind="stable")[:5]]
         assert rec.item_ids.tolist() == top.tolist()
 
+    def test_history_of_unknown_items_only_falls_back(self, fitted):
+        fitted.profiles.apply([Interaction(f"unknown-item-{self.cls.__name__}", 777_777, 999_999, "click", 1.0)])
+        rec = fitted.recommend(777_777, k=3)
+        assert rec.cold_start and "no history in the catalogue" in rec.reason
+
     def test_bad_k_and_filters(self, fitted, split):
         user = int(split.train["user_id"][0])
         for k in (0, -3, 2.5, True):
@@ -118,3 +123,11 @@ class TestRankingEngine(RecommenderContract):
         save_file(state, str(tmp_path / "m" / "ranker.safetensors"))
         with pytest.raises(ModelLoadError, match="feature sizes"):
             RankingEngine.from_pretrained(tmp_path / "m")
+
+
+def test_empty_catalogue_is_refused():
+    from recsys import Catalogue
+    from retrieval.errors import CrossrecError
+
+    with pytest.raises(CrossrecError, match="catalogue is empty"):
+        Catalogue(np.zeros(0, np.int64), np.zeros((0, 2), bool), ("a", "b"), ())
