@@ -145,10 +145,20 @@ class Event:
         raise NotImplementedError
 
     def to_dict(self) -> dict:
-        return {"schema": self.SCHEMA, "v": SCHEMA_VERSION, **dataclasses.asdict(self)}
+        # Fields are flat (str, numbers, lists of str): no deep copy (dataclasses.asdict) needed.
+        out = {"schema": self.SCHEMA, "v": SCHEMA_VERSION}
+        for name, *_ in _field_checks(type(self)):
+            out[name] = getattr(self, name)
+        return out
 
-    def to_json(self) -> bytes:
-        data = json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode("utf-8")
+    def to_json(self, sent_at: float | None = None) -> bytes:
+        """UTF-8 JSON; ``sent_at`` stamps the producer's clock (for latency) without a copy of the event."""
+        payload = self.to_dict()
+        if sent_at is not None:
+            if "sent_at" not in payload:
+                raise ValueError(f"sent_at={sent_at!r}: {self.SCHEMA} events carry no sent_at")
+            payload["sent_at"] = float(sent_at)
+        data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
         if len(data) > MAX_EVENT_BYTES:
             raise EventSchemaError(f"{self.SCHEMA} {self.event_id}: {len(data)} bytes > MAX_EVENT_BYTES={MAX_EVENT_BYTES}")
         return data
@@ -274,7 +284,8 @@ def decode_event(raw: bytes | str | None) -> Event:
     if size > MAX_EVENT_BYTES:
         raise EventSchemaError(f"oversized payload: {size} bytes > MAX_EVENT_BYTES={MAX_EVENT_BYTES}")
     try:
-        data = json.loads(raw)
+        # Decoding first skips json's encoding sniffing; JSON on the wire is UTF-8.
+        data = json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EventSchemaError(f"invalid JSON: {exc}") from None
     if not isinstance(data, dict):

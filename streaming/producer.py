@@ -53,9 +53,10 @@ class EventProducer:
         self.sent = 0
         self._partitions: dict[tuple[str, bytes], int] = {}
 
-    def send(self, topic: str, event: Event):
-        """Queue ``event`` on ``topic`` keyed by ``event.key()``; returns the send future."""
-        return self.send_raw(topic, event.key(), event.to_json())
+    def send(self, topic: str, event: Event, sent_at: float | None = None):
+        """Queue ``event`` on ``topic`` keyed by ``event.key()``, stamped with ``sent_at`` if given;
+        returns the send future."""
+        return self.send_raw(topic, event.key(), event.to_json(sent_at))
 
     def send_many(self, topic: str, events: Iterable[Event]) -> int:
         n = 0

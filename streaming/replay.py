@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -37,6 +37,7 @@ class ReplayStats:
     sent: int
     elapsed_s: float
     started_at: float  # wall clock (unix seconds) of the first send
+    cpu_s: float = 0.0  # CPU time of the producing process(es), all threads
 
     @property
     def events_per_s(self) -> float:
@@ -119,16 +120,17 @@ def publish(
     from tqdm import tqdm
 
     events = list(events)
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     t0 = events[0].timestamp if events else 0.0
     for n, event in enumerate(tqdm(events, desc=f"publish {topic}", unit="ev", disable=not progress)):
         due = start + ((event.timestamp - t0) / speed if speed else n / rate if rate else 0.0)
         delay = due - time.time()
         if delay > 0.001:
             time.sleep(delay)
-        producer.send(topic, replace(event, sent_at=time.time()))
+        producer.send(topic, event, sent_at=time.time())
     producer.flush()
-    return ReplayStats(sent=len(events), elapsed_s=time.time() - start, started_at=start)
+    return ReplayStats(sent=len(events), elapsed_s=time.time() - start, started_at=start,
+                       cpu_s=time.process_time() - cpu_start)
 
 
 def _publish_part(bootstrap: str, topic: str, events: list, rate: float | None, linger_ms: int, barrier, results) -> None:
@@ -174,7 +176,8 @@ def publish_parallel(
         for proc in procs:
             proc.join(timeout=60)
     end = max(p.started_at + p.elapsed_s for p in parts_done)
-    return ReplayStats(sent=sum(p.sent for p in parts_done), elapsed_s=end - start, started_at=start)
+    return ReplayStats(sent=sum(p.sent for p in parts_done), elapsed_s=end - start, started_at=start,
+                       cpu_s=sum(p.cpu_s for p in parts_done))
 
 
 def replay_movielens(

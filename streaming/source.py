@@ -42,8 +42,9 @@ class EventSource(ABC):
         """Up to ``max_records`` deliveries, waiting at most ``timeout_s`` for the first."""
 
     @abstractmethod
-    def commit(self) -> None:
-        """Mark every delivery returned so far as done (call after making its effects durable)."""
+    def commit(self, wait: bool = True) -> None:
+        """Mark every delivery returned so far as done (call after making its effects durable).
+        ``wait=False`` sends the commit without waiting for the broker's answer."""
 
     @abstractmethod
     def lag(self) -> dict[tuple[str, int], int | None]:
@@ -143,10 +144,14 @@ class KafkaEventSource(EventSource):
                 self._done[tp] = records[-1].offset + 1
         return out
 
-    def commit(self) -> None:
+    def commit(self, wait: bool = True) -> None:
         from kafka.errors import CommitFailedError
 
         if not self._done:
+            return
+        if not wait:
+            # A lost async commit only widens the replayed tail; the next commit covers it.
+            self._consumer.commit_async(self._offsets(self._done))
             return
         try:
             self._commit(dict(self._done))

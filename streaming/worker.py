@@ -84,6 +84,7 @@ class ConsumerStats:
     commits: int = 0
     lag: int = 0
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of the worker process (all threads) while consuming
     first_applied_at: float | None = None
     last_applied_at: float | None = None
     latencies_ms: list[float] = field(default_factory=list, repr=False)
@@ -107,7 +108,7 @@ def merge_stats(parts: Sequence[ConsumerStats]) -> ConsumerStats:
     total = ConsumerStats()
     for s in parts:
         for name in ("consumed", "applied", "duplicates", "stale", "unknown_items", "published", "dlq", "batches",
-                     "commits", "lag"):
+                     "commits", "lag", "cpu_s"):
             setattr(total, name, getattr(total, name) + getattr(s, name))
         for reason, n in s.dlq_reasons.items():
             total.dlq_reasons[reason] = total.dlq_reasons.get(reason, 0) + n
@@ -200,10 +201,11 @@ class _Worker:
 
     def commit(self, force: bool = False) -> None:
         """Flush handlers and commit offsets if anything was consumed since the last commit and
-        ``commit_interval_s`` passed (or ``force``)."""
+        ``commit_interval_s`` passed (or ``force``: then also wait for the broker's answer).
+        Periodic commits do not wait, so the loop never stalls on the commit round trip."""
         if self._uncommitted and (force or time.monotonic() - self._last_commit >= self.config.commit_interval_s):
             self.flush()
-            self.source.commit()
+            self.source.commit(wait=force)
             self.stats.commits += 1
             self._last_commit = time.monotonic()
             self._uncommitted = False
@@ -238,7 +240,7 @@ def run_consumer(
     source = source or KafkaEventSource(config.bootstrap, config.topic_names(), config.group_id, on_revoke=on_revoke)
     worker = _Worker(config, source, handlers, dlq)
     restore = _install_signal_handlers(stop)
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     idle_since = time.monotonic()
     try:
         while not stop.is_set():
@@ -263,6 +265,7 @@ def run_consumer(
             worker.stats.lag = sum(v for v in source.lag().values() if v)
         finally:
             worker.stats.elapsed_s = time.monotonic() - started
+            worker.stats.cpu_s = time.process_time() - cpu_started
             source.close()
             dlq.close()
             restore()
