@@ -65,6 +65,7 @@ def add_parser(subparsers) -> None:
     consume = ssub.add_parser("consume", help="apply events to profiles (and the item index) until stopped")
     _connection(consume)
     consume.add_argument("--store", default="runs/stream/profiles.db", help="profile store (SQLite) path")
+    consume.add_argument("--features", default=None, help="also keep online item counters (SQLite) here")
     consume.add_argument("--group", default="crossrec-workers", help="consumer group id")
     consume.add_argument("--workers", type=_positive(int), default=1, help="worker processes (profiles only when > 1)")
     consume.add_argument("--index-dir", default=None, help="also apply item events to the FAISS index kept here")
@@ -151,7 +152,7 @@ def _consume(args) -> int:
 
     config = ConsumerConfig(bootstrap=resolve_bootstrap(args.bootstrap, args.broker_dir), topics=_topics(args),
                             group_id=args.group, consume=("user_events",), max_events=args.max_events,
-                            idle_timeout_s=args.idle_timeout, store_path=args.store)
+                            idle_timeout_s=args.idle_timeout, store_path=args.store, features_path=args.features)
     stats = consume_stream(config, workers=args.workers, index_dir=args.index_dir, embedder_dir=args.embedder,
                            recommender_dir=args.recommender, creative_k=args.creative_k)
     print(json.dumps(stats.summary(), indent=2))

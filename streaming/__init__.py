@@ -8,19 +8,26 @@ from streaming.events import (
     MAX_EVENT_BYTES, SCHEMA_VERSION, CreativeRequest, CreativeResult, DeadLetter, Event, EventSchemaError, ItemEvent,
     Topics, UserEvent, decode_event,
 )
+from streaming.bench import BenchConfig, run_bench
+from streaming.embedder import load_embedder
+from streaming.features import FeatureHandler, OnlineFeatureStore
 from streaming.handlers import CreativeRequestHandler, HandleResult, Handler, ItemIndexHandler, ProfileHandler
 from streaming.producer import EventProducer, ensure_topics
-from streaming.replay import ReplayStats, movielens_events, replay_movielens, simulate_shoppers
+from streaming.replay import (
+    ReplayStats, movielens_events, publish, publish_parallel, replay_movielens, simulate_shoppers,
+)
 from streaming.source import Delivery, EventSource, KafkaEventSource
-from streaming.worker import ConsumerConfig, ConsumerStats, run_consumer, run_workers
+from streaming.worker import ConsumerConfig, ConsumerStats, WorkerPool, consume_stream, run_consumer, run_workers
 
 __all__ = [
     "Broker", "BrokerConfig", "BrokerError", "BrokerStatus", "resolve_bootstrap",
     "MAX_EVENT_BYTES", "SCHEMA_VERSION", "Event", "UserEvent", "ItemEvent", "CreativeRequest", "CreativeResult",
     "DeadLetter", "EventSchemaError", "Topics", "decode_event",
-    "Handler", "HandleResult", "ProfileHandler", "ItemIndexHandler", "CreativeRequestHandler",
+    "Handler", "HandleResult", "ProfileHandler", "ItemIndexHandler", "CreativeRequestHandler", "FeatureHandler",
+    "OnlineFeatureStore", "load_embedder",
     "EventProducer", "ensure_topics",
-    "ReplayStats", "movielens_events", "replay_movielens", "simulate_shoppers",
+    "ReplayStats", "movielens_events", "publish", "publish_parallel", "replay_movielens", "simulate_shoppers",
     "Delivery", "EventSource", "KafkaEventSource",
-    "ConsumerConfig", "ConsumerStats", "run_consumer", "run_workers",
+    "ConsumerConfig", "ConsumerStats", "WorkerPool", "run_consumer", "run_workers", "consume_stream",
+    "BenchConfig", "run_bench",
 ]

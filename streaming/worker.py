@@ -52,6 +52,7 @@ class ConsumerConfig:
     max_events: int | None = None
     idle_timeout_s: float | None = None
     store_path: str | None = None  # for run_workers: each process opens the ProfileStore here
+    features_path: str | None = None  # optional OnlineFeatureStore (item counters) beside it
 
     def __post_init__(self) -> None:
         names = ("user_events", "item_events", "creative_requests", "creative_results")
@@ -292,16 +293,25 @@ def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
 
 
 def profile_handlers(config: ConsumerConfig) -> tuple[list[Handler], Callable[[], None]]:
-    """The default handlers of a worker process: a ProfileHandler on ``config.store_path``.
-
-    Returns the handlers and a close function.
-    """
+    """The default handlers of a worker process: a ProfileHandler on ``config.store_path`` and,
+    with ``config.features_path``, a FeatureHandler. Returns the handlers and a close function."""
     from recsys.profiles import ProfileStore
+
+    from streaming.features import FeatureHandler, OnlineFeatureStore
 
     if not config.store_path:
         raise ValueError("config.store_path is empty: worker processes need a profile store path")
-    store = ProfileStore(config.store_path)
-    return [ProfileHandler(store)], store.close
+    stores = [ProfileStore(config.store_path)]
+    handlers: list[Handler] = [ProfileHandler(stores[0])]
+    if config.features_path:
+        stores.append(OnlineFeatureStore(config.features_path))
+        handlers.append(FeatureHandler(stores[1]))
+
+    def close() -> None:
+        for store in stores:
+            store.close()
+
+    return handlers, close
 
 
 def _worker_main(config: ConsumerConfig, results, ready) -> None:

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from crossrec.cli_stream import add_parser
+from streaming.features import OnlineFeatureStore
 
 
 def _run(argv) -> int:
@@ -30,6 +31,9 @@ def test_replay_then_consume(broker, tmp_path, capsys):
     common = ["--bootstrap", broker.bootstrap, "--topic-prefix", "cli-test"]
     assert _run(["stream", "replay", *common, "--limit", "200"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sent"] == 200
-    assert _run(["stream", "consume", *common, "--store", str(tmp_path / "p.db"), "--idle-timeout", "3"]) == 0
+    assert _run(["stream", "consume", *common, "--store", str(tmp_path / "p.db"), "--features", str(tmp_path / "f.db"),
+                 "--workers", "2", "--idle-timeout", "3"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert (stats["consumed"], stats["applied"], stats["dlq"]) == (200, 200, 0)
+    top = OnlineFeatureStore(tmp_path / "f.db").top_items("rating", 1000)
+    assert sum(n for _, n in top) == 200

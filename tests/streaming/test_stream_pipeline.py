@@ -133,3 +133,23 @@ def _read_all(broker, topic, n, timeout_s=20.0):
     finally:
         source.close()
     return got
+
+
+def test_online_item_features_count_each_event_once(broker, topics, ml_events, tmp_path):
+    from collections import Counter
+
+    from streaming.features import FeatureHandler, OnlineFeatureStore
+
+    events = ml_events[:800]
+    with EventProducer(broker.bootstrap) as producer:
+        publish(producer, topics.user_events, events + events[:200])  # 200 redelivered
+    features = OnlineFeatureStore(tmp_path / "features.db")
+    config = ConsumerConfig(bootstrap=broker.bootstrap, topics=topics, group_id="g-feat", consume=("user_events",),
+                            idle_timeout_s=3.0)
+    stats = run_consumer(config, [ProfileHandler(ProfileStore()), FeatureHandler(features)])
+    assert (stats.consumed, stats.applied, stats.duplicates) == (1000, 800, 200)
+    expected = Counter(e.item_id for e in events)
+    (item, n), = expected.most_common(1)
+    assert features.item(item)["rating"] == n and features.item(item)["click"] == 0
+    assert features.top_items("rating", 1)[0][1] == n
+    assert sum(c for _, c in features.top_items("rating", 10_000)) == len(events)
