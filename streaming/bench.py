@@ -203,48 +203,37 @@ class _Bench:
                 "max_ms": max(stats.latencies_ms) if stats.latencies_ms else None, "applied": stats.applied,
                 "load_avg_1min": [load_before, os.getloadavg()[0]]}
 
-    def _paced_producer(self, topics: Topics, events: list[UserEvent]) -> threading.Thread:
-        def run() -> None:
+    def _interrupted(self, name: str, events: list[UserEvent], interrupt, idle_timeout_s: float) -> dict:
+        """Produce ``events`` at ``crash_rate`` into one worker; when a third is in the store call
+        ``interrupt(workers)``; drain, then check the store against a direct load."""
+        topics, store = self.fresh(name)
+        workers = WorkerPool(self.worker_config(topics, store, f"bench-{name}", idle_timeout_s=idle_timeout_s), 1)
+        workers.wait_ready()
+
+        def produce() -> None:
             with EventProducer(self.bootstrap) as producer:
                 publish(producer, topics.user_events, events, rate=self.config.crash_rate)
 
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
-    def kill9(self, events: list[UserEvent]) -> dict:
-        """SIGKILL a worker when about a third of the events are in the store; a new one resumes."""
-        topics, store = self.fresh("kill9")
-        workers = WorkerPool(self.worker_config(topics, store, "bench-kill9", idle_timeout_s=6.0), 1)
-        workers.wait_ready()
-        producer = self._paced_producer(topics, events)
-        while _store_count(store) < len(events) // 3:
-            time.sleep(0.02)
-        killed_at = _store_count(store)
-        workers.kill9()
-        producer.join()
-        stats = workers.join()
-        check = _check_store(store, events)
-        return {"events": len(events), "killed_at_applied": killed_at, "redelivered_after_restart": stats.duplicates,
-                **asdict(check)}
-
-    def broker_restart(self, events: list[UserEvent]) -> dict:
-        """Restart Tansu and SeaweedFS while producing and consuming; both clients reconnect."""
-        topics, store = self.fresh("restart")
-        workers = WorkerPool(self.worker_config(topics, store, "bench-restart", idle_timeout_s=10.0), 1)
-        workers.wait_ready()
-        producer = self._paced_producer(topics, events)
+        producer = threading.Thread(target=produce)
+        producer.start()
         while _store_count(store) < len(events) // 3:
             time.sleep(0.02)
         at = _store_count(store)
-        t0 = time.monotonic()
-        self.broker.restart()
-        downtime = time.monotonic() - t0
+        started = time.monotonic()
+        interrupt(workers)
+        took = time.monotonic() - started
         producer.join()
         stats = workers.join()
-        check = _check_store(store, events)
-        return {"events": len(events), "restarted_at_applied": at, "restart_s": downtime,
-                "redelivered": stats.duplicates, **asdict(check)}
+        return {"events": len(events), "interrupted_at_applied": at, "interruption_s": took,
+                "redelivered": stats.duplicates, **asdict(_check_store(store, events))}
+
+    def kill9(self, events: list[UserEvent]) -> dict:
+        """SIGKILL the worker mid-replay (no flush, no commit); a new worker process resumes."""
+        return self._interrupted("kill9", events, lambda workers: workers.kill9(), idle_timeout_s=6.0)
+
+    def broker_restart(self, events: list[UserEvent]) -> dict:
+        """Restart Tansu and SeaweedFS mid-replay; the producer and the worker reconnect."""
+        return self._interrupted("restart", events, lambda workers: self.broker.restart(), idle_timeout_s=10.0)
 
     def new_item(self) -> dict:
         """Grocery catalogue in a FAISS index; new item events, timed from sent_at until searchable."""

@@ -14,7 +14,7 @@ def test_kill9_worker_mid_replay_loses_nothing_and_counts_nothing_twice(broker, 
                                     bootstrap=broker.bootstrap, out_dir=str(tmp_path)),
                         json_path=tmp_path / "bench.json", progress=False)
     kill9 = summary["scenarios"]["kill9"]
-    assert 0 < kill9["killed_at_applied"] < 3000
+    assert 0 < kill9["interrupted_at_applied"] < 3000
     assert (kill9["lost"], kill9["duplicates"], kill9["stored"]) == (0, 0, 3000) and kill9["identical"]
     assert json.loads((tmp_path / "bench.json").read_text())["lost"] == 0
 
