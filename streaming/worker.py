@@ -89,18 +89,23 @@ class ConsumerStats:
     first_applied_at: float | None = None
     last_applied_at: float | None = None
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    # sent_at -> handed out by poll(): the broker and client share of the latency.
+    receive_latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     @property
     def events_per_s(self) -> float:
         return self.consumed / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
-    def percentile_ms(self, q: float) -> float | None:
-        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else None
+    def percentile_ms(self, q: float, receive: bool = False) -> float | None:
+        """``q``-th percentile of sent_at -> applied (``receive``: sent_at -> received) latency."""
+        values = self.receive_latencies_ms if receive else self.latencies_ms
+        return float(np.percentile(values, q)) if values else None
 
     def summary(self) -> dict:
         """JSON-able counters (without the raw latencies)."""
-        out = {k: v for k, v in self.__dict__.items() if k != "latencies_ms"}
-        out.update(events_per_s=self.events_per_s, p50_ms=self.percentile_ms(50), p99_ms=self.percentile_ms(99))
+        out = {k: v for k, v in self.__dict__.items() if not k.endswith("latencies_ms")}
+        out.update(events_per_s=self.events_per_s, p50_ms=self.percentile_ms(50), p99_ms=self.percentile_ms(99),
+                   receive_p50_ms=self.percentile_ms(50, True), receive_p99_ms=self.percentile_ms(99, True))
         return out
 
 
@@ -119,6 +124,7 @@ def merge_stats(parts: Sequence[ConsumerStats]) -> ConsumerStats:
         total.first_applied_at = min(firsts) if firsts else None
         total.last_applied_at = max(lasts) if lasts else None
         total.latencies_ms.extend(s.latencies_ms)
+        total.receive_latencies_ms.extend(s.receive_latencies_ms)
     return total
 
 
@@ -184,10 +190,9 @@ class _Worker:
             if items:
                 self._handle(handler, items)
         done = time.time()
-        self.stats.latencies_ms.extend(
-            (done - d.event.sent_at) * 1000.0 for d in deliveries
-            if d.event is not None and getattr(d.event, "sent_at", None) is not None
-        )
+        timed = [d for d in deliveries if d.event is not None and getattr(d.event, "sent_at", None) is not None]
+        self.stats.latencies_ms.extend((done - d.event.sent_at) * 1000.0 for d in timed)
+        self.stats.receive_latencies_ms.extend((d.received_at - d.event.sent_at) * 1000.0 for d in timed)
         self.stats.first_applied_at = self.stats.first_applied_at or done
         self.stats.last_applied_at = done
         self.stats.consumed += len(deliveries)
