@@ -1,5 +1,10 @@
-"""Cross-media retrieval: offline encoders, CrossCLIP-style alignment, FAISS index, evaluation."""
+"""Cross-media retrieval: offline encoders, CrossCLIP-style alignment, FAISS index, evaluation.
 
+Public names are imported lazily (on first attribute access), so ``import retrieval`` costs
+nothing heavy: no torch, no faiss, no weights until they are used.
+"""
+
+import importlib as _importlib
 import os as _os
 
 # No model hub is reachable from the machines this engine targets by default; without this,
@@ -7,18 +12,31 @@ import os as _os
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from retrieval.encoders import Encoder, load_encoder  # noqa: E402
-from retrieval.errors import (  # noqa: E402
-    CrossrecError,
-    EmbeddingDimensionError,
-    ImageDecodeError,
-    IncompatibleIndexError,
-    ModelLoadError,
-    UnknownIdError,
-)
+_EXPORTS = {
+    "retrieval.errors": ("CrossrecError", "EmbeddingDimensionError", "ImageDecodeError", "IncompatibleIndexError",
+                         "ModelLoadError", "UnknownIdError"),
+    "retrieval.encoders": ("Encoder", "load_encoder"),
+    "retrieval.align.model": ("AlignConfig", "AlignedModel"),
+    "retrieval.align.train": ("PairData", "TrainResult", "train_aligned"),
+    "retrieval.align.embedder": ("ItemEmbedder", "ItemEmbeddings", "load_item_embedder", "default_model_dir"),
+    "retrieval.index": ("VectorIndex", "FaissIndex", "IndexConfig", "SearchResult", "create_index"),
+    "retrieval.search": ("CatalogueSearch", "SearchHit"),
+    "retrieval.metrics": ("RetrievalMetrics", "retrieval_metrics"),
+    "retrieval.evaluate": ("EvalOptions", "EvalReport"),
+    "retrieval.pipeline": ("train_retrieval", "run_retrieval_eval", "search_catalogue"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "Encoder", "load_encoder",
-    "CrossrecError", "EmbeddingDimensionError", "ImageDecodeError", "IncompatibleIndexError",
-    "ModelLoadError", "UnknownIdError",
-]
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'retrieval' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

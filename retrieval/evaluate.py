@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retrieval.align.features import ImageFeatures, TextFeatures, extract_image_features, extract_text_features
+from retrieval.align.features import ImageFeatures, TextFeatures, extract_image_features, extract_text_features, lift_to_stages
 from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.align.train import PairData, TrainResult, embed_cached, model_image_inputs, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
@@ -157,6 +157,8 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
     labels = {s: np.array([p.class_id for p in ps]) for s, ps in splits.items()}
     iconic = extract_image_features([p.iconic_image for p in g.products], encoder=encoder,
                                     cache_dir=opts.cache_dir, progress=opts.progress)
+    stages = {c.split_stage for c in configs.values()}
+    lifted = {s: lift_to_stages(f, encoder, stages) for s, f in {**feats, "iconic": iconic}.items()}
     text_views = max(c.text_views for c in configs.values())
     texts = extract_text_features([p.description for p in g.products], views=text_views, seed=opts.seed,
                                   encoder=text_encoder, cache_dir=opts.cache_dir, progress=opts.progress)
@@ -166,10 +168,11 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
     report: dict = {"dataset": "grocery", "quick": opts.quick, "skipped_images": skipped, "training": {}}
     models = {}
     for name, cfg in configs.items():
-        res = _train(cfg, PairData(feats["train"], labels["train"], texts),
-                     PairData(feats["val"], labels["val"], texts), encoder, opts.progress)
+        at = {s: lifted[s][cfg.split_stage] for s in lifted}
+        res = _train(cfg, PairData(at["train"], labels["train"], texts),
+                     PairData(at["val"], labels["val"], texts), encoder, opts.progress)
         models[name] = res.model
-        report[name] = score_model(res.model, encoder, feats["test"], labels["test"], texts, product_labels, iconic)
+        report[name] = score_model(res.model, encoder, at["test"], labels["test"], texts, product_labels, at["iconic"])
         report["training"][name] = _history_record(res)
         if model_out is not None and name == "crossclip":
             res.model.save_pretrained(model_out)
@@ -180,13 +183,14 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
         held_ids = set(product_labels[held].tolist())
         keep = {s: np.array([l not in held_ids for l in labels[s]]) for s in labels}
         for name, cfg in configs.items():
-            train = PairData(feats["train"].subset(np.flatnonzero(keep["train"])), labels["train"][keep["train"]], texts)
-            val = PairData(feats["val"].subset(np.flatnonzero(keep["val"])), labels["val"][keep["val"]], texts)
+            at = {s: lifted[s][cfg.split_stage] for s in lifted}
+            train = PairData(at["train"].subset(np.flatnonzero(keep["train"])), labels["train"][keep["train"]], texts)
+            val = PairData(at["val"].subset(np.flatnonzero(keep["val"])), labels["val"][keep["val"]], texts)
             res = _train(cfg, train, val, encoder, opts.progress)
             test_idx = np.flatnonzero(~keep["test"])
             held_texts = TextFeatures(texts.clean[held], None)
-            per_fold[name].append(score_model(res.model, encoder, feats["test"].subset(test_idx), labels["test"][test_idx],
-                                              held_texts, product_labels[held], iconic.subset(held)))
+            per_fold[name].append(score_model(res.model, encoder, at["test"].subset(test_idx), labels["test"][test_idx],
+                                              held_texts, product_labels[held], at["iconic"].subset(held)))
     open_set = {name: _fold_summary(per_fold[name]) for name in configs}
     open_set.update(paired_stats([f["i2t"]["acc@1"] for f in per_fold["baseline"]],
                                  [f["i2t"]["acc@1"] for f in per_fold["crossclip"]]))
@@ -214,6 +218,7 @@ def evaluate_ml100k(opts: EvalOptions) -> dict:
     texts = extract_text_features([texts_all[i] for i in idx], views=max(c.text_views for c in configs.values()),
                                   seed=opts.seed, encoder=load_encoder(opts.text_encoder),
                                   cache_dir=opts.cache_dir, progress=opts.progress)
+    lifted = lift_to_stages(images, encoder, {c.split_stage for c in configs.values()})
     good = np.flatnonzero(images.ok)
     folds = 2 if opts.quick else opts.folds
     per_fold: dict[str, list[dict]] = {m: [] for m in configs}
@@ -224,9 +229,10 @@ def evaluate_ml100k(opts: EvalOptions) -> dict:
         val = rng.choice(rest, size=max(2, len(rest) // 10), replace=False)
         train = np.setdiff1d(rest, val)
         for name, cfg in configs.items():
-            res = _train(cfg, PairData(images.subset(train), train, texts), PairData(images.subset(val), val, texts),
+            at = lifted[cfg.split_stage]
+            res = _train(cfg, PairData(at.subset(train), train, texts), PairData(at.subset(val), val, texts),
                          encoder, opts.progress)
-            per_fold[name].append(score_model(res.model, encoder, images.subset(test), test,
+            per_fold[name].append(score_model(res.model, encoder, at.subset(test), test,
                                               TextFeatures(texts.clean[test], None), test))
     out = {name: _fold_summary(per_fold[name]) for name in configs}
     out.update(paired_stats([f["i2t"]["acc@1"] for f in per_fold["baseline"]],

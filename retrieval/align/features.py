@@ -26,7 +26,7 @@ from retrieval.images import ImageInput, augment, load_image, preprocess
 
 __all__ = [
     "CACHE_STAGE", "ImageFeatures", "TextFeatures", "extract_image_features", "extract_text_features",
-    "augment_text", "frozen_stages",
+    "augment_text", "frozen_stages", "lift_features", "lift_to_stages",
 ]
 
 CACHE_STAGE = 14
@@ -180,3 +180,27 @@ def extract_text_features(
         return TextFeatures(clean, v)
 
     return _cached(cache_dir, key, build)
+
+
+def lift_features(feats: ImageFeatures, encoder: MobileNetV2Encoder, stage: int) -> ImageFeatures:
+    """Run the frozen stages from ``feats.stage`` up to ``stage`` once (clean and views), so that
+    models fine-tuning fewer stages, and every fold of an evaluation, share the work."""
+    if stage == feats.stage:
+        return feats
+    if stage < feats.stage:
+        raise ValueError(f"stage={stage} is below the cached stage {feats.stage}; features cannot be lowered")
+    clean = frozen_stages(encoder, feats.clean, feats.stage, stage)
+    views = None
+    if feats.views is not None:
+        flat = frozen_stages(encoder, feats.views.reshape(-1, *feats.views.shape[2:]), feats.stage, stage)
+        views = flat.view(len(feats.clean), feats.views.shape[1], *flat.shape[1:])
+    return ImageFeatures(clean, views, feats.ok, feats.errors, stage)
+
+
+def lift_to_stages(feats: ImageFeatures, encoder: MobileNetV2Encoder, stages: set[int]) -> dict[int, ImageFeatures]:
+    """``lift_features`` to several stages, chaining upwards so each frozen stage runs once."""
+    out, current = {}, feats
+    for stage in sorted(stages):
+        current = lift_features(current, encoder, stage)
+        out[stage] = current
+    return out

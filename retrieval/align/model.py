@@ -42,7 +42,7 @@ class AlignConfig:
     text_dim: int = 384
     image_dim: int = FEATURE_DIM
     embed_dim: int = 256
-    trainable_stages: int = 2           # top MobileNetV2 stages fine-tuned (0 = frozen)
+    trainable_stages: int = 1           # top MobileNetV2 stages fine-tuned (0 = frozen)
     adapter_hidden: int = 256           # 0 = no adapters (baseline)
     fusion: bool = True                 # cross-attention fusion layer
     fusion_heads: int = 4

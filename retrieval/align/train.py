@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from retrieval.align.features import ImageFeatures, TextFeatures, frozen_stages
+from retrieval.align.features import ImageFeatures, TextFeatures, lift_features
 from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.encoders import MobileNetV2Encoder
 from retrieval.metrics import retrieval_metrics
@@ -46,20 +46,13 @@ class TrainResult:
 
 def model_image_inputs(model_config: AlignConfig, feats: ImageFeatures, encoder: MobileNetV2Encoder,
                        include_views: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Run the frozen stages between the cache and the model's first live stage, once."""
-    split = model_config.split_stage
-
-    def lift(x: torch.Tensor) -> torch.Tensor:
-        return x if split == feats.stage else frozen_stages(encoder, x, feats.stage, split)
-
-    clean = lift(feats.clean)
+    """The model's image inputs: ``feats`` lifted to its first live stage (a no-op when the
+    caller lifted them already with ``lift_features``), and up to ``image_views`` views."""
+    lifted = lift_features(feats, encoder, model_config.split_stage)
     views = None
-    if include_views and feats.views is not None and model_config.image_views:
-        v = min(model_config.image_views, feats.views.shape[1])
-        flat = feats.views[:, :v].reshape(-1, *feats.views.shape[2:])
-        lifted = lift(flat)
-        views = lifted.view(len(feats.clean), v, *lifted.shape[1:])
-    return clean, views
+    if include_views and lifted.views is not None and model_config.image_views:
+        views = lifted.views[:, : model_config.image_views]
+    return lifted.clean, views
 
 
 @torch.inference_mode()
