@@ -7,7 +7,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -22,6 +22,8 @@ __all__ = ["Recommendations", "Filters", "Recommender", "MAX_K", "POPULARITY", "
 MAX_K = 1000  # larger k is clamped (and said so in the result's reason)
 POPULARITY = "popularity"
 PROFILES_FILE = "profiles.db"
+# Catalogue rows (k,) -> per row: candidate sources, top feature group.
+Explainer = Callable[[np.ndarray], tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
@@ -145,9 +147,11 @@ class Recommender(ABC):
             scores[~cold] = self.score_users([p for p, c in zip(profiles, cold) if not c])
         return ScoredItems(scores, cold)
 
-    def explain(self, profile: UserProfile, positions: np.ndarray) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
-        """Per recommended item: its candidate sources and top feature group (overridden by the engine)."""
-        return tuple((self.name,) for _ in positions), tuple("collaborative" for _ in positions)
+    def _score_one(self, profile: UserProfile) -> tuple[np.ndarray, Explainer]:
+        """(N,) scores for one user with usable history, and a function giving (sources, top feature
+        group) per chosen catalogue row. Engines override it to reuse the request's work."""
+        scores = self.score_users([profile])[0]
+        return scores, lambda top: (tuple((self.name,) for _ in top), tuple("collaborative" for _ in top))
 
     def recommend(self, user_id: int, k: int = 10, filters: Filters | dict | None = None) -> Recommendations:
         """Top-``k`` items for ``user_id``; unknown users get the popularity fallback (``cold_start``)."""
@@ -159,21 +163,20 @@ class Recommender(ABC):
             notes.append(f"k={k} clamped to {MAX_K}")
             k = MAX_K
         profile = self.profiles.get(int(user_id))
-        scored = self.score([int(user_id)])
-        scores = scored.scores[0].copy()
-        cold = bool(scored.cold[0])
+        cold = not self.has_history(profile)
         if cold:
             notes.append("unknown user: popularity fallback" if profile is None
                          else "no history in the catalogue: popularity fallback")
+            scores = self.popularity.copy()
+            explain = lambda top: (tuple((POPULARITY,) for _ in top), tuple(POPULARITY for _ in top))  # noqa: E731
+        else:
+            scores, explain = self._score_one(profile)
         self._apply_filters(scores, profile, filters)
         eligible = int(np.isfinite(scores).sum())
         if eligible < k:
             notes.append(f"only {eligible} eligible items")
-        top = np.argsort(-scores, kind="stable")[: min(k, eligible)]
-        if cold or profile is None:
-            sources, groups = tuple((POPULARITY,) for _ in top), tuple(POPULARITY for _ in top)
-        else:
-            sources, groups = self.explain(profile, top)
+        top = np.argsort(-scores, kind="stable")[: min(k, eligible)]  # ties: catalogue order
+        sources, groups = explain(top)
         return Recommendations(
             user_id=int(user_id),
             item_ids=self.catalogue.item_ids[top].copy(),

@@ -106,20 +106,27 @@ class ALSRecommender(Recommender):
         self.config = config
         self._model = None
 
-    def _new_model(self):
+    def _new_model(self, num_threads: int):
         from implicit.cpu.als import AlternatingLeastSquares
 
         c = self.config
         return AlternatingLeastSquares(factors=c.factors, regularization=c.regularization, alpha=c.alpha,
-                                       iterations=c.iterations, random_state=c.seed, num_threads=0)
+                                       iterations=c.iterations, random_state=c.seed, num_threads=num_threads)
 
     def fit(self, log: pl.DataFrame) -> "ALSRecommender":
         log = self._fit_common(log)
         user_items = user_item_matrix(log, _user_rows(log), self.catalogue)
         user_items.data[:] = 1.0
-        self._model = self._new_model()
-        self._model.fit(user_items, show_progress=False)
+        model = self._new_model(num_threads=0)
+        model.fit(user_items, show_progress=False)
+        self.set_item_factors(np.asarray(model.item_factors))
         return self
+
+    def set_item_factors(self, item_factors: np.ndarray) -> None:
+        """Serve with these (N, F) item factors. Solving a few user factors is tiny work: one thread
+        avoids OpenMP start-up and oversubscription next to torch on a small machine."""
+        self._model = self._new_model(num_threads=1)
+        self._model.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
 
     @property
     def item_factors(self) -> np.ndarray:
@@ -147,8 +154,7 @@ class ALSRecommender(Recommender):
         catalogue, profiles, arrays = cls._load_common(directory, profiles)
         rec = cls(catalogue, profiles, config)
         rec.popularity = arrays["popularity"]
-        rec._model = rec._new_model()
-        rec._model.item_factors = arrays["item_factors"]
+        rec.set_item_factors(arrays["item_factors"])
         return rec
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "users_from_movielens",
     "load_item_features",
     "check_log",
+    "ItemTrend",
 ]
 
 LOG_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
@@ -186,7 +187,7 @@ def load_item_features(
     if not (len(item_ids) == len(texts) == len(images)):
         raise ValueError(f"item_ids, texts and images differ in length: {len(item_ids)}, {len(texts)}, {len(images)}")
     if embedder is None:
-        from retrieval import load_item_embedder
+        from retrieval.align.embedder import load_item_embedder
 
         embedder = load_item_embedder()
     cache = _cache_file(Path(cache_dir), embedder.fingerprint, list(texts), list(images))
@@ -208,3 +209,37 @@ def load_item_features(
     np.savez(tmp, image=feats.image, text=feats.text, fused=feats.fused, image_ok=feats.image_ok)
     os.replace(tmp, cache)
     return feats
+
+
+@dataclass(frozen=True)
+class ItemTrend:
+    """How much each item was consumed in the ``window_days`` before a given time (from a fitted log).
+
+    ``cumulative`` (n_days + 1, N): interactions per catalogue item up to the end of each day since
+    ``start`` (unix seconds). Only events before the asked time count, so a user's trend feature
+    never sees the future.
+    """
+
+    start: float
+    cumulative: np.ndarray
+    window_days: float = 30.0
+
+    @classmethod
+    def fit(cls, log: pl.DataFrame, catalogue: Catalogue, window_days: float = 30.0) -> "ItemTrend":
+        pos = catalogue.positions(log["item_id"].to_list())
+        ts = log["timestamp"].to_numpy().astype(np.float64)
+        keep = pos >= 0
+        start = float(ts.min()) if len(ts) else 0.0
+        days = ((ts[keep] - start) // 86_400).astype(np.int64)
+        n_days = int(days.max()) + 1 if len(days) else 1
+        counts = np.zeros((n_days + 1, len(catalogue)), np.int32)
+        np.add.at(counts, (days + 1, pos[keep]), 1)
+        return cls(start, np.cumsum(counts, axis=0, dtype=np.int32), window_days)
+
+    def at(self, times: np.ndarray) -> np.ndarray:
+        """(B, N) log-counts in the window before each of ``times`` (B,), scaled to [0, 1] per row."""
+        last = len(self.cumulative) - 1
+        end = np.clip(((np.asarray(times, np.float64) - self.start) // 86_400).astype(np.int64) + 1, 0, last)
+        begin = np.clip(end - int(self.window_days), 0, last)
+        counts = np.log1p((self.cumulative[end] - self.cumulative[begin]).astype(np.float32))
+        return counts / np.maximum(counts.max(axis=1, keepdims=True), 1.0)

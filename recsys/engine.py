@@ -20,9 +20,18 @@ import torch
 
 from recsys.base import POPULARITY, Recommender
 from recsys.candidates import ALSConfig, ALSRecommender, AnnCandidates, BPRConfig, BPRRecommender
-from recsys.data import Catalogue, ItemFeatures, UserTable, chronological_split
+from recsys.data import Catalogue, ItemFeatures, ItemTrend, UserTable, chronological_split
 from recsys.profiles import ProfileStore, UserProfile
-from recsys.ranker import FEATURE_GROUPS, DCNRanker, RankerBatch, RankerConfig, TrainStats, train_ranker
+from recsys.ranker import (
+    FEATURE_GROUPS,
+    SMALL_BATCH,
+    DCNRanker,
+    RankerBatch,
+    RankerConfig,
+    TrainStats,
+    torch_threads,
+    train_ranker,
+)
 from retrieval.errors import EmbeddingDimensionError, ModelLoadError
 from retrieval.persist import atomic_directory, load_config
 
@@ -36,12 +45,14 @@ class EngineConfig:
     multimodal: bool = True  # use the aligned image/text item embeddings and the profile vector
     n_per_source: int = 100  # candidates taken from each source before ranking
     label_fraction: float = 0.2  # last share of each user's log used as ranker labels
-    negatives: int = 8  # per positive: hard_fraction from the candidates, the rest random unseen items
-    hard_fraction: float = 0.5
+    negatives: int = 15  # per positive, drawn from the user's candidates (what serving ranks)
+    loss: str = "softmax"  # "softmax": one positive against its negatives; "logistic": pointwise
     epochs: int = 3
-    batch_size: int = 1024
+    batch_size: int = 2048  # rows per step
     lr: float = 3e-3
+    weight_decay: float = 1e-4
     embedding_dim: int = 16
+    trend_days: float = 30.0  # window of the item-trend feature
     als_factors: int = 64
     als_regularization: float = 0.05
     als_alpha: float = 10.0
@@ -50,6 +61,12 @@ class EngineConfig:
     bpr_iterations: int = 100
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss!r}: allowed {LOSSES}")
+        if self.n_per_source < 1 or self.negatives < 1:
+            raise ValueError(f"n_per_source={self.n_per_source}, negatives={self.negatives}: both must be >= 1")
+
     def als(self) -> ALSConfig:
         return ALSConfig(self.als_factors, self.als_regularization, self.als_alpha, self.als_iterations, self.seed)
 
@@ -57,17 +74,34 @@ class EngineConfig:
         return BPRConfig(factors=self.bpr_factors, iterations=self.bpr_iterations, seed=self.seed)
 
 
+LOSSES = ("softmax", "logistic")
+
+
 class _Stage:
-    """Candidate models fitted on one stretch of the log, sharing one profile store."""
+    """Candidate models and the item trend fitted on one stretch of the log, sharing one profile store."""
 
     def __init__(self, catalogue: Catalogue, profiles: ProfileStore, config: EngineConfig) -> None:
         self.als = ALSRecommender(catalogue, profiles, config.als())
         self.bpr = BPRRecommender(catalogue, profiles, config.bpr())
+        self.trend: ItemTrend | None = None
+        self._catalogue, self._trend_days = catalogue, config.trend_days
 
     def fit(self, log: pl.DataFrame) -> "_Stage":
         self.als.fit(log)
         self.bpr.fit(log)
+        self.trend = ItemTrend.fit(log, self._catalogue, self._trend_days)
         return self
+
+
+@dataclass(frozen=True)
+class _Signals:
+    """Per-request catalogue-wide scores, computed once and shared by candidates, features and
+    explanations: als, als_z, bpr_z, trend (B, N)."""
+
+    als: np.ndarray
+    als_z: np.ndarray
+    bpr_z: np.ndarray
+    trend: np.ndarray
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -94,8 +128,20 @@ class RankingEngine(Recommender):
         self.user_rows: dict[int, int] = {}
         self.ranker: DCNRanker | None = None
         self.train_stats: TrainStats | None = None
-        self._ann = AnnCandidates(item_features.fused, item_features.fingerprint) if self.item_features is not None else None
-        self._genre_lists = [np.flatnonzero(g) for g in catalogue.genres]
+        # Item-side inputs, built once: padded genre ids (N, G_max; -1 = none), genre flags and
+        # the multimodal item block (N, 3D).
+        flags = catalogue.genres
+        self._genre_pad = np.full((len(catalogue), max(int(flags.sum(1).max()), 1)), -1, np.int64)
+        for r, g in enumerate(flags):
+            self._genre_pad[r, : g.sum()] = np.flatnonzero(g)
+        self._genre_flags = flags.astype(np.float32)
+        self._ann = None
+        self._item_mm = None
+        if self.item_features is not None:
+            f = self.item_features
+            self._ann = AnnCandidates(f.fused, f.fingerprint)
+            self._item_mm = np.concatenate([f.fused, f.image, f.text], axis=1).astype(np.float32)
+        self._explain_masks: torch.Tensor | None = None
         self._prepare_store(self.profiles)
 
     def _prepare_store(self, store: ProfileStore) -> None:
@@ -107,38 +153,45 @@ class RankingEngine(Recommender):
 
     # -- features --------------------------------------------------------------------------
 
-    def _features(self, stage: _Stage, profiles: Sequence[UserProfile], rows: Sequence[np.ndarray]) -> RankerBatch:
-        """Ranker inputs for ``rows[b]`` (catalogue rows) of each user ``profiles[b]``."""
+    def _signals(self, stage: _Stage, profiles: Sequence[UserProfile]) -> _Signals:
         als = stage.als.score_users(profiles)
-        als_z, bpr_z = _zscore(als), _zscore(stage.bpr.score_users(profiles))
-        pop = np.log1p(stage.als.popularity) / np.log1p(max(stage.als.popularity.max(), 1.0))
-        genres = self.catalogue.genres.astype(np.float32)
-        names = self.catalogue.genre_names
-        n = sum(len(r) for r in rows)
+        latest = np.array([max((h[3] for h in p.history), default=0.0) for p in profiles])
+        return _Signals(als, _zscore(als), _zscore(stage.bpr.score_users(profiles)), stage.trend.at(latest))
+
+    def _features(self, stage: _Stage, profiles: Sequence[UserProfile], rows: Sequence[np.ndarray],
+                  sig: _Signals) -> RankerBatch:
+        """Ranker inputs for ``rows[b]`` (catalogue rows) of each user ``profiles[b]``."""
         user_idx = np.repeat(np.arange(len(profiles)), [len(r) for r in rows])
-        items = np.concatenate(rows) if n else np.zeros(0, np.int64)
-        affinity = np.stack([np.array([p.category_affinity.get(g, 0.0) for g in names], np.float32) for p in profiles])
-        dense = [als[user_idx, items], als_z[user_idx, items], bpr_z[user_idx, items], pop[items],
-                 (affinity[user_idx] * genres[items]).sum(1),
-                 np.log1p([profiles[u].n_events for u in user_idx]) / 5.0]
+        items = np.concatenate(rows).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
+        pop = stage.als.popularity
+        pop = np.log1p(pop) / np.log1p(max(pop.max(), 1.0))
+        names = self.catalogue.genre_names
+        affinity = np.array([[p.category_affinity.get(g, 0.0) for g in names] for p in profiles], np.float32)
+        n_events = np.log1p(np.array([p.n_events for p in profiles], np.float32)) / 5.0
+        dense = [sig.als[user_idx, items], sig.als_z[user_idx, items], sig.bpr_z[user_idx, items], pop[items],
+                 sig.trend[user_idx, items], (affinity[user_idx] * self._genre_flags[items]).sum(1), n_events[user_idx]]
         mm = None
         if self.item_features is not None:
             f = self.item_features
-            pv = np.stack([p.vector if p.vector is not None else np.zeros(f.dim, np.float32) for p in profiles])[user_idx]
-            dense += [(pv * f.fused[items]).sum(1), (pv * f.image[items]).sum(1), (pv * f.text[items]).sum(1),
-                      f.image_ok[items].astype(np.float32)]
-            mm = np.concatenate([f.fused[items], f.image[items], f.text[items], pv], axis=1).astype(np.float32)
+            pv = np.stack([p.vector if p.vector is not None else np.zeros(f.dim, np.float32) for p in profiles])
+            item_mm = self._item_mm[items]
+            d = f.dim
+            upv = pv[user_idx]
+            dense += [(upv * item_mm[:, :d]).sum(1), (upv * item_mm[:, d : 2 * d]).sum(1),
+                      (upv * item_mm[:, 2 * d :]).sum(1), f.image_ok[items].astype(np.float32)]
+            mm = np.concatenate([item_mm, upv], axis=1)
         codes = np.array([self.users.codes(p.demographics) for p in profiles], np.int64).reshape(-1, 3)
+        user_rows = np.array([self.user_rows.get(p.user_id, 0) for p in profiles], np.int64)
         return RankerBatch(
-            user_rows=np.array([self.user_rows.get(profiles[u].user_id, 0) for u in user_idx], np.int64),
+            user_rows=user_rows[user_idx],
             item_rows=items + 1,
-            genre_lists=[self._genre_lists[i] for i in items],
+            genres=self._genre_pad[items],
             demo_codes=codes[user_idx],
             dense=np.stack(dense, axis=1).astype(np.float32),
             mm=mm,
         )
 
-    def candidates(self, stage: _Stage, profiles: Sequence[UserProfile]) -> list[dict[int, list[str]]]:
+    def candidates(self, stage: _Stage, profiles: Sequence[UserProfile], sig: _Signals) -> list[dict[int, list[str]]]:
         """Per user: catalogue row -> the sources that proposed it (seen items excluded)."""
         n = self.config.n_per_source
         out: list[dict[int, list[str]]] = [{} for _ in profiles]
@@ -148,15 +201,15 @@ class RankingEngine(Recommender):
             for b, row in enumerate(score_rows):
                 row = row.copy()
                 row[seen[b][seen[b] >= 0]] = -np.inf
-                for r in np.argpartition(-row, n)[:n] if n < len(row) else range(len(row)):
-                    if np.isfinite(row[r]):
-                        out[b].setdefault(int(r), []).append(source)
+                top = np.argpartition(-row, n)[:n] if n < len(row) else np.arange(len(row))
+                for r in top[np.isfinite(row[top])].tolist():
+                    out[b].setdefault(r, []).append(source)
 
-        add("als", stage.als.score_users(profiles))
-        add("bpr", stage.bpr.score_users(profiles))
-        add(POPULARITY, np.tile(stage.als.popularity, (len(profiles), 1)))
+        add("als", sig.als)
+        add("bpr", sig.bpr_z)
+        add(POPULARITY, np.broadcast_to(stage.als.popularity, sig.als.shape))
         if self._ann is not None:
-            ann = np.full((len(profiles), len(self.catalogue)), -np.inf, np.float32)
+            ann = np.full(sig.als.shape, -np.inf, np.float32)
             have = [b for b, p in enumerate(profiles) if p.vector is not None]
             if have:
                 # Ask for extra neighbours: seen items are dropped afterwards.
@@ -182,9 +235,10 @@ class RankingEngine(Recommender):
         self.user_rows = {int(u): r + 1 for r, u in enumerate(sorted(log["user_id"].unique().to_list()))}
         examples, labels = self._examples(early, cut.val)
         self.ranker = DCNRanker(self._ranker_config())
-        self.train_stats = train_ranker(self.ranker, examples, labels, epochs=c.epochs, batch_size=c.batch_size,
-                                        lr=c.lr, seed=c.seed, progress=progress)
-        self.ranker.eval()
+        self.train_stats = train_ranker(self.ranker, examples, labels, group_size=1 + c.negatives if c.loss == "softmax" else 1,
+                                        epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
+                                        seed=c.seed, progress=progress)
+        self._ready()
         # Serving: candidate models refitted on the whole log, profiles from the whole log.
         self.stage.fit(log)
         self.popularity = self.stage.als.popularity
@@ -196,62 +250,89 @@ class RankingEngine(Recommender):
                             mm_dim=0 if self.item_features is None else self.item_features.dim,
                             embedding_dim=self.config.embedding_dim)
 
+    def _ready(self) -> None:
+        """Switch the trained ranker to serving: eval mode and the explanation masks, built once."""
+        self.ranker.eval()
+        self._explain_groups = tuple(g for g in FEATURE_GROUPS if g != "multimodal" or self.item_features is not None)
+        self._explain_masks = torch.stack([torch.ones_like(self.ranker.group_mask(self._explain_groups[0]))]
+                                          + [self.ranker.group_mask(g) for g in self._explain_groups])
+
     def _examples(self, stage: _Stage, labels_log: pl.DataFrame) -> tuple[RankerBatch, np.ndarray]:
+        """Groups of 1 + ``negatives`` rows per label event: the positive, then negatives drawn from
+        the user's candidates (random unseen items when the candidates run out)."""
         c = self.config
         rng = np.random.default_rng(c.seed)
         users = [u for u in sorted(labels_log["user_id"].unique().to_list()) if stage.als.profiles.get(u) is not None]
         profiles = [stage.als.profiles.get(u) for u in users]
-        cands = self.candidates(stage, profiles)
         by_user = labels_log.group_by("user_id").agg(pl.col("item_id"))
         positives = {int(u): items for u, items in zip(by_user["user_id"].to_list(), by_user["item_id"].to_list())}
-        rows, labels = [], []
-        for p, cand in zip(profiles, cands):
-            pos = self.catalogue.positions(positives.get(p.user_id, []))
-            pos = np.unique(pos[pos >= 0])
-            seen = set(self.catalogue.positions([h[0] for h in p.history]).tolist()) | set(pos.tolist())
-            pool = np.array([r for r in cand if r not in seen], np.int64)
-            n_neg = c.negatives * len(pos)
-            hard = rng.choice(pool, size=min(int(n_neg * c.hard_fraction), len(pool)), replace=False) if len(pool) else np.zeros(0, np.int64)
-            rand = rng.integers(0, len(self.catalogue), size=n_neg - len(hard))
-            rand = rand[~np.isin(rand, list(seen))]
-            neg = np.concatenate([hard, rand]).astype(np.int64)
-            rows.append(np.concatenate([pos, neg]))
-            labels.append(np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]))
-        return self._features(stage, profiles, rows), np.concatenate(labels).astype(np.float32)
+        rows = []
+        for start in range(0, len(profiles), 256):  # bounded memory: (256, N) signals at a time
+            chunk = profiles[start : start + 256]
+            sig = self._signals(stage, chunk)
+            for p, cand in zip(chunk, self.candidates(stage, chunk, sig)):
+                pos = self.catalogue.positions(positives.get(p.user_id, []))
+                pos = np.unique(pos[pos >= 0])
+                seen = np.union1d(self.catalogue.positions([h[0] for h in p.history]), pos)
+                pool = np.setdiff1d(np.fromiter(cand, np.int64, len(cand)), seen)
+                if len(pool) == 0:
+                    pool = np.setdiff1d(np.arange(len(self.catalogue)), seen)
+                neg = rng.choice(pool, size=(len(pos), c.negatives), replace=len(pool) < c.negatives * len(pos))
+                rows.append(np.concatenate([pos[:, None], neg], axis=1).reshape(-1))
+        examples = []
+        # Features per user in the same order as the rows.
+        for start in range(0, len(profiles), 256):
+            chunk = profiles[start : start + 256]
+            examples.append(self._features(stage, chunk, rows[start : start + 256], self._signals(stage, chunk)))
+        batch = RankerBatch.concat(examples)
+        labels = np.zeros((len(batch) // (1 + c.negatives), 1 + c.negatives), np.float32)
+        labels[:, 0] = 1.0
+        return batch, labels.reshape(-1)
 
     # -- serving ---------------------------------------------------------------------------
 
     def _logits(self, batch: RankerBatch, drop: torch.Tensor | None = None) -> np.ndarray:
         if self.ranker is None:
             raise RuntimeError("RankingEngine is not fitted: call fit() or from_pretrained()")
-        with torch.no_grad():
+        with torch.inference_mode(), torch_threads(1 if len(batch) <= SMALL_BATCH else torch.get_num_threads()):
             mm = None if batch.mm is None else torch.from_numpy(batch.mm)
             return self.ranker(batch.kjt(), torch.from_numpy(batch.dense), mm, drop).numpy()
 
-    def score_users(self, profiles: Sequence[UserProfile], all_items: bool = False) -> np.ndarray:
-        """(B, N) ranker scores on each user's candidates (all unseen items if ``all_items``)."""
+    def _rank(self, profiles: Sequence[UserProfile], all_items: bool = False):
+        """Signals, candidates, candidate rows and (B, N) ranker scores (-inf: not a candidate)."""
+        sig = self._signals(self.stage, profiles)
+        cands = self.candidates(self.stage, profiles, sig)
         if all_items:
             rows = [np.arange(len(self.catalogue)) for _ in profiles]
         else:
-            rows = [np.array(sorted(c), np.int64) for c in self.candidates(self.stage, profiles)]
-        logits = self._logits(self._features(self.stage, profiles, rows))
+            rows = [np.fromiter(sorted(c), np.int64, len(c)) for c in cands]
+        logits = self._logits(self._features(self.stage, profiles, rows, sig))
         out = np.full((len(profiles), len(self.catalogue)), -np.inf, np.float32)
         start = 0
         for b, r in enumerate(rows):
             out[b, r] = logits[start : start + len(r)]
             start += len(r)
-        return out
+        return sig, cands, out
 
-    def explain(self, profile: UserProfile, positions: np.ndarray):
-        if len(positions) == 0:
-            return (), ()
-        cand = self.candidates(self.stage, [profile])[0]
-        sources = tuple(tuple(cand.get(int(p), ["ranker"])) for p in positions)
-        batch = self._features(self.stage, [profile], [np.asarray(positions, np.int64)])
-        full = self._logits(batch)
-        groups = [g for g in FEATURE_GROUPS if g != "multimodal" or self.item_features is not None]
-        drops = np.stack([full - self._logits(batch, self.ranker.group_mask(g)) for g in groups], axis=1)
-        return sources, tuple(groups[i] for i in drops.argmax(axis=1))
+    def score_users(self, profiles: Sequence[UserProfile], all_items: bool = False) -> np.ndarray:
+        """(B, N) ranker scores on each user's candidates (all unseen items if ``all_items``)."""
+        return self._rank(profiles, all_items)[2]
+
+    def _score_one(self, profile: UserProfile):
+        sig, cands, scores = self._rank([profile])
+
+        def explain(top: np.ndarray):
+            # One batch holds every item under every ablation: (1 + groups) x k rows, one forward.
+            if len(top) == 0:
+                return (), ()
+            sources = tuple(tuple(cands[0].get(int(p), ["ranker"])) for p in top)
+            masks = self._explain_masks
+            batch = self._features(self.stage, [profile], [np.tile(top, len(masks))], sig)
+            logits = self._logits(batch, masks.repeat_interleave(len(top), dim=0)).reshape(len(masks), len(top))
+            drops = logits[0] - logits[1:]
+            return sources, tuple(self._explain_groups[i] for i in drops.argmax(axis=0))
+
+        return scores[0], explain
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -268,6 +349,8 @@ class RankingEngine(Recommender):
             "bpr_user_factors": np.stack([self.stage.bpr._user_factors[u] for u in sorted(self.stage.bpr._user_factors)]),
             "user_ids": np.array(sorted(self.user_rows), np.int64),
             "occupations": np.array(self.users.occupations),
+            "trend_start": np.array(self.stage.trend.start),
+            "trend_cumulative": self.stage.trend.cumulative,
         }
         if f is not None:
             arrays.update(mm_image=f.image, mm_text=f.text, mm_fused=f.fused, mm_image_ok=f.image_ok,
@@ -295,8 +378,8 @@ class RankingEngine(Recommender):
         eng = cls(catalogue, users, feats, profiles, config)
         eng.popularity = a["popularity"]
         eng.stage.als.popularity = eng.stage.bpr.popularity = a["popularity"]
-        eng.stage.als._model = eng.stage.als._new_model()
-        eng.stage.als._model.item_factors = a["als_item_factors"]
+        eng.stage.als.set_item_factors(a["als_item_factors"])
+        eng.stage.trend = ItemTrend(float(a["trend_start"]), a["trend_cumulative"], config.trend_days)
         eng.stage.bpr.item_factors = a["bpr_item_factors"]
         eng.stage.bpr._user_factors = {int(u): f for u, f in zip(a["bpr_user_ids"], a["bpr_user_factors"])}
         eng.user_rows = {int(u): r + 1 for r, u in enumerate(a["user_ids"])}
@@ -306,5 +389,5 @@ class RankingEngine(Recommender):
             eng.ranker.load_state_dict(state)
         except RuntimeError as exc:
             raise ModelLoadError(f"{directory}: ranker weights do not fit the saved feature sizes ({exc})") from exc
-        eng.ranker.eval()
+        eng._ready()
         return eng

@@ -90,7 +90,7 @@ def load_ml100k(data_dir: str | None = None, *, embedder: Any = None, embedder_d
     feats = None
     if multimodal:
         if embedder is None and embedder_dir is not None:
-            from retrieval import load_item_embedder
+            from retrieval.align.embedder import load_item_embedder
 
             embedder = load_item_embedder(embedder_dir)
         feats = load_item_features(catalogue.item_ids, ml.item_texts(), ml.poster_paths(), embedder=embedder)

@@ -27,15 +27,17 @@ __all__ = [
     "train_ranker",
     "TrainStats",
     "process_group",
+    "torch_threads",
+    "SMALL_BATCH",
 ]
 
 SPARSE_KEYS = ("user_id", "item_id", "genre", "age_bucket", "sex", "occupation")
-BASE_DENSE = ("als", "als_z", "bpr_z", "popularity", "genre_affinity", "history_size")
+BASE_DENSE = ("als", "als_z", "bpr_z", "popularity", "trend", "genre_affinity", "history_size")
 MM_DENSE = ("cos_fused", "cos_image", "cos_text", "image_ok")
 # Feature group -> (sparse keys, dense columns, whether the multimodal embedding block belongs to it)
 FEATURE_GROUPS = {
     "collaborative": ((), ("als", "als_z", "bpr_z"), False),
-    "popularity": ((), ("popularity",), False),
+    "popularity": ((), ("popularity", "trend"), False),
     "genre": (("genre",), ("genre_affinity",), False),
     "ids": (("user_id", "item_id"), ("history_size",), False),
     "demographics": (("age_bucket", "sex", "occupation"), (), False),
@@ -68,11 +70,12 @@ class RankerConfig:
 
 @dataclass(frozen=True)
 class RankerBatch:
-    """Rows to score: sparse ids (B,) / genre lists, dense (B, F), multimodal (B, 4 * D) or None."""
+    """Rows to score: sparse ids (B,), genre ids (B, G_max) padded with -1, demographic codes (B, 3),
+    dense (B, F), multimodal (B, 4 * D) or None."""
 
     user_rows: np.ndarray
     item_rows: np.ndarray
-    genre_lists: list[np.ndarray]
+    genres: np.ndarray
     demo_codes: np.ndarray  # (B, 3) age bucket, sex, occupation
     dense: np.ndarray
     mm: np.ndarray | None
@@ -81,19 +84,23 @@ class RankerBatch:
         return len(self.item_rows)
 
     def take(self, idx: np.ndarray) -> "RankerBatch":
-        return RankerBatch(self.user_rows[idx], self.item_rows[idx], [self.genre_lists[i] for i in idx],
-                           self.demo_codes[idx], self.dense[idx], None if self.mm is None else self.mm[idx])
+        return RankerBatch(self.user_rows[idx], self.item_rows[idx], self.genres[idx], self.demo_codes[idx],
+                           self.dense[idx], None if self.mm is None else self.mm[idx])
+
+    @classmethod
+    def concat(cls, batches: list["RankerBatch"]) -> "RankerBatch":
+        cat = lambda name: np.concatenate([getattr(b, name) for b in batches])  # noqa: E731
+        return cls(cat("user_rows"), cat("item_rows"), cat("genres"), cat("demo_codes"), cat("dense"),
+                   None if batches[0].mm is None else cat("mm"))
 
     def kjt(self):
         from torchrec import KeyedJaggedTensor
 
-        b = len(self)
-        genre_len = np.array([len(g) for g in self.genre_lists], np.int64)
-        genres = np.concatenate(self.genre_lists).astype(np.int64) if b else np.zeros(0, np.int64)
-        one = np.ones(b, np.int64)
-        values = np.concatenate([self.user_rows, self.item_rows, genres, self.demo_codes[:, 0], self.demo_codes[:, 1],
-                                 self.demo_codes[:, 2]]).astype(np.int64)
-        lengths = np.concatenate([one, one, genre_len, one, one, one])
+        one = np.ones(len(self), np.int64)
+        has_genre = self.genres >= 0
+        values = np.concatenate([self.user_rows, self.item_rows, self.genres[has_genre], self.demo_codes[:, 0],
+                                 self.demo_codes[:, 1], self.demo_codes[:, 2]]).astype(np.int64)
+        lengths = np.concatenate([one, one, has_genre.sum(1), one, one, one]).astype(np.int64)
         return KeyedJaggedTensor.from_lengths_sync(keys=list(SPARSE_KEYS), values=torch.from_numpy(values),
                                                    lengths=torch.from_numpy(lengths))
 
@@ -132,17 +139,18 @@ class DCNRanker(nn.Module):
 
     def forward(self, kjt, dense: torch.Tensor, mm: torch.Tensor | None = None,
                 drop: torch.Tensor | None = None) -> torch.Tensor:
-        """(B,) logits. ``drop`` (n_keys + n_dense + 1,) 0/1 mask zeroes feature groups (for explanations)."""
+        """(B,) logits. ``drop`` (B, n_keys + n_dense + 1) 0/1 masks zero feature groups per row
+        (explanations score every ablation of a request in one batch)."""
         pooled = self.ebc(kjt)
         embs = [pooled[k] for k in SPARSE_KEYS]
         n_keys = len(SPARSE_KEYS)
         if drop is not None:
-            embs = [x * drop[i] for i, x in enumerate(embs)]
-            dense = dense * drop[n_keys : n_keys + dense.shape[1]]
+            embs = [x * drop[:, i : i + 1] for i, x in enumerate(embs)]
+            dense = dense * drop[:, n_keys : n_keys + dense.shape[1]]
         parts = embs + [self.dense_mlp(dense)]
         if self.config.mm_dim:
             mm_out = self.mm_mlp(mm)
-            parts.append(mm_out if drop is None else mm_out * drop[-1])
+            parts.append(mm_out if drop is None else mm_out * drop[:, -1:])
         x0 = torch.cat(parts, dim=1)
         x = x0
         for layer in self.cross:  # DCN-v2 cross: x_{l+1} = x0 * (W x_l + b) + x_l
@@ -159,6 +167,25 @@ class DCNRanker(nn.Module):
         if with_mm:
             mask[-1] = 0.0
         return mask
+
+
+# Below this many rows a forward pass is too small to gain from intra-op threads, and on a busy
+# small machine waking them costs far more than the pass itself (p99 x20 seen on 2 loaded cores).
+SMALL_BATCH = 4096
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op torch threads (process-wide), then restore the previous count."""
+    prev = torch.get_num_threads()
+    if n == prev:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
 
 
 def _free_port() -> int:
@@ -201,12 +228,16 @@ def _to_tensors(batch: RankerBatch, device: torch.device):
     return batch.kjt().to(device), torch.from_numpy(batch.dense).to(device), mm
 
 
-def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *, epochs: int = 3,
-                 batch_size: int = 1024, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> TrainStats:
-    """Train ``model`` in place with DistributedModelParallel (embeddings: fused Adagrad; dense: Adam).
+def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *, group_size: int = 1,
+                 epochs: int = 3, batch_size: int = 1024, lr: float = 3e-3, weight_decay: float = 0.0, seed: int = 0,
+                 progress: bool = True) -> TrainStats:
+    """Train ``model`` in place with DistributedModelParallel (embeddings: fused Adagrad; dense: AdamW).
 
-    Each rank trains on its slice of the examples; the trained weights are copied back into
-    ``model`` on every rank (sharded tables are gathered).
+    ``group_size`` 1: pointwise logistic loss on ``labels`` (B,). ``group_size`` G > 1: the rows come
+    in consecutive groups of G, the positive first and G - 1 negatives (the user's candidates), and
+    the loss is the softmax cross-entropy of each group (listwise: what serving does is rank a
+    user's candidates). ``batch_size`` counts rows. Each rank trains on its slice of the groups;
+    the trained weights are copied back into ``model`` on every rank (sharded tables are gathered).
     """
     import time
 
@@ -219,6 +250,8 @@ def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *,
     from torchrec.optim.optimizers import in_backward_optimizer_filter
     from tqdm import tqdm
 
+    if group_size < 1 or len(examples) % group_size:
+        raise ValueError(f"group_size={group_size}: must be >= 1 and divide the {len(examples)} examples")
     with process_group():
         rank, world = dist.get_rank(), dist.get_world_size()
         device = torch.device(f"cuda:{rank % torch.cuda.device_count()}") if torch.cuda.is_available() else torch.device("cpu")
@@ -235,12 +268,13 @@ def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *,
         plan = planner.collective_plan(work, [EmbeddingBagCollectionSharder()], dist.GroupMember.WORLD)
         dmp = DistributedModelParallel(work, device=device, plan=plan)
         dense_opt = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())),
-                                          lambda params: torch.optim.Adam(params, lr=lr))
+                                          lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay))
         opt = CombinedOptimizer([dmp.fused_optimizer, dense_opt])
         rng = np.random.default_rng(seed + rank)
-        mine = np.arange(rank, len(examples), world)
+        mine = np.arange(rank, len(examples) // group_size, world)
         y_all = torch.from_numpy(labels.astype(np.float32))
-        n_steps = epochs * ((len(mine) + batch_size - 1) // batch_size)
+        per_batch = max(1, batch_size // group_size)
+        n_steps = epochs * ((len(mine) + per_batch - 1) // per_batch)
         # Same number of steps on every rank, or collective calls would hang.
         n_steps_t = torch.tensor([n_steps])
         dist.all_reduce(n_steps_t, op=dist.ReduceOp.MIN)
@@ -249,13 +283,19 @@ def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *,
         start = time.perf_counter()
         bar = tqdm(total=n_steps, desc="train ranker", disable=not progress or rank != 0, leave=False)
         order = np.zeros(0, np.int64)
+        offsets = np.arange(group_size)
         for _ in range(n_steps):
-            if len(order) < batch_size:
+            if len(order) < per_batch:
                 order = np.concatenate([order, rng.permutation(mine)])
-            idx, order = order[:batch_size], order[batch_size:]
+            groups, order = order[:per_batch], order[per_batch:]
+            idx = (groups[:, None] * group_size + offsets).reshape(-1)
             kjt, dense, mm = _to_tensors(examples.take(idx), device)
             logits = dmp(kjt, dense, mm)
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, y_all[idx].to(device))
+            if group_size == 1:
+                loss = nn.functional.binary_cross_entropy_with_logits(logits, y_all[idx].to(device))
+            else:
+                target = torch.zeros(len(groups), dtype=torch.long, device=device)
+                loss = nn.functional.cross_entropy(logits.view(-1, group_size), target)
             opt.zero_grad()
             loss.backward()
             opt.step()
