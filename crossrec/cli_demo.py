@@ -1,0 +1,47 @@
+"""``crossrec demo``: a thin wrapper over ``crossrec.demo.run_demo`` (wired by ``crossrec/cli.py``)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_parser"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 1")
+    return value
+
+
+def add_parser(subparsers) -> None:
+    """Register the top-level ``demo`` command."""
+    demo = subparsers.add_parser(
+        "demo", help="the main job: train or reuse the models, search, rank, stream events through the embedded broker",
+        description="Train (or reuse) the aligned retrieval models and the ranking engine, show cross-media search, "
+                    "stream MovieLens ratings through the embedded Kafka broker into a live profile store, and show "
+                    "recommendations before and after a click and a new item becoming searchable.")
+    demo.add_argument("--data-dir", default=None,
+                      help="folder holding grocery-store/ and ml100k-posters/ (default: $CROSSREC_DATA_DIR or ../shared/data)")
+    demo.add_argument("--out-dir", default="runs/demo", help="broker data, profile store, item index, summary.json")
+    demo.add_argument("--quick", action="store_true",
+                      help="5,000 events, 1 ranker epoch and 2 alignment epochs when training (minutes when models exist)")
+    demo.add_argument("--retrain", action="store_true", help="train every model again even when one exists")
+    demo.add_argument("--events", type=_positive_int, default=None,
+                      help="MovieLens ratings to replay, first by time (default 20,000; 5,000 with --quick)")
+    demo.add_argument("--user", type=_positive_int, default=None,
+                      help="user whose recommendations are shown (default: a median-history user of the slice)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.set_defaults(func=_demo)
+
+
+def _demo(args) -> int:
+    from crossrec.demo import DemoOptions, run_demo
+
+    report = run_demo(DemoOptions(data_dir=args.data_dir, out_dir=args.out_dir, quick=args.quick, retrain=args.retrain,
+                                  events=args.events, user_id=args.user, progress=not args.no_progress))
+    print(report.summary())
+    return 0

@@ -1,0 +1,518 @@
+"""``crossrec demo``: the main job of a fresh machine, end to end on embedded defaults.
+
+Steps, each reusing what exists (trained models are kept under ``$CROSSREC_HOME/models``):
+1. the aligned grocery model (trained unless present), then cross-media catalogue search;
+2. the aligned MovieLens poster/overview model (the ranker's item features);
+3. the ranking engine (candidates + TorchRec ranker) on MovieLens 100K;
+4. the embedded Kafka broker: MovieLens ratings streamed into a live profile store, a click that
+   changes one user's recommendations, and a new catalogue item that becomes searchable;
+5. the broker is stopped (also on errors and Ctrl-C) and a summary is written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+__all__ = [
+    "DemoOptions", "StepResult", "NamedHit", "SearchExample", "StreamFigures", "RankedItem", "RecommendationChange",
+    "NewItemSearch", "DemoReport", "run_demo", "ranker_dir",
+]
+
+TEXT_QUERY = "sweet yellow fruit"
+DEMO_EVENTS, QUICK_EVENTS = 20_000, 5_000
+# The upserted product is new to the grocery catalogue (whose ids are 0..80).
+NEW_ITEM_ID = 9001
+NEW_ITEM_TEXT = ("Yellow Dragon Fruit: a tropical cactus fruit with bright yellow, scaly skin and sweet, "
+                 "juicy white flesh full of small black seeds.")
+NEW_ITEM_QUERY = "yellow dragon fruit"
+_TOP_K = 10
+_CONSUME_TIMEOUT_S = 900.0
+
+
+def ranker_dir() -> Path:
+    """``$CROSSREC_HOME/models/ranker-ml100k``: beside the aligned models."""
+    from retrieval.align.embedder import default_model_dir
+
+    return default_model_dir("ml100k").parent / "ranker-ml100k"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``run_demo`` does. ``events``/``user_id`` None pick the defaults (20,000 ratings, 5,000
+    with ``quick``; a user with a median-size history in the replayed slice)."""
+
+    data_dir: str | None = None
+    out_dir: str = "runs/demo"
+    quick: bool = False  # fewer events, 1 ranker epoch and 2 alignment epochs when training
+    retrain: bool = False  # train every model again even when one exists
+    events: int | None = None
+    user_id: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.out_dir, str) or not self.out_dir.strip():
+            raise ValueError(f"out_dir={self.out_dir!r}: give a folder path (default runs/demo)")
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not Path(self.data_dir).expanduser().is_dir()):
+            raise FileNotFoundError(f"data_dir={self.data_dir!r} is not a directory (a folder holding grocery-store/ "
+                                    "and ml100k-posters/)")
+        for name in ("events", "user_id"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}={value!r}: must be a positive integer or None (the default)")
+
+    @property
+    def n_events(self) -> int:
+        return self.events or (QUICK_EVENTS if self.quick else DEMO_EVENTS)
+
+    @property
+    def ranker_epochs(self) -> int:
+        return 1 if self.quick else 3
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    seconds: float
+    note: str  # "trained", "reused ...", or what the step showed
+
+
+@dataclass(frozen=True)
+class NamedHit:
+    item_id: int
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class SearchExample:
+    """One cross-media query; ``target_rank`` (1-based) of the photo's own product, None if not in the hits."""
+
+    query: str
+    space: str
+    hits: tuple[NamedHit, ...]
+    target_id: int | None = None
+    target_name: str | None = None
+    target_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class StreamFigures:
+    """The MovieLens replay through Kafka into the profile store."""
+
+    published: int
+    publish_events_per_s: float
+    consumed: int
+    applied: int
+    duplicates: int
+    end_to_end_events_per_s: float  # first publish -> last event applied
+    p50_ms: float | None  # producer send -> applied
+    p99_ms: float | None
+    lag: int
+    dlq: int
+    dlq_reasons: dict[str, int]
+    users: int
+
+
+@dataclass(frozen=True)
+class RankedItem:
+    item_id: int
+    title: str
+    score: float
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecommendationChange:
+    """One user's top-k before and after a click consumed through Kafka."""
+
+    user_id: int
+    history_before: int
+    clicked_item: int
+    clicked_title: str
+    before: tuple[RankedItem, ...]
+    after: tuple[RankedItem, ...]
+    added: tuple[int, ...]
+    removed: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NewItemSearch:
+    """A catalogue upsert consumed from Kafka: its rank for ``query`` before and after (None: absent)."""
+
+    item_id: int
+    query: str
+    rank_before: int | None
+    rank_after: int | None
+    hits_after: tuple[NamedHit, ...]
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    steps: tuple[StepResult, ...]
+    searches: tuple[SearchExample, ...]
+    stream: StreamFigures
+    change: RecommendationChange
+    new_item: NewItemSearch
+    outputs: dict[str, str] = field(default_factory=dict)
+    total_seconds: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+    def summary(self) -> str:
+        """The closing summary printed by ``crossrec demo``."""
+        lines = ["", "=== crossrec demo: summary ==="]
+        lines += [f"  {s.name:<34s} {s.seconds:8.1f} s  {s.note}" for s in self.steps]
+        lines.append(f"  {'total':<34s} {self.total_seconds:8.1f} s")
+        for s in self.searches:
+            found = "" if s.target_id is None else (f"; own product {s.target_name!r} at rank {s.target_rank}"
+                                                    if s.target_rank else f"; own product {s.target_name!r} not in top {len(s.hits)}")
+            lines.append(f"  search {s.query!r} -> {s.space}: top-1 {s.hits[0].name!r}{found}" if s.hits else
+                         f"  search {s.query!r} -> {s.space}: no hits")
+        st = self.stream
+        lines.append(f"  stream: {st.published} events published at {st.publish_events_per_s:.0f}/s, {st.applied} applied "
+                     f"({st.end_to_end_events_per_s:.0f}/s end to end, p50 {_ms(st.p50_ms)}, p99 {_ms(st.p99_ms)}), "
+                     f"lag {st.lag}, DLQ {st.dlq} {st.dlq_reasons or ''}".rstrip())
+        c = self.change
+        lines.append(f"  click: user {c.user_id} clicked {c.clicked_item} ({c.clicked_title}): {len(c.added)} new items in "
+                     f"the top {len(c.after)}, {len(c.removed)} dropped")
+        n = self.new_item
+        lines.append(f"  new item {n.item_id}: rank for {n.query!r} {n.rank_before or 'absent'} -> {n.rank_after or 'absent'}")
+        lines += [f"  {name}: {path}" for name, path in self.outputs.items()]
+        return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms"
+
+
+class _Steps:
+    """Times the demo's steps and prints their progress."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.echo, self.done = echo, []
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[list[str]]:
+        self.echo(f"\n[{len(self.done) + 1}/5] {name}")
+        note: list[str] = []
+        start = time.perf_counter()
+        yield note
+        self.done.append(StepResult(name, time.perf_counter() - start, "; ".join(note)))
+
+
+# -- steps 1-3: models ---------------------------------------------------------------------------
+
+def _ensure_aligned(dataset: str, options: DemoOptions, echo) -> str:
+    from retrieval.align.embedder import default_model_dir
+    from retrieval.align.model import AlignConfig
+    from retrieval.pipeline import train_retrieval
+
+    model_dir = default_model_dir(dataset)
+    if (model_dir / "config.json").is_file() and not options.retrain:
+        echo(f"  reusing the trained model in {model_dir} (--retrain trains it again)")
+        return f"reused {model_dir}"
+    echo(f"  training the aligned image/text model on {dataset} into {model_dir} ...")
+    config = AlignConfig(epochs=2) if options.quick else None
+    s = train_retrieval(dataset, data_dir=options.data_dir, config=config, progress=options.progress)
+    acc = "n/a" if s.val_i2t_acc1 is None else f"{s.val_i2t_acc1:.3f}"
+    echo(f"  trained in {s.seconds:.0f} s (best epoch {s.best_epoch}, val image->text Acc@1 {acc}); "
+         f"{s.items_indexed} catalogue items indexed")
+    return f"trained (val i2t Acc@1 {acc}, {s.items_indexed} items indexed)"
+
+
+def _search_examples(options: DemoOptions, echo) -> tuple[SearchExample, ...]:
+    from crossrec_datasets import load_grocery
+    from retrieval.pipeline import search_catalogue
+
+    grocery = load_grocery(options.data_dir)
+    names = {p.class_id: p.name for p in grocery.products}
+
+    def named(hits) -> tuple[NamedHit, ...]:
+        return tuple(NamedHit(h.item_id, (h.metadata or {}).get("name") or names.get(h.item_id, "?"), h.score) for h in hits)
+
+    text = SearchExample(TEXT_QUERY, "image", named(search_catalogue(TEXT_QUERY, k=5, space="image")))
+    test = grocery.split("test")
+    photo = test[len(test) // 2]  # a fixed test photo: the demo shows the same query every run
+    hits = named(search_catalogue(image=photo.path, k=5, space="text"))
+    rank = next((r for r, h in enumerate(hits, 1) if h.item_id == photo.class_id), None)
+    image = SearchExample(str(photo.path), "text", hits, photo.class_id, names[photo.class_id], rank)
+    for ex in (text, image):
+        echo(f"  query {ex.query!r} -> catalogue {ex.space}s:")
+        for r, h in enumerate(ex.hits, 1):
+            mark = "  <- the photo's own product" if h.item_id == ex.target_id else ""
+            echo(f"    {r}. {h.name:<28s} {h.score:6.3f}{mark}")
+    echo(f"  shop photo of {image.target_name!r}: own product "
+         + (f"found at rank {rank}" if rank else "not in the top 5"))
+    return text, image
+
+
+def _ensure_ranker(options: DemoOptions, echo) -> str:
+    from recsys.engine import EngineConfig
+    from recsys.evaluate import train_ml100k
+    from retrieval.align.embedder import default_model_dir
+
+    out = ranker_dir()
+    if (out / "config.json").is_file() and not options.retrain:
+        echo(f"  reusing the ranking engine in {out} (--retrain trains it again)")
+        return f"reused {out}"
+    echo(f"  training candidates (ALS, BPR, ANN, popularity) and the TorchRec ranker "
+         f"({options.ranker_epochs} epoch(s)) into {out} ...")
+    engine = train_ml100k(out, EngineConfig(epochs=options.ranker_epochs), data_dir=options.data_dir,
+                          embedder_dir=str(default_model_dir("ml100k")), progress=options.progress)
+    s = engine.train_stats
+    echo(f"  ranker: {s.samples} samples at {s.samples_per_s:.0f}/s, final loss {s.final_loss:.4f}")
+    return f"trained ({s.samples} samples, loss {s.final_loss:.4f})"
+
+
+# -- step 4: streams -----------------------------------------------------------------------------
+
+def _reset_stream_outputs(out: Path) -> None:
+    """A clean broker, profile store and item index for this run (stopping a broker a previous,
+    interrupted demo left on the same folder)."""
+    from streaming.broker import Broker, BrokerConfig
+
+    stale = Broker(BrokerConfig(data_dir=str(out / "broker")))
+    if stale.status().running:
+        stale.stop()
+    for path in (out / "broker", out / "item-index"):
+        shutil.rmtree(path, ignore_errors=True)
+    for suffix in ("", "-wal", "-shm"):
+        (out / f"profiles.db{suffix}").unlink(missing_ok=True)
+
+
+def _check_stop(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise KeyboardInterrupt("the demo was stopped by a signal")
+
+
+def _replay(bootstrap: str, topics, store, options: DemoOptions, stop: threading.Event, echo) -> tuple[StreamFigures, list]:
+    """Publish the first ``options.n_events`` ratings (and one malformed message, to show the
+    dead-letter topic) while one consumer applies them to ``store``."""
+    from streaming import ConsumerConfig, EventProducer, ProfileHandler, movielens_events, publish, run_consumer
+
+    events = movielens_events(options.data_dir, options.n_events)
+    config = ConsumerConfig(bootstrap=bootstrap, topics=topics, group_id="crossrec-demo", consume=("user_events",),
+                            max_events=len(events) + 1)
+    ready, halt, outcome = threading.Event(), threading.Event(), {}
+
+    def consume() -> None:
+        try:
+            outcome["stats"] = run_consumer(config, [ProfileHandler(store)], stop=halt, on_ready=ready.set)
+        except BaseException as exc:  # re-raised in the main thread
+            outcome["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=consume, name="demo-consumer", daemon=True)
+    thread.start()
+    try:
+        echo("  waiting for the consumer group to assign partitions ...")
+        while not ready.wait(0.5):
+            _check_stop(stop)
+        if "error" in outcome:
+            raise outcome["error"]
+        echo(f"  publishing the first {len(events)} MovieLens ratings (by time) while the consumer applies them ...")
+        with EventProducer(bootstrap, client_id="crossrec-demo") as producer:
+            sent = publish(producer, topics.user_events, events, progress=options.progress)
+            producer.send_raw(topics.user_events, b"demo", b"{this is not an event")
+        thread.join(_CONSUME_TIMEOUT_S)
+    finally:
+        halt.set()  # ends the consumer early only on errors, Ctrl-C or the timeout
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    stats = outcome["stats"]
+    if stats.consumed < len(events) + 1:
+        raise RuntimeError(f"the consumer stopped after {stats.consumed} of {len(events) + 1} messages "
+                           f"within {_CONSUME_TIMEOUT_S:.0f} s")
+    span = (stats.last_applied_at or sent.started_at) - sent.started_at
+    figures = StreamFigures(
+        published=sent.sent, publish_events_per_s=sent.events_per_s, consumed=stats.consumed, applied=stats.applied,
+        duplicates=stats.duplicates, end_to_end_events_per_s=stats.consumed / span if span > 0 else 0.0,
+        p50_ms=stats.percentile_ms(50), p99_ms=stats.percentile_ms(99), lag=stats.lag, dlq=stats.dlq,
+        dlq_reasons=dict(stats.dlq_reasons), users=len({e.user_id for e in events}))
+    echo(f"  published {sent.sent} events in {sent.elapsed_s:.1f} s ({sent.events_per_s:.0f}/s); consumed {stats.consumed} "
+         f"({figures.end_to_end_events_per_s:.0f}/s end to end), applied {stats.applied}, duplicates {stats.duplicates}")
+    echo(f"  latency send->applied p50 {_ms(figures.p50_ms)}, p99 {_ms(figures.p99_ms)}; lag {stats.lag}; "
+         f"DLQ {stats.dlq} {dict(stats.dlq_reasons)} (one malformed message was sent on purpose); "
+         f"{figures.users} users in the slice")
+    return figures, events
+
+
+def _pick_user(events: list, user_id: int | None) -> int:
+    """The given user, else one with a median-size history in the replayed slice."""
+    if user_id is not None:
+        return user_id
+    counts = sorted(Counter(e.user_id for e in events).items(), key=lambda kv: (kv[1], kv[0]))
+    return counts[len(counts) // 2][0]
+
+
+def _ranked(engine, rec) -> tuple[RankedItem, ...]:
+    titles, pos = engine.catalogue.titles, engine.catalogue.positions(rec.item_ids)
+    return tuple(RankedItem(int(i), titles[p], float(s), tuple(src))
+                 for i, s, p, src in zip(rec.item_ids, rec.scores, pos, rec.sources))
+
+
+def _print_list(echo, title: str, items: tuple[RankedItem, ...], marks: dict[int, str]) -> None:
+    echo(f"  {title}")
+    for r, it in enumerate(items, 1):
+        echo(f"    {r:2d}. {it.item_id:5d} {it.score:7.3f}  {it.title[:48]:<48s} via {'+'.join(it.sources)}"
+             f"{marks.get(it.item_id, '')}")
+
+
+def _new_item_hits(catalogue) -> tuple[tuple[NamedHit, ...], int | None]:
+    """Top-5 fused catalogue items for ``NEW_ITEM_QUERY`` and the new item's rank (None: absent)."""
+    hits = catalogue.search_text(NEW_ITEM_QUERY, k=5, space="fused")
+    named = tuple(NamedHit(h.item_id, (h.metadata or {}).get("name") or (h.metadata or {}).get("text", "")[:28], h.score)
+                  for h in hits)
+    return named, next((r for r, h in enumerate(named, 1) if h.item_id == NEW_ITEM_ID), None)
+
+
+def _click_and_upsert(broker, topics, store, engine, catalogue, user: int, last_ts: float, out: Path,
+                      stop: threading.Event, echo) -> tuple[RecommendationChange, NewItemSearch]:
+    """Recommend, publish a click on the top item and a new catalogue item, consume both, recommend
+    and search again."""
+    from streaming import ConsumerConfig, EventProducer, ItemEvent, ItemIndexHandler, ProfileHandler, UserEvent, run_consumer
+
+    profile = store.get(user)
+    history = 0 if profile is None else profile.n_events
+    rec = engine.recommend(user, k=_TOP_K)
+    before = _ranked(engine, rec)
+    echo(f"\n  user {user} ({history} events in the live profile store): {rec.reason}")
+    _print_list(echo, f"top {_TOP_K} before the click:", before, {})
+    if not before:
+        raise RuntimeError(f"user {user} got no recommendations; nothing to click")
+    clicked = before[0]
+    _, rank_before = _new_item_hits(catalogue)
+    ts = last_ts + 60.0  # event time just after the replayed slice
+    click = UserEvent(event_id=f"demo-click:{user}:{clicked.item_id}:{ts:.0f}", timestamp=ts, user_id=user,
+                      item_id=clicked.item_id, kind="click")
+    upsert = ItemEvent(event_id=f"demo-item:{NEW_ITEM_ID}:{ts:.0f}", timestamp=ts, item_id=NEW_ITEM_ID, op="upsert",
+                       text=NEW_ITEM_TEXT, categories=["Fruit", "Dragon fruit"])
+    echo(f"\n  publishing a click of user {user} on {clicked.item_id} ({clicked.title}) and an upsert of a new "
+         f"grocery product {NEW_ITEM_ID} ...")
+    with EventProducer(broker.bootstrap, client_id="crossrec-demo") as producer:
+        producer.send(topics.user_events, click, sent_at=time.time())
+        producer.send(topics.item_events, upsert, sent_at=time.time())
+    index_handler = ItemIndexHandler(catalogue.indexes["fused"], catalogue.embedder, state_dir=out / "item-index")
+    config = ConsumerConfig(bootstrap=broker.bootstrap, topics=topics, group_id="crossrec-demo",
+                            consume=("user_events", "item_events"), idle_timeout_s=2.0)
+    live = run_consumer(config, [ProfileHandler(store), index_handler], stop=stop)
+    _check_stop(stop)
+    echo(f"  consumed {live.consumed} events (applied {live.applied}, DLQ {live.dlq})")
+
+    after = _ranked(engine, engine.recommend(user, k=_TOP_K))
+    ids_before, ids_after = [i.item_id for i in before], [i.item_id for i in after]
+    added = tuple(i for i in ids_after if i not in ids_before)
+    removed = tuple(i for i in ids_before if i not in ids_after)
+    marks = {i: "  (new)" if i in added else f"  (was {ids_before.index(i) + 1})"
+             for r, i in enumerate(ids_after) if i in added or ids_before.index(i) != r}
+    _print_list(echo, f"top {_TOP_K} after the click:", after, marks)
+    echo(f"  changed: {len(added)} new, {len(removed)} dropped {list(removed)} (the clicked item is now seen and "
+         "excluded; the profile vector and history moved)")
+    hits, rank_after = _new_item_hits(catalogue)
+    echo(f"\n  search {NEW_ITEM_QUERY!r} in the grocery catalogue after the upsert:")
+    for r, h in enumerate(hits, 1):
+        echo(f"    {r}. {h.name[:28]:<28s} {h.score:6.3f}{'  <- new item from the stream' if h.item_id == NEW_ITEM_ID else ''}")
+    return (RecommendationChange(user, history, clicked.item_id, clicked.title, before, after, added, removed),
+            NewItemSearch(NEW_ITEM_ID, NEW_ITEM_QUERY, rank_before, rank_after, hits))
+
+
+def _streaming_step(options: DemoOptions, out: Path, stop: threading.Event, echo, note: list[str]):
+    from crossrec_datasets import load_movielens
+    from recsys import ProfileStore, RankingEngine
+    from recsys.data import users_from_movielens
+    from retrieval import CatalogueSearch, load_item_embedder
+    from retrieval.align.embedder import default_model_dir
+    from retrieval.pipeline import catalogue_dir
+    from streaming import Broker, BrokerConfig, Topics, ensure_topics
+
+    _reset_stream_outputs(out)
+    users = users_from_movielens(load_movielens(options.data_dir))
+    grocery_dir = default_model_dir("grocery")
+    catalogue = CatalogueSearch.load(catalogue_dir(grocery_dir), load_item_embedder(grocery_dir))
+    store = ProfileStore(out / "profiles.db")
+    broker = Broker(BrokerConfig(data_dir=str(out / "broker"), kafka_port=0, s3_port=0))
+    try:
+        store.set_demographics_many(users.demographics)
+        engine = RankingEngine.from_pretrained(ranker_dir(), profiles=store, users=users)  # reads the live store
+        echo(f"  starting the embedded broker (Tansu + SeaweedFS) in {out / 'broker'} ...")
+        broker.start()
+        echo(f"  broker up at {broker.bootstrap}")
+        topics = Topics(prefix="crossrec-demo")
+        ensure_topics(broker.bootstrap, topics)
+        figures, events = _replay(broker.bootstrap, topics, store, options, stop, echo)
+        _check_stop(stop)
+        change, new_item = _click_and_upsert(broker, topics, store, engine, catalogue, _pick_user(events, options.user_id),
+                                             max(e.timestamp for e in events), out, stop, echo)
+    finally:
+        echo("  stopping the broker ...")
+        broker.stop()
+        store.close()
+    note.append(f"{figures.applied} events applied, DLQ {figures.dlq}, {len(change.added)} new recs after the click, "
+                f"new item rank {new_item.rank_after or 'absent'}")
+    return figures, change, new_item
+
+
+@contextmanager
+def _signals_stop(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM ends the demo like Ctrl-C (so the broker is stopped); the consumer loop turns both
+    into ``stop`` while it runs, which the demo then checks."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(*_) -> None:
+        stop.set()
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_demo(options: DemoOptions = DemoOptions(), echo: Callable[[str], None] = print) -> DemoReport:
+    """Run the whole demo (see the module docstring), printing progress through ``echo``; writes
+    ``<out_dir>/summary.json`` and returns the figures."""
+    from crossrec_datasets import resolve_data_dir
+    from retrieval.align.embedder import default_model_dir
+    from retrieval.persist import atomic_write_text
+
+    data_root = resolve_data_dir(options.data_dir)  # fails early, naming the options, when there is no data
+    out = Path(options.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    echo(f"crossrec demo: data {data_root}, models {default_model_dir('grocery').parent}, outputs {out}"
+         + (" (quick)" if options.quick else ""))
+    steps = _Steps(echo)
+    stop = threading.Event()
+    with _signals_stop(stop):
+        with steps.step("retrieval: grocery model + search") as note:
+            note.append(_ensure_aligned("grocery", options, echo))
+            searches = _search_examples(options, echo)
+        with steps.step("retrieval: MovieLens poster model") as note:
+            note.append(_ensure_aligned("ml100k", options, echo))
+        with steps.step("ranking: candidates + TorchRec ranker") as note:
+            note.append(_ensure_ranker(options, echo))
+        with steps.step("streaming: Kafka -> profiles, click, new item") as note:
+            stream, change, new_item = _streaming_step(options, out, stop, echo, note)
+    with steps.step("summary") as note:
+        outputs = {"grocery model": str(default_model_dir("grocery")), "poster model": str(default_model_dir("ml100k")),
+                   "ranking engine": str(ranker_dir()), "profile store": str(out / "profiles.db"),
+                   "item index": str(out / "item-index"), "broker log": str(out / "broker"),
+                   "summary": str(out / "summary.json")}
+        note.append(f"written to {out / 'summary.json'}")
+    report = DemoReport(tuple(steps.done), searches, stream, change, new_item, outputs, time.perf_counter() - start)
+    atomic_write_text(out / "summary.json", report.to_json())
+    return report
