@@ -159,6 +159,14 @@ class IndexContract:
         np.testing.assert_array_equal(loaded.search(vectors[:20], 5).ids, before)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"]  # no temporary directory left
 
+    def test_empty_index_round_trip(self, data, tmp_path):
+        _, vectors = data
+        create_index(np.int64(DIM), expected_size=len(vectors), kind=self.kind).save(tmp_path / "ix")
+        loaded = FaissIndex.load(tmp_path / "ix")
+        assert len(loaded) == 0 and loaded.search(vectors[:2], 3).ids.shape == (2, 0)
+        loaded.add(np.arange(1500), vectors[:1500])  # an IVF saved untrained trains now
+        assert loaded.search(vectors[:1], 1).ids[0, 0] == 0
+
     def test_k_clamped_and_validated(self, data):
         ids, vectors = data
         index = create_index(DIM, expected_size=10, kind=self.kind)
@@ -226,7 +234,8 @@ def test_vectors_are_normalised(data):
 
 def test_factory_choice_by_size_and_target():
     assert choose_index_type(1_000) == "flat"
-    assert choose_index_type(5_000_000) != "flat"
+    assert choose_index_type(200_000) == "hnsw"
+    assert choose_index_type(5_000_000) == "ivf"
     assert choose_index_type(5_000_000, recall_target=0.999) == "flat"
     assert create_index(8, expected_size=100).config.index_type == "flat"
     big = create_index(8, expected_size=2_000_000, fingerprint="m")
