@@ -130,7 +130,7 @@ class IndexConfig:
         return 0.0 if self.index_type == "flat" else 0.2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: identity equality, not an ambiguous elementwise ==
 class SearchResult:
     """Hits of a batch of queries, best first.
 
