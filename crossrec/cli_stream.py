@@ -83,7 +83,7 @@ def add_parser(subparsers) -> None:
     bench.add_argument("--scenario", action="append", default=None,
                        help="one of throughput, latency, kill9, broker_restart, new_item (repeatable; default all)")
     bench.add_argument("--events", type=_positive(int), default=None, help="throughput: first N ratings (default all 100k)")
-    bench.add_argument("--workers", type=_positive(int), default=1, help="throughput: consumer processes")
+    bench.add_argument("--workers", type=_positive(int), default=2, help="throughput: consumer processes")
     bench.add_argument("--producers", type=_positive(int), default=2, help="throughput: producer processes")
     bench.add_argument("--latency-rate", type=_positive(float), default=1000.0, help="latency: events/s (default 1000)")
     bench.add_argument("--latency-events", type=_positive(int), default=10_000)

@@ -38,7 +38,7 @@ class BenchConfig:
     under ``out_dir/broker`` (needed for ``broker_restart``)."""
 
     n_events: int | None = None
-    workers: int = 1
+    workers: int = 2
     producers: int = 2
     latency_rate: float = 1000.0
     latency_events: int = 10_000

@@ -149,40 +149,38 @@ class ItemIndexHandler(Handler):
 
     def handle(self, events: Sequence[Event]) -> HandleResult:
         result = HandleResult()
-        latest: dict[int, ItemEvent] = {}
-        for ev in events:  # keep only the newest event per item in this batch
+        latest: dict[int, tuple[ItemEvent, Any]] = {}
+        for ev in events:
+            try:  # an upsert whose image does not decode is rejected before it can supersede
+                image = _decode_image(ev) if ev.op == "upsert" else None
+            except ValueError as exc:
+                result.rejected.append((ev, str(exc)))
+                continue
             version = (ev.timestamp, ev.event_id)
             prev = latest.get(ev.item_id)
             if version <= self._versions.get(ev.item_id, (float("-inf"), "")) or (
-                prev is not None and version <= (prev.timestamp, prev.event_id)
+                prev is not None and version <= (prev[0].timestamp, prev[0].event_id)
             ):
                 result.stale += 1
                 continue
-            if prev is not None:
-                result.stale += 1
-            latest[ev.item_id] = ev
-        upserts, images = [], []
-        for ev in latest.values():
-            if ev.op == "delete":
-                continue
-            try:
-                images.append(_decode_image(ev))
-                upserts.append(ev)
-            except ValueError as exc:
-                result.rejected.append((ev, str(exc)))
-        deletes = [ev for ev in latest.values() if ev.op == "delete"]
+            result.stale += prev is not None  # superseded within this batch
+            latest[ev.item_id] = (ev, image)
+        upserts = [(ev, img) for ev, img in latest.values() if ev.op == "upsert"]
+        deletes = [ev for ev, _ in latest.values() if ev.op == "delete"]
         if deletes:
             self.index.remove(np.array([ev.item_id for ev in deletes], dtype=np.int64), missing_ok=True)
         if upserts:
-            vectors = np.asarray(self.embedder.embed_items([ev.text or "" for ev in upserts], images), dtype=np.float32)
-            ids = np.array([ev.item_id for ev in upserts], dtype=np.int64)
-            self.index.add(ids, vectors, [{"text": ev.text, "categories": ev.categories} for ev in upserts])
+            vectors = np.asarray(self.embedder.embed_items([ev.text or "" for ev, _ in upserts],
+                                                           [img for _, img in upserts]), dtype=np.float32)
+            ids = np.array([ev.item_id for ev, _ in upserts], dtype=np.int64)
+            self.index.add(ids, vectors, [{"text": ev.text, "categories": ev.categories} for ev, _ in upserts])
             if self.profile_store is not None:
-                self.profile_store.set_item_vectors(ids.tolist(), vectors, {ev.item_id: ev.categories for ev in upserts})
-        for ev in upserts + deletes:
+                self.profile_store.set_item_vectors(ids.tolist(), vectors,
+                                                    {ev.item_id: ev.categories for ev, _ in upserts})
+        for ev, _ in latest.values():
             self._versions[ev.item_id] = (ev.timestamp, ev.event_id)
-        result.applied = len(upserts) + len(deletes)
-        self._dirty = self._dirty or bool(result.applied)
+        result.applied = len(latest)
+        self._dirty = self._dirty or bool(latest)
         return result
 
     def flush(self) -> None:

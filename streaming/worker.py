@@ -23,7 +23,7 @@ import numpy as np
 
 from retrieval.errors import CrossrecError
 from streaming.events import DeadLetter, Event, Topics
-from streaming.handlers import HandleResult, Handler, ProfileHandler
+from streaming.handlers import Handler, ProfileHandler
 from streaming.producer import EventProducer, ensure_topics
 from streaming.source import Delivery, EventSource, KafkaEventSource
 
