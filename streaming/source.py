@@ -72,7 +72,7 @@ class KafkaEventSource(EventSource):
         *,
         on_revoke: Callable[[], None] | None = None,
         client_id: str = "crossrec-worker",
-        fetch_max_wait_ms: int = 20,
+        fetch_max_wait_ms: int = 100,
         max_poll_interval_ms: int = 300_000,
     ) -> None:
         if not topics:
@@ -101,6 +101,8 @@ class KafkaEventSource(EventSource):
             client_id=client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # Tansu answers a fetch as soon as data arrives; a longer wait only saves idle
+            # polling (20 ms cost ~9% of a core per idle consumer, 100 ms ~2%).
             fetch_max_wait_ms=fetch_max_wait_ms,
             max_poll_interval_ms=max_poll_interval_ms,
             # kafka-python checks CRC32C in pure Python (~90 us a record, the largest cost of a
