@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
     train = sub.add_parser("train", help="fit candidates + TorchRec ranker on all ratings and save")
     _common(train)
     train.add_argument("--out", default=DEFAULT_MODEL)
-    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--epochs", type=int, default=None, help="ranker epochs (default: EngineConfig.epochs)")
     train.add_argument("--no-multimodal", action="store_true", help="train without the aligned item embeddings")
     train.set_defaults(func=_train)
 
@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
     _common(ev)
     ev.add_argument("--json", required=True, help="where to write the metrics JSON")
     ev.add_argument("--out-dir", default="runs/rank_eval", help="folder for metrics.md and metrics.png")
-    ev.add_argument("--epochs", type=int, default=3)
+    ev.add_argument("--epochs", type=int, default=None, help="ranker epochs (default: EngineConfig.epochs)")
     ev.add_argument("--max-users", type=int, default=None)
     ev.set_defaults(func=_eval)
 
@@ -56,7 +56,9 @@ def _train(args) -> int:
     from recsys import EngineConfig
     from recsys.evaluate import train_ml100k
 
-    config = EngineConfig(epochs=args.epochs, multimodal=not args.no_multimodal)
+    config = EngineConfig(multimodal=not args.no_multimodal)
+    if args.epochs is not None:
+        config = replace(config, epochs=args.epochs)
     engine = train_ml100k(args.out, config, data_dir=args.data_dir, embedder_dir=args.embedder)
     s = engine.train_stats
     print(f"saved to {args.out}: {s.samples} training samples, {s.samples_per_s:.0f} samples/s, final loss {s.final_loss:.4f}")
@@ -69,8 +71,9 @@ def _eval(args) -> int:
     from recsys.evaluate import EvalConfig, evaluate_ml100k
 
     base = EvalConfig()
+    engine = base.engine if args.epochs is None else replace(base.engine, epochs=args.epochs)
     config = replace(base, data_dir=args.data_dir, out_dir=args.out_dir, max_users=args.max_users,
-                     embedder_dir=args.embedder, engine=replace(base.engine, epochs=args.epochs))
+                     embedder_dir=args.embedder, engine=engine)
     report = evaluate_ml100k(config)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report.results, indent=2))

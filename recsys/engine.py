@@ -75,6 +75,8 @@ class EngineConfig:
 
 
 LOSSES = ("softmax", "logistic")
+RECENT_ITEMS = 10  # latest history items the "recent" similarity feature compares with
+SCORE_ROWS = 65_536  # ranker rows scored per chunk in batch scoring
 
 
 class _Stage:
@@ -96,12 +98,13 @@ class _Stage:
 @dataclass(frozen=True)
 class _Signals:
     """Per-request catalogue-wide scores, computed once and shared by candidates, features and
-    explanations: als, als_z, bpr_z, trend (B, N)."""
+    explanations: als, als_z, bpr_z, trend, recent (B, N)."""
 
     als: np.ndarray
     als_z: np.ndarray
     bpr_z: np.ndarray
     trend: np.ndarray
+    recent: np.ndarray
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -156,7 +159,16 @@ class RankingEngine(Recommender):
     def _signals(self, stage: _Stage, profiles: Sequence[UserProfile]) -> _Signals:
         als = stage.als.score_users(profiles)
         latest = np.array([max((h[3] for h in p.history), default=0.0) for p in profiles])
-        return _Signals(als, _zscore(als), _zscore(stage.bpr.score_users(profiles)), stage.trend.at(latest))
+        # Similarity to the latest items (ALS item space): taste drifts, the last few items say most.
+        factors = stage.als.item_factors
+        unit = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-6)
+        recent = np.zeros_like(als)
+        for b, p in enumerate(profiles):
+            last = self.catalogue.positions([h[0] for h in p.history[-RECENT_ITEMS:]])
+            last = last[last >= 0]
+            if len(last):
+                recent[b] = (unit[last] @ unit.T).mean(axis=0)
+        return _Signals(als, _zscore(als), _zscore(stage.bpr.score_users(profiles)), stage.trend.at(latest), recent)
 
     def _features(self, stage: _Stage, profiles: Sequence[UserProfile], rows: Sequence[np.ndarray],
                   sig: _Signals) -> RankerBatch:
@@ -168,7 +180,8 @@ class RankingEngine(Recommender):
         names = self.catalogue.genre_names
         affinity = np.array([[p.category_affinity.get(g, 0.0) for g in names] for p in profiles], np.float32)
         n_events = np.log1p(np.array([p.n_events for p in profiles], np.float32)) / 5.0
-        dense = [sig.als[user_idx, items], sig.als_z[user_idx, items], sig.bpr_z[user_idx, items], pop[items],
+        dense = [sig.als[user_idx, items], sig.als_z[user_idx, items], sig.bpr_z[user_idx, items],
+                 sig.recent[user_idx, items], pop[items],
                  sig.trend[user_idx, items], (affinity[user_idx] * self._genre_flags[items]).sum(1), n_events[user_idx]]
         mm = None
         if self.item_features is not None:
@@ -315,8 +328,11 @@ class RankingEngine(Recommender):
         return sig, cands, out
 
     def score_users(self, profiles: Sequence[UserProfile], all_items: bool = False) -> np.ndarray:
-        """(B, N) ranker scores on each user's candidates (all unseen items if ``all_items``)."""
-        return self._rank(profiles, all_items)[2]
+        """(B, N) ranker scores on each user's candidates (all items if ``all_items``), computed in
+        chunks of users so the (rows, 4D) multimodal block stays bounded."""
+        per_chunk = max(1, SCORE_ROWS // (len(self.catalogue) if all_items else 4 * self.config.n_per_source))
+        parts = [self._rank(profiles[s : s + per_chunk], all_items)[2] for s in range(0, len(profiles), per_chunk)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.catalogue)), np.float32)
 
     def _score_one(self, profile: UserProfile):
         sig, cands, scores = self._rank([profile])

@@ -162,7 +162,7 @@ def _score(model: Recommender, users: list[int], all_items: bool = False) -> np.
 def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, progress: bool = True) -> EvalReport:
     """Run the whole evaluation and write ``metrics.json``, ``metrics.md`` and ``metrics.png``."""
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"load_avg_1min_at_start": os.getloadavg()[0]}
     data = load_ml100k(config.data_dir, embedder=embedder, embedder_dir=config.embedder_dir, max_users=config.max_users)
     catalogue, users_table, feats = data.catalogue, data.users, data.features
     split = chronological_split(data.ratings)
@@ -226,6 +226,7 @@ def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, pro
         "mm_gain_cold_ndcg@10": results["cold_items"]["ranker"]["ndcg@10"] - results["cold_items"]["ranker_no_mm"]["ndcg@10"],
     }
     timings["total_s"] = time.perf_counter() - t0
+    timings["load_avg_1min_at_end"] = os.getloadavg()[0]
     results["timings"] = timings
     return _write(results, Path(config.out_dir))
 

@@ -32,11 +32,11 @@ __all__ = [
 ]
 
 SPARSE_KEYS = ("user_id", "item_id", "genre", "age_bucket", "sex", "occupation")
-BASE_DENSE = ("als", "als_z", "bpr_z", "popularity", "trend", "genre_affinity", "history_size")
+BASE_DENSE = ("als", "als_z", "bpr_z", "recent", "popularity", "trend", "genre_affinity", "history_size")
 MM_DENSE = ("cos_fused", "cos_image", "cos_text", "image_ok")
 # Feature group -> (sparse keys, dense columns, whether the multimodal embedding block belongs to it)
 FEATURE_GROUPS = {
-    "collaborative": ((), ("als", "als_z", "bpr_z"), False),
+    "collaborative": ((), ("als", "als_z", "bpr_z", "recent"), False),
     "popularity": ((), ("popularity", "trend"), False),
     "genre": (("genre",), ("genre_affinity",), False),
     "ids": (("user_id", "item_id"), ("history_size",), False),
