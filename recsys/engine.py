@@ -43,6 +43,9 @@ _KIND = "recsys.engine"
 @dataclass(frozen=True)
 class EngineConfig:
     multimodal: bool = True  # use the aligned image/text item embeddings and the profile vector
+    # Multimodal vectors given to the ranker besides the profile-item cosines: "product" (profile
+    # x fused item, D), "raw" (fused, image, text item vectors and the profile, 4D) or "none".
+    mm_vectors: str = "product"
     n_per_source: int = 100  # candidates taken from each source before ranking
     label_fraction: float = 0.2  # last share of each user's log used as ranker labels
     negatives: int = 15  # per positive, drawn from the user's candidates (what serving ranks)
@@ -64,6 +67,8 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r}: allowed {LOSSES}")
+        if self.mm_vectors not in MM_VECTORS:
+            raise ValueError(f"mm_vectors={self.mm_vectors!r}: allowed {MM_VECTORS}")
         if self.n_per_source < 1 or self.negatives < 1:
             raise ValueError(f"n_per_source={self.n_per_source}, negatives={self.negatives}: both must be >= 1")
 
@@ -75,6 +80,7 @@ class EngineConfig:
 
 
 LOSSES = ("softmax", "logistic")
+MM_VECTORS = ("product", "raw", "none")
 RECENT_ITEMS = 10  # latest history items the "recent" similarity feature compares with
 SCORE_ROWS = 65_536  # ranker rows scored per chunk in batch scoring
 
@@ -192,7 +198,10 @@ class RankingEngine(Recommender):
             upv = pv[user_idx]
             dense += [(upv * item_mm[:, :d]).sum(1), (upv * item_mm[:, d : 2 * d]).sum(1),
                       (upv * item_mm[:, 2 * d :]).sum(1), f.image_ok[items].astype(np.float32)]
-            mm = np.concatenate([item_mm, upv], axis=1)
+            if self.config.mm_vectors == "product":
+                mm = item_mm[:, :d] * upv
+            elif self.config.mm_vectors == "raw":
+                mm = np.concatenate([item_mm, upv], axis=1)
         codes = np.array([self.users.codes(p.demographics) for p in profiles], np.int64).reshape(-1, 3)
         user_rows = np.array([self.user_rows.get(p.user_id, 0) for p in profiles], np.int64)
         return RankerBatch(
@@ -261,7 +270,13 @@ class RankingEngine(Recommender):
         return RankerConfig(n_users=len(self.user_rows) + 1, n_items=len(self.catalogue) + 1,
                             n_genres=len(self.catalogue.genre_names), n_occupations=len(self.users.occupations),
                             mm_dim=0 if self.item_features is None else self.item_features.dim,
+                            mm_block=self._mm_block_width(),
                             embedding_dim=self.config.embedding_dim)
+
+    def _mm_block_width(self) -> int:
+        if self.item_features is None:
+            return 0
+        return {"none": 0, "product": 1, "raw": 4}[self.config.mm_vectors] * self.item_features.dim
 
     def _ready(self) -> None:
         """Switch the trained ranker to serving: eval mode and the explanation masks, built once."""

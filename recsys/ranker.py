@@ -52,6 +52,7 @@ class RankerConfig:
     n_genres: int
     n_occupations: int
     mm_dim: int = 0  # D of the aligned item embeddings; 0 = no multimodal features
+    mm_block: int = 0  # width of the multimodal vector input (B, mm_block) to its MLP; 0 = none
     embedding_dim: int = 16
     cross_layers: int = 2
     hidden: tuple[int, ...] = (64, 32)
@@ -71,7 +72,7 @@ class RankerConfig:
 @dataclass(frozen=True)
 class RankerBatch:
     """Rows to score: sparse ids (B,), genre ids (B, G_max) padded with -1, demographic codes (B, 3),
-    dense (B, F), multimodal (B, 4 * D) or None."""
+    dense (B, F), multimodal vectors (B, mm_block) or None."""
 
     user_rows: np.ndarray
     item_rows: np.ndarray
@@ -124,8 +125,8 @@ class DCNRanker(nn.Module):
         n_dense = len(config.dense_names)
         self.dense_mlp = nn.Sequential(nn.Linear(n_dense, e), nn.ReLU())
         width = e * (len(SPARSE_KEYS) + 1)
-        if config.mm_dim:
-            self.mm_mlp = nn.Sequential(nn.Linear(4 * config.mm_dim, config.mm_hidden), nn.ReLU())
+        if config.mm_block:
+            self.mm_mlp = nn.Sequential(nn.Linear(config.mm_block, config.mm_hidden), nn.ReLU())
             width += config.mm_hidden
         self.cross = nn.ModuleList(nn.Linear(width, width) for _ in range(config.cross_layers))
         layers, prev = [], width
@@ -148,7 +149,7 @@ class DCNRanker(nn.Module):
             embs = [x * drop[:, i : i + 1] for i, x in enumerate(embs)]
             dense = dense * drop[:, n_keys : n_keys + dense.shape[1]]
         parts = embs + [self.dense_mlp(dense)]
-        if self.config.mm_dim:
+        if self.config.mm_block:
             mm_out = self.mm_mlp(mm)
             parts.append(mm_out if drop is None else mm_out * drop[:, -1:])
         x0 = torch.cat(parts, dim=1)
