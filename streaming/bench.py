@@ -87,12 +87,26 @@ class _Check:
     stored: int
 
 
-def _check_store(store_path: Path, events: Sequence[UserEvent]) -> _Check:
+def _movielens_genres(data_dir) -> dict[int, list[str]]:
+    """Item id -> genre names: the catalogue the profile stores of the benchmark start with."""
+    from crossrec_datasets import GENRES, load_movielens
+
+    items = load_movielens(data_dir).items
+    return {int(row["item_id"]): [g for g in GENRES if row.get(g)] for row in items.iter_rows(named=True)}
+
+
+def _new_store(path: Path | None, genres: dict[int, list[str]]):
+    from recsys.profiles import ProfileStore
+
+    return ProfileStore(path, item_ids=list(genres), item_categories=genres)
+
+
+def _check_store(store_path: Path, events: Sequence[UserEvent], genres: dict[int, list[str]]) -> _Check:
     """Compare the store with a direct load of ``events``: per user, events missing or extra."""
     from recsys.profiles import Interaction, ProfileStore
 
     got = ProfileStore.open(store_path)
-    ref = ProfileStore(None)
+    ref = _new_store(None, genres)
     ref.apply([Interaction(e.event_id, e.user_id, e.item_id, e.kind, e.timestamp, e.value) for e in events])
     expected = Counter(e.user_id for e in events)
     lost = duplicates = stored = 0
@@ -126,6 +140,7 @@ class _Bench:
         self.config, self.bootstrap, self.broker = config, bootstrap, broker
         self.out = Path(config.out_dir)
         self.run_id = f"b{os.getpid()}x{int(time.time())}"
+        self.genres = _movielens_genres(config.data_dir)
         self._n = 0
 
     def fresh(self, name: str) -> tuple[Topics, Path]:
@@ -135,6 +150,7 @@ class _Bench:
         store = self.out / f"{name}.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{store}{suffix}").unlink(missing_ok=True)
+        _new_store(store, self.genres).close()  # the workers open it with its catalogue
         return topics, store
 
     def worker_config(self, topics: Topics, store: Path, group: str, **kw) -> ConsumerConfig:
@@ -160,7 +176,7 @@ class _Bench:
         sent = publish_parallel(self.bootstrap, topics.user_events, events, processes=self.config.producers)
         stats = workers.join()
         broker_cpu = None if broker_cpu is None else self.broker_cpu_s() - broker_cpu
-        check = _check_store(store, events)
+        check = _check_store(store, events, self.genres)
         # CPU seconds spent per event by producers + workers (+ broker): the machine is shared, so
         # this says what the pipeline would do on cores of its own.
         cpu = sent.cpu_s + stats.cpu_s + (broker_cpu or 0.0)
@@ -229,7 +245,7 @@ class _Bench:
         producer.join()
         stats = workers.join()
         return {"events": len(events), "interrupted_at_applied": at, "interruption_s": took,
-                "redelivered": stats.duplicates, **asdict(_check_store(store, events))}
+                "redelivered": stats.duplicates, **asdict(_check_store(store, events, self.genres))}
 
     def kill9(self, events: list[UserEvent]) -> dict:
         """SIGKILL the worker mid-replay (no flush, no commit); a new worker process resumes."""
