@@ -50,7 +50,8 @@ class EngineConfig:
     label_fraction: float = 0.2  # last share of each user's log used as ranker labels
     negatives: int = 15  # per positive, drawn from the user's candidates (what serving ranks)
     loss: str = "softmax"  # "softmax": one positive against its negatives; "logistic": pointwise
-    epochs: int = 3
+    epochs: int = 4  # at most: training stops early when the held-out label groups stop improving
+    held_out: float = 0.1  # share of the ranker's label groups kept out for early stopping
     batch_size: int = 2048  # rows per step
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -258,7 +259,8 @@ class RankingEngine(Recommender):
         examples, labels = self._examples(early, cut.val)
         self.ranker = DCNRanker(self._ranker_config())
         self.train_stats = train_ranker(self.ranker, examples, labels, group_size=1 + c.negatives if c.loss == "softmax" else 1,
-                                        epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
+                                        epochs=c.epochs, held_out=c.held_out, batch_size=c.batch_size, lr=c.lr,
+                                        weight_decay=c.weight_decay,
                                         seed=c.seed, progress=progress)
         self._ready()
         # Serving: candidate models refitted on the whole log, profiles from the whole log.

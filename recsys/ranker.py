@@ -222,6 +222,8 @@ class TrainStats:
     samples_per_s: float
     final_loss: float
     world_size: int
+    epochs: int  # epochs kept (early stopping on the held-out groups)
+    held_out_loss: float  # per group (softmax) or per row (logistic); inf without a held-out share
 
 
 def _to_tensors(batch: RankerBatch, device: torch.device):
@@ -230,15 +232,17 @@ def _to_tensors(batch: RankerBatch, device: torch.device):
 
 
 def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *, group_size: int = 1,
-                 epochs: int = 3, batch_size: int = 1024, lr: float = 3e-3, weight_decay: float = 0.0, seed: int = 0,
-                 progress: bool = True) -> TrainStats:
+                 epochs: int = 3, held_out: float = 0.0, batch_size: int = 1024, lr: float = 3e-3,
+                 weight_decay: float = 0.0, seed: int = 0, progress: bool = True) -> TrainStats:
     """Train ``model`` in place with DistributedModelParallel (embeddings: fused Adagrad; dense: AdamW).
 
     ``group_size`` 1: pointwise logistic loss on ``labels`` (B,). ``group_size`` G > 1: the rows come
     in consecutive groups of G, the positive first and G - 1 negatives (the user's candidates), and
     the loss is the softmax cross-entropy of each group (listwise: what serving does is rank a
-    user's candidates). ``batch_size`` counts rows. Each rank trains on its slice of the groups;
-    the trained weights are copied back into ``model`` on every rank (sharded tables are gathered).
+    user's candidates). ``batch_size`` counts rows. ``held_out`` > 0 keeps that share of the groups
+    out of training and stops when their loss stops falling (keeping the best epoch's weights).
+    Each rank trains on its slice of the groups; the trained weights are copied back into
+    ``model`` on every rank (sharded tables are gathered).
     """
     import time
 
@@ -272,43 +276,55 @@ def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *,
                                           lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay))
         opt = CombinedOptimizer([dmp.fused_optimizer, dense_opt])
         rng = np.random.default_rng(seed + rank)
-        mine = np.arange(rank, len(examples) // group_size, world)
+        # Early stopping: a held-out share of the groups (the same on every rank) scores each epoch.
+        n_groups = len(examples) // group_size
+        held = np.sort(np.random.default_rng(seed).permutation(n_groups)[: int(n_groups * held_out)])
+        mine = np.setdiff1d(np.arange(n_groups), held)[rank::world]
         y_all = torch.from_numpy(labels.astype(np.float32))
-        per_batch = max(1, batch_size // group_size)
-        n_steps = epochs * ((len(mine) + per_batch - 1) // per_batch)
-        # Same number of steps on every rank, or collective calls would hang.
-        n_steps_t = torch.tensor([n_steps])
-        dist.all_reduce(n_steps_t, op=dist.ReduceOp.MIN)
-        n_steps = int(n_steps_t)
-        loss_val, done = float("nan"), 0
-        start = time.perf_counter()
-        bar = tqdm(total=n_steps, desc="train ranker", disable=not progress or rank != 0, leave=False)
-        order = np.zeros(0, np.int64)
         offsets = np.arange(group_size)
-        for _ in range(n_steps):
-            if len(order) < per_batch:
-                order = np.concatenate([order, rng.permutation(mine)])
-            groups, order = order[:per_batch], order[per_batch:]
+
+        def loss_of(groups: np.ndarray, model_: nn.Module) -> torch.Tensor:
             idx = (groups[:, None] * group_size + offsets).reshape(-1)
             kjt, dense, mm = _to_tensors(examples.take(idx), device)
-            logits = dmp(kjt, dense, mm)
+            logits = model_(kjt, dense, mm)
             if group_size == 1:
-                loss = nn.functional.binary_cross_entropy_with_logits(logits, y_all[idx].to(device))
-            else:
-                target = torch.zeros(len(groups), dtype=torch.long, device=device)
-                loss = nn.functional.cross_entropy(logits.view(-1, group_size), target)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            loss_val, done = loss.detach().item(), done + len(idx)
-            bar.update(1)
+                return nn.functional.binary_cross_entropy_with_logits(logits, y_all[idx].to(device), reduction="sum")
+            target = torch.zeros(len(groups), dtype=torch.long, device=device)
+            return nn.functional.cross_entropy(logits.view(-1, group_size), target, reduction="sum")
+
+        per_batch = max(1, batch_size // group_size)
+        # Same number of steps on every rank, or collective calls would hang.
+        steps_t = torch.tensor([(len(mine) + per_batch - 1) // per_batch])
+        dist.all_reduce(steps_t, op=dist.ReduceOp.MIN)
+        steps = int(steps_t)
+        loss_val, done, best_loss, best_epoch, best_state = float("nan"), 0, float("inf"), epochs, None
+        start = time.perf_counter()
+        bar = tqdm(total=epochs * steps, desc="train ranker", disable=not progress or rank != 0, leave=False)
+        for epoch in range(epochs):
+            order = rng.permutation(mine)
+            for step in range(steps):
+                groups = order[step * per_batch : (step + 1) * per_batch]
+                loss = loss_of(groups, dmp) / len(groups)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                loss_val, done = loss.detach().item(), done + len(groups) * group_size
+                bar.update(1)
+            if len(held):
+                with torch.no_grad():
+                    sums = torch.tensor([sum(float(loss_of(g, dmp)) for g in np.array_split(held[rank::world], 8) if len(g)),
+                                         len(held[rank::world])], dtype=torch.float64)
+                dist.all_reduce(sums)
+                held_loss = float(sums[0] / max(float(sums[1]), 1.0))
+                if held_loss >= best_loss:
+                    break
+                best_loss, best_epoch, best_state = held_loss, epoch + 1, _gather_state(dmp.state_dict())
         bar.close()
         seconds = time.perf_counter() - start
         total = torch.tensor([done])
         dist.all_reduce(total)
-        state = _gather_state(dmp.state_dict())
-        model.load_state_dict(state)
-        return TrainStats(int(total), seconds, float(total) / max(seconds, 1e-9), loss_val, world)
+        model.load_state_dict(best_state if best_state is not None else _gather_state(dmp.state_dict()))
+        return TrainStats(int(total), seconds, float(total) / max(seconds, 1e-9), loss_val, world, best_epoch, best_loss)
 
 
 def _gather_state(state: dict) -> dict:

@@ -112,7 +112,18 @@ class TestRankingEngine(RecommenderContract):
         allowed_sources = {"als", "bpr", "ann", "popularity"}
         assert all(s and set(s) <= allowed_sources for s in rec.sources)
         assert set(rec.top_feature_group) <= {"collaborative", "popularity", "genre", "ids", "demographics", "multimodal"}
-        assert fitted.train_stats.samples > 0 and fitted.train_stats.samples_per_s > 0
+        # The batched ablation agrees with scoring each ablation on its own.
+        pos = fitted.catalogue.positions(rec.item_ids)
+        profile = fitted.profiles.get(rec.user_id)
+        sig = fitted._signals(fitted.stage, [profile])
+        batch = fitted._features(fitted.stage, [profile], [pos], sig)
+        full = fitted._logits(batch)
+        np.testing.assert_allclose(full, rec.scores, rtol=1e-4, atol=1e-5)
+        drops = np.stack([full - fitted._logits(batch, m.expand(len(pos), -1)) for m in fitted._explain_masks[1:]], axis=1)
+        assert tuple(fitted._explain_groups[i] for i in drops.argmax(axis=1)) == rec.top_feature_group
+        stats = fitted.train_stats
+        assert stats.samples > 0 and stats.samples_per_s > 0
+        assert stats.epochs == 1 and np.isfinite(stats.held_out_loss)  # held-out groups scored after the epoch
 
     def test_mismatched_weights_are_refused(self, fitted, tmp_path, catalogue, features):
         from safetensors.torch import load_file, save_file
