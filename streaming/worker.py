@@ -43,7 +43,7 @@ class ConsumerConfig:
     bootstrap: str
     group_id: str = "crossrec-workers"
     topics: Topics = Topics()
-    consume: tuple[str, ...] = ("user_events", "item_events")
+    consume: tuple[str, ...] = ("user_events",)
     max_batch: int = 1000
     min_batch: int = 50
     target_batch_s: float = 0.5
