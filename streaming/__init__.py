@@ -9,7 +9,6 @@ from streaming.events import (
     Topics, UserEvent, decode_event,
 )
 from streaming.bench import BenchConfig, run_bench
-from streaming.embedder import load_embedder
 from streaming.features import FeatureHandler, OnlineFeatureStore
 from streaming.handlers import CreativeRequestHandler, HandleResult, Handler, ItemIndexHandler, ProfileHandler
 from streaming.producer import EventProducer, ensure_topics
@@ -24,7 +23,7 @@ __all__ = [
     "MAX_EVENT_BYTES", "SCHEMA_VERSION", "Event", "UserEvent", "ItemEvent", "CreativeRequest", "CreativeResult",
     "DeadLetter", "EventSchemaError", "Topics", "decode_event",
     "Handler", "HandleResult", "ProfileHandler", "ItemIndexHandler", "CreativeRequestHandler", "FeatureHandler",
-    "OnlineFeatureStore", "load_embedder",
+    "OnlineFeatureStore",
     "EventProducer", "ensure_topics",
     "ReplayStats", "movielens_events", "publish", "publish_parallel", "replay_movielens", "simulate_shoppers",
     "Delivery", "EventSource", "KafkaEventSource",

@@ -259,11 +259,11 @@ class _Bench:
         """Grocery catalogue in a FAISS index; new item events, timed from sent_at until searchable."""
         from crossrec_datasets import load_grocery
         from retrieval.index import create_index
-        from streaming.embedder import load_embedder
+        from retrieval import load_item_embedder
         from streaming.handlers import ItemIndexHandler
 
         topics, _ = self.fresh("items")
-        embedder = load_embedder()
+        embedder = load_item_embedder()
         products = load_grocery(self.config.data_dir).products
         base = products[: len(products) // 2]
         vectors = embedder.embed_items([p.description for p in base], [str(p.iconic_image) for p in base])

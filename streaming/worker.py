@@ -403,7 +403,7 @@ def consume_stream(
     """The library function behind ``crossrec stream consume``.
 
     Profiles always (``config.store_path``). ``index_dir``: also consume item events into the FAISS
-    index kept there (created on first use, embedding new items with ``load_embedder``).
+    index kept there (created on first use, embedding new items with ``retrieval.load_item_embedder``).
     ``recommender_dir``: a saved ``recsys.RankingEngine`` reading the live store; items newly in a
     user's top ``creative_k`` are published as creative requests. Item and creative handlers hold
     in-process state, so they need ``workers == 1``; profile-only consumption scales to N processes.
@@ -438,13 +438,13 @@ def consume_stream(
 def _index_handler(index_dir: Path, embedder_dir, store) -> Handler:
     from retrieval.index import FaissIndex, create_index
 
-    from streaming.embedder import load_embedder
+    from retrieval import load_item_embedder
     from streaming.handlers import ItemIndexHandler
 
-    embedder = load_embedder(embedder_dir)
+    embedder = load_item_embedder(embedder_dir)
+    # the fingerprint check refuses an index built by another embedding model
     if (index_dir / "index").is_dir():
-        index = FaissIndex.load(index_dir / "index")
+        index = FaissIndex.load(index_dir / "index", expected_fingerprint=embedder.fingerprint)
     else:
-        dim = embedder.embed_items(["probe"], [None]).shape[1]
-        index = create_index(int(dim), expected_size=10_000, kind="flat")
+        index = create_index(embedder.dim, expected_size=10_000, kind="flat", fingerprint=embedder.fingerprint)
     return ItemIndexHandler(index, embedder, state_dir=index_dir, profile_store=store)
