@@ -171,13 +171,14 @@ class DemoReport:
     def summary(self) -> str:
         """The closing summary printed by ``crossrec demo``."""
         lines = ["", "=== crossrec demo: summary ==="]
-        lines += [f"  {s.name:<34s} {s.seconds:8.1f} s  {s.note}" for s in self.steps]
-        lines.append(f"  {'total':<34s} {self.total_seconds:8.1f} s")
+        lines += [f"  {s.name:<30s} {s.seconds:7.1f} s  {s.note}" for s in self.steps]
+        lines.append(f"  {'total':<30s} {self.total_seconds:7.1f} s")
         for s in self.searches:
             found = "" if s.target_id is None else (f"; own product {s.target_name!r} at rank {s.target_rank}"
                                                     if s.target_rank else f"; own product {s.target_name!r} not in top {len(s.hits)}")
-            lines.append(f"  search {s.query!r} -> {s.space}: top-1 {s.hits[0].name!r}{found}" if s.hits else
-                         f"  search {s.query!r} -> {s.space}: no hits")
+            query = repr(s.query) if s.target_id is None else f"photo {Path(s.query).name}"
+            lines.append(f"  search {query} -> {s.space}: top-1 {s.hits[0].name!r}{found}" if s.hits else
+                         f"  search {query} -> {s.space}: no hits")
         st = self.stream
         lines.append(f"  stream: {st.published} events published at {st.publish_events_per_s:.0f}/s, {st.applied} applied "
                      f"({st.end_to_end_events_per_s:.0f}/s end to end, p50 {_ms(st.p50_ms)}, p99 {_ms(st.p99_ms)}), "
@@ -212,7 +213,8 @@ class _Steps:
 
 # -- steps 1-3: models ---------------------------------------------------------------------------
 
-def _ensure_aligned(dataset: str, options: DemoOptions, echo) -> str:
+def _ensure_aligned(dataset: str, options: DemoOptions, echo) -> tuple[bool, str]:
+    """Train the aligned model of ``dataset`` unless it exists; (trained now, note)."""
     from retrieval.align.embedder import default_model_dir
     from retrieval.align.model import AlignConfig
     from retrieval.pipeline import train_retrieval
@@ -220,14 +222,14 @@ def _ensure_aligned(dataset: str, options: DemoOptions, echo) -> str:
     model_dir = default_model_dir(dataset)
     if (model_dir / "config.json").is_file() and not options.retrain:
         echo(f"  reusing the trained model in {model_dir} (--retrain trains it again)")
-        return f"reused {model_dir}"
+        return False, f"reused {model_dir}"
     echo(f"  training the aligned image/text model on {dataset} into {model_dir} ...")
     config = AlignConfig(epochs=2) if options.quick else None
     s = train_retrieval(dataset, data_dir=options.data_dir, config=config, progress=options.progress)
     acc = "n/a" if s.val_i2t_acc1 is None else f"{s.val_i2t_acc1:.3f}"
     echo(f"  trained in {s.seconds:.0f} s (best epoch {s.best_epoch}, val image->text Acc@1 {acc}); "
          f"{s.items_indexed} catalogue items indexed")
-    return f"trained (val i2t Acc@1 {acc}, {s.items_indexed} items indexed)"
+    return True, f"trained (val i2t Acc@1 {acc}, {s.items_indexed} items indexed)"
 
 
 def _search_examples(options: DemoOptions, echo) -> tuple[SearchExample, ...]:
@@ -246,23 +248,25 @@ def _search_examples(options: DemoOptions, echo) -> tuple[SearchExample, ...]:
     hits = named(search_catalogue(image=photo.path, k=5, space="text"))
     rank = next((r for r, h in enumerate(hits, 1) if h.item_id == photo.class_id), None)
     image = SearchExample(str(photo.path), "text", hits, photo.class_id, names[photo.class_id], rank)
-    for ex in (text, image):
-        echo(f"  query {ex.query!r} -> catalogue {ex.space}s:")
+    for ex, shown in ((text, repr(TEXT_QUERY)), (image, f"shop photo {photo.path.name}")):
+        echo(f"  {shown} -> catalogue {ex.space}s:")
         for r, h in enumerate(ex.hits, 1):
             mark = "  <- the photo's own product" if h.item_id == ex.target_id else ""
-            echo(f"    {r}. {h.name:<28s} {h.score:6.3f}{mark}")
+            echo(f"    {r}. {h.name:<40s} {h.score:6.3f}{mark}")
     echo(f"  shop photo of {image.target_name!r}: own product "
          + (f"found at rank {rank}" if rank else "not in the top 5"))
     return text, image
 
 
-def _ensure_ranker(options: DemoOptions, echo) -> str:
+def _ensure_ranker(options: DemoOptions, echo, features_changed: bool) -> str:
+    """Train the ranking engine unless it exists and its item features (the MovieLens aligned
+    model) were not retrained in this run."""
     from recsys.engine import EngineConfig
     from recsys.evaluate import train_ml100k
     from retrieval.align.embedder import default_model_dir
 
     out = ranker_dir()
-    if (out / "config.json").is_file() and not options.retrain:
+    if (out / "config.json").is_file() and not options.retrain and not features_changed:
         echo(f"  reusing the ranking engine in {out} (--retrain trains it again)")
         return f"reused {out}"
     echo(f"  training candidates (ALS, BPR, ANN, popularity) and the TorchRec ranker "
@@ -499,13 +503,14 @@ def run_demo(options: DemoOptions = DemoOptions(), echo: Callable[[str], None] =
     stop = threading.Event()
     with _signals_stop(stop):
         with steps.step("retrieval: grocery model + search") as note:
-            note.append(_ensure_aligned("grocery", options, echo))
+            note.append(_ensure_aligned("grocery", options, echo)[1])
             searches = _search_examples(options, echo)
-        with steps.step("retrieval: MovieLens poster model") as note:
-            note.append(_ensure_aligned("ml100k", options, echo))
-        with steps.step("ranking: candidates + TorchRec ranker") as note:
-            note.append(_ensure_ranker(options, echo))
-        with steps.step("streaming: Kafka -> profiles, click, new item") as note:
+        with steps.step("retrieval: MovieLens posters") as note:
+            features_changed, text = _ensure_aligned("ml100k", options, echo)
+            note.append(text)
+        with steps.step("ranking: candidates + ranker") as note:
+            note.append(_ensure_ranker(options, echo, features_changed))
+        with steps.step("streaming: Kafka events") as note:
             stream, change, new_item = _streaming_step(options, out, stop, echo, note)
     with steps.step("summary") as note:
         outputs = {"grocery model": str(default_model_dir("grocery")), "poster model": str(default_model_dir("ml100k")),
