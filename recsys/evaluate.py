@@ -209,6 +209,8 @@ def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, pro
         seen = [np.union1d(a, b) for a, b in zip(train_seen, val_rel)]
         scores = _score(model, users)
         results[name] = ranking_metrics(scores, test_rel, seen) | {"fit_s": fit_s}
+        if isinstance(model, RankingEngine):
+            results[name] |= {"ranker_epochs": model.train_stats.epochs, "train_samples_per_s": model.train_stats.samples_per_s}
         cold_scores = _score(model, users, all_items=True) if isinstance(model, RankingEngine) else scores
         cold_rel = [np.intersect1d(r, cold_items) for r in test_rel]
         results["cold_items"][name] = ranking_metrics(cold_scores, cold_rel, [np.union1d(s, not_cold) for s in seen])

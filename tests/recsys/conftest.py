@@ -59,7 +59,7 @@ def features(catalogue, item_vectors):
 @pytest.fixture(scope="session")
 def engine(catalogue, split, features, movielens):
     """A tiny two-stage engine fitted once on the slice (one DMP training run)."""
-    config = EngineConfig(n_per_source=30, epochs=1, als_factors=16, als_iterations=5, bpr_factors=16,
+    config = EngineConfig(n_per_source=30, epochs=1, held_out=0.2, als_factors=16, als_iterations=5, bpr_factors=16,
                           bpr_iterations=20, embedding_dim=8)
     eng = RankingEngine(catalogue, users_from_movielens(movielens), features, ProfileStore(None), config)
     return eng.fit(split.train, progress=False)
