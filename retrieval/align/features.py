@@ -88,13 +88,14 @@ def _cached(cache_dir: str | Path | None, key: str, build):
 
 
 def frozen_stages(encoder: MobileNetV2Encoder, x: torch.Tensor, start: int, stop: int, batch: int = 256) -> torch.Tensor:
-    """Run frozen stages ``start..stop-1`` in bf16 (AMX where present); pool if ``stop`` is 19."""
+    """Run frozen stages ``start..stop-1`` in bf16 (AMX where present); spatial maps stay
+    unpooled (``stop`` 19 gives the ``(B, 1280, 7, 7)`` tokens the fusion layer attends over)."""
     model = encoder.model.to(memory_format=torch.channels_last)
     out = []
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         for i in range(0, len(x), batch):
             y = model.features[start:stop](x[i : i + batch].float().contiguous(memory_format=torch.channels_last))
-            out.append((y.mean(dim=(2, 3)) if stop >= len(model.features) else y).to(torch.float16))
+            out.append(y.to(torch.float16).contiguous())
     return torch.cat(out) if out else x.new_zeros((0,))
 
 

@@ -42,7 +42,7 @@ class AlignConfig:
     text_dim: int = 384
     image_dim: int = FEATURE_DIM
     embed_dim: int = 256
-    trainable_stages: int = 1           # top MobileNetV2 stages fine-tuned (0 = frozen)
+    trainable_stages: int = 0           # top MobileNetV2 stages fine-tuned (0 = frozen: measured best, see NOTES.md)
     adapter_hidden: int = 256           # 0 = no adapters (baseline)
     fusion: bool = True                 # cross-attention fusion layer
     fusion_heads: int = 4
@@ -134,11 +134,9 @@ class AlignedModel(nn.Module):
 
     # -- towers -------------------------------------------------------------------------------
     def image_tokens(self, cached: torch.Tensor) -> torch.Tensor:
-        """Cached stage features ``(B, C, H, W)`` (or pooled ``(B, 1280)`` when nothing is
-        fine-tuned) -> tokens ``(B, T, 1280)``."""
-        if self.top is None:
-            return cached.float().unsqueeze(1) if cached.dim() == 2 else cached.float().flatten(2).transpose(1, 2)
-        return self.top(cached.float()).flatten(2).transpose(1, 2)
+        """Cached stage features ``(B, C, H, W)`` -> tokens ``(B, H*W, 1280)``."""
+        maps = cached.float() if self.top is None else self.top(cached.float())
+        return maps.flatten(2).transpose(1, 2)
 
     def encode_image(self, cached: torch.Tensor, return_tokens: bool = False):
         tokens = self.image_tokens(cached)
