@@ -52,7 +52,7 @@ class DemoOptions:
 
     data_dir: str | None = None
     out_dir: str = "runs/demo"
-    quick: bool = False  # fewer events, 1 ranker epoch and 2 alignment epochs when training
+    quick: bool = False  # fewer events, 1 ranker epoch and 2 alignment epochs when training (else their defaults)
     retrain: bool = False  # train every model again even when one exists
     events: int | None = None
     user_id: int | None = None
@@ -72,10 +72,6 @@ class DemoOptions:
     @property
     def n_events(self) -> int:
         return self.events or (QUICK_EVENTS if self.quick else DEMO_EVENTS)
-
-    @property
-    def ranker_epochs(self) -> int:
-        return 1 if self.quick else 3
 
 
 @dataclass(frozen=True)
@@ -269,9 +265,10 @@ def _ensure_ranker(options: DemoOptions, echo, features_changed: bool) -> str:
     if (out / "config.json").is_file() and not options.retrain and not features_changed:
         echo(f"  reusing the ranking engine in {out} (--retrain trains it again)")
         return f"reused {out}"
-    echo(f"  training candidates (ALS, BPR, ANN, popularity) and the TorchRec ranker "
-         f"({options.ranker_epochs} epoch(s)) into {out} ...")
-    engine = train_ml100k(out, EngineConfig(epochs=options.ranker_epochs), data_dir=options.data_dir,
+    config = EngineConfig(epochs=1) if options.quick else EngineConfig()
+    echo(f"  training candidates (ALS, BPR, ANN, popularity) and the TorchRec ranker ({config.epochs} epoch(s)) "
+         f"into {out} ...")
+    engine = train_ml100k(out, config, data_dir=options.data_dir,
                           embedder_dir=str(default_model_dir("ml100k")), progress=options.progress)
     s = engine.train_stats
     echo(f"  ranker: {s.samples} samples at {s.samples_per_s:.0f}/s, final loss {s.final_loss:.4f}")
