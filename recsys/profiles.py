@@ -139,8 +139,11 @@ class ProfileStore:
         self._lock = threading.RLock()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Several worker processes share one store: wait for each other's locks (the default 5 s
+        # is too short on a loaded machine) instead of failing with "database is locked".
         self._conn = sqlite3.connect(
-            ":memory:" if self.path is None else str(self.path), check_same_thread=False, isolation_level=None
+            ":memory:" if self.path is None else str(self.path), check_same_thread=False, isolation_level=None,
+            timeout=60.0,
         )
         if self.path is not None:
             # WAL + NORMAL: each commit is atomic and survives a process kill; flush() checkpoints
