@@ -35,7 +35,7 @@ NEW_ITEM_TEXT = ("Yellow Dragon Fruit: a tropical cactus fruit with bright yello
                  "juicy white flesh full of small black seeds.")
 NEW_ITEM_QUERY = "yellow dragon fruit"
 _TOP_K = 10
-_CONSUME_TIMEOUT_S = 900.0
+_ASSIGN_TIMEOUT_S, _CONSUME_TIMEOUT_S = 120.0, 900.0
 
 
 def ranker_dir() -> Path:
@@ -291,14 +291,10 @@ def _reset_stream_outputs(out: Path) -> None:
         (out / f"profiles.db{suffix}").unlink(missing_ok=True)
 
 
-def _check_stop(stop: threading.Event) -> None:
-    if stop.is_set():
-        raise KeyboardInterrupt("the demo was stopped by a signal")
-
-
-def _replay(bootstrap: str, topics, store, options: DemoOptions, stop: threading.Event, echo) -> tuple[StreamFigures, list]:
+def _replay(bootstrap: str, topics, store, options: DemoOptions, echo) -> tuple[StreamFigures, list]:
     """Publish the first ``options.n_events`` ratings (and one malformed message, to show the
     dead-letter topic) while one consumer applies them to ``store``."""
+    from retrieval.errors import CrossrecError
     from streaming import ConsumerConfig, EventProducer, ProfileHandler, movielens_events, publish, run_consumer
 
     events = movielens_events(options.data_dir, options.n_events)
@@ -317,8 +313,8 @@ def _replay(bootstrap: str, topics, store, options: DemoOptions, stop: threading
     thread.start()
     try:
         echo("  waiting for the consumer group to assign partitions ...")
-        while not ready.wait(0.5):
-            _check_stop(stop)
+        if not ready.wait(_ASSIGN_TIMEOUT_S):
+            raise CrossrecError(f"the consumer group got no partitions within {_ASSIGN_TIMEOUT_S:.0f} s")
         if "error" in outcome:
             raise outcome["error"]
         echo(f"  publishing the first {len(events)} MovieLens ratings (by time) while the consumer applies them ...")
@@ -333,7 +329,7 @@ def _replay(bootstrap: str, topics, store, options: DemoOptions, stop: threading
         raise outcome["error"]
     stats = outcome["stats"]
     if stats.consumed < len(events) + 1:
-        raise RuntimeError(f"the consumer stopped after {stats.consumed} of {len(events) + 1} messages "
+        raise CrossrecError(f"the consumer stopped after {stats.consumed} of {len(events) + 1} messages "
                            f"within {_CONSUME_TIMEOUT_S:.0f} s")
     span = (stats.last_applied_at or sent.started_at) - sent.started_at
     figures = StreamFigures(
@@ -382,6 +378,7 @@ def _click_and_upsert(broker, topics, store, engine, catalogue, user: int, last_
                       stop: threading.Event, echo) -> tuple[RecommendationChange, NewItemSearch]:
     """Recommend, publish a click on the top item and a new catalogue item, consume both, recommend
     and search again."""
+    from retrieval.errors import CrossrecError
     from streaming import ConsumerConfig, EventProducer, ItemEvent, ItemIndexHandler, ProfileHandler, UserEvent, run_consumer
 
     profile = store.get(user)
@@ -391,7 +388,7 @@ def _click_and_upsert(broker, topics, store, engine, catalogue, user: int, last_
     echo(f"\n  user {user} ({history} events in the live profile store): {rec.reason}")
     _print_list(echo, f"top {_TOP_K} before the click:", before, {})
     if not before:
-        raise RuntimeError(f"user {user} got no recommendations; nothing to click")
+        raise CrossrecError(f"user {user} got no recommendations; nothing to click")
     clicked = before[0]
     _, rank_before = _new_item_hits(catalogue)
     ts = last_ts + 60.0  # event time just after the replayed slice
@@ -408,7 +405,8 @@ def _click_and_upsert(broker, topics, store, engine, catalogue, user: int, last_
     config = ConsumerConfig(bootstrap=broker.bootstrap, topics=topics, group_id="crossrec-demo",
                             consume=("user_events", "item_events"), idle_timeout_s=2.0)
     live = run_consumer(config, [ProfileHandler(store), index_handler], stop=stop)
-    _check_stop(stop)
+    if stop.is_set():  # SIGINT/SIGTERM while the consumer ran: it stopped early, so must the demo
+        raise KeyboardInterrupt("the demo was stopped by a signal")
     echo(f"  consumed {live.consumed} events (applied {live.applied}, DLQ {live.dlq})")
 
     after = _ranked(engine, engine.recommend(user, k=_TOP_K))
@@ -451,8 +449,7 @@ def _streaming_step(options: DemoOptions, out: Path, stop: threading.Event, echo
         echo(f"  broker up at {broker.bootstrap}")
         topics = Topics(prefix="crossrec-demo")
         ensure_topics(broker.bootstrap, topics)
-        figures, events = _replay(broker.bootstrap, topics, store, options, stop, echo)
-        _check_stop(stop)
+        figures, events = _replay(broker.bootstrap, topics, store, options, echo)
         change, new_item = _click_and_upsert(broker, topics, store, engine, catalogue, _pick_user(events, options.user_id),
                                              max(e.timestamp for e in events), out, stop, echo)
     finally:
