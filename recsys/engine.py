@@ -51,6 +51,7 @@ class EngineConfig:
     n_per_source: int = 100  # candidates taken from each source before ranking
     label_fraction: float = 0.2  # last share of each user's log used as ranker labels
     negatives: int = 15  # per positive, drawn from the user's candidates (what serving ranks)
+    random_negatives: float = 1 / 3  # share of the negatives drawn from all unseen items instead (tuned on validation)
     loss: str = "softmax"  # "softmax": one positive against its negatives; "logistic": pointwise
     epochs: int = 2  # tuned on the validation split; at most this many with early stopping
     held_out: float = 0.0  # share of the label groups kept out for early stopping (0: off; the held-out
@@ -74,6 +75,8 @@ class EngineConfig:
             raise ValueError(f"loss={self.loss!r}: allowed {LOSSES}")
         if self.mm_vectors not in MM_VECTORS:
             raise ValueError(f"mm_vectors={self.mm_vectors!r}: allowed {MM_VECTORS}")
+        if not 0.0 <= self.random_negatives <= 1.0:
+            raise ValueError(f"random_negatives={self.random_negatives}: must be a share in [0, 1]")
         if self.n_per_source < 1 or self.negatives < 1:
             raise ValueError(f"n_per_source={self.n_per_source}, negatives={self.negatives}: both must be >= 1")
 
@@ -312,7 +315,11 @@ class RankingEngine(Recommender):
                 pool = np.setdiff1d(np.fromiter(cand, np.int64, len(cand)), seen)
                 if len(pool) == 0:
                     pool = np.setdiff1d(np.arange(len(self.catalogue)), seen)
-                neg = rng.choice(pool, size=(len(pos), c.negatives), replace=len(pool) < c.negatives * len(pos))
+                n_rand = int(round(c.negatives * c.random_negatives))
+                neg = rng.choice(pool, size=(len(pos), c.negatives - n_rand), replace=len(pool) < c.negatives * len(pos))
+                if n_rand:  # items outside the candidates too: full-catalogue scoring stays in range
+                    unseen = np.setdiff1d(np.arange(len(self.catalogue)), seen)
+                    neg = np.concatenate([neg, rng.choice(unseen, size=(len(pos), n_rand))], axis=1)
                 rows.append(np.concatenate([pos[:, None], neg], axis=1).reshape(-1))
         examples = []
         # Features per user in the same order as the rows.
