@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from retrieval.align.features import ImageFeatures, TextFeatures, extract_image_features, extract_text_features, lift_to_stages
+from retrieval.align.embedder import default_cache_dir
 from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.align.train import PairData, TrainResult, embed_cached, model_image_inputs, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
@@ -43,12 +44,16 @@ class EvalOptions:
     data_dir: str | None = None
     quick: bool = False              # a slice and fewer epochs/folds: a smoke run of a few minutes
     folds: int = 5
-    cache_dir: str = ".cache/features"
+    cache_dir: str | None = None     # default: $CROSSREC_HOME/cache/features
     text_encoder: str = "minilm"
     seed: int = 0
     progress: bool = True
     crossclip: dict = field(default_factory=dict)   # AlignConfig overrides
     baseline: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.cache_dir is None:
+            object.__setattr__(self, "cache_dir", str(default_cache_dir()))
 
     def configs(self) -> dict[str, AlignConfig]:
         quick = {"epochs": 4} if self.quick else {}

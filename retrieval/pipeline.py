@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.align.embedder import ItemEmbedder, default_model_dir
+from retrieval.align.embedder import ItemEmbedder, default_cache_dir, default_model_dir
 from retrieval.align.features import extract_image_features, extract_text_features
 from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.align.train import PairData, train_aligned
@@ -63,7 +63,7 @@ def _catalogue_items(dataset: str, data_dir: str | None):
 
 
 def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, out_dir: str | os.PathLike | None = None,
-                    config: AlignConfig | None = None, cache_dir: str = ".cache/features", progress: bool = True) -> TrainSummary:
+                    config: AlignConfig | None = None, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> TrainSummary:
     """Train the CrossCLIP-style model on ``dataset``, save it, and index its catalogue.
 
     Grocery: shop photos of the train split paired with product descriptions, best epoch on val.
@@ -71,6 +71,7 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
     """
     _check_dataset(dataset)
     config = config or AlignConfig()
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
     out = Path(out_dir) if out_dir is not None else default_model_dir(dataset)
     encoder = MobileNetV2Encoder()
     text_encoder = load_encoder(config.text_encoder)

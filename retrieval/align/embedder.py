@@ -17,16 +17,29 @@ from retrieval.encoders import Encoder, MobileNetV2Encoder, load_encoder, load_i
 from retrieval.encoders.text import check_texts
 from retrieval.images import ImageInput
 
-__all__ = ["ItemEmbeddings", "ItemEmbedder", "load_item_embedder", "default_model_dir", "CROSSREC_HOME_ENV"]
+__all__ = [
+    "ItemEmbeddings", "ItemEmbedder", "load_item_embedder", "default_model_dir", "default_cache_dir", "crossrec_home",
+    "CROSSREC_HOME_ENV",
+]
 
 CROSSREC_HOME_ENV = "CROSSREC_HOME"
 
 
+def crossrec_home() -> Path:
+    """``$CROSSREC_HOME``, by default ``~/.cache/crossrec``: trained models and feature caches."""
+    return Path(os.environ.get(CROSSREC_HOME_ENV, Path.home() / ".cache" / "crossrec")).expanduser()
+
+
 def default_model_dir(dataset: str = "ml100k") -> Path:
-    """``$CROSSREC_HOME/models/crossclip-<dataset>`` (``~/.cache/crossrec`` by default): where
-    ``crossrec retrieval train`` saves and everything else looks first."""
-    home = Path(os.environ.get(CROSSREC_HOME_ENV, Path.home() / ".cache" / "crossrec")).expanduser()
-    return home / "models" / f"crossclip-{dataset}"
+    """``$CROSSREC_HOME/models/crossclip-<dataset>``: where ``crossrec retrieval train`` saves
+    and everything else looks first."""
+    return crossrec_home() / "models" / f"crossclip-{dataset}"
+
+
+def default_cache_dir() -> Path:
+    """``$CROSSREC_HOME/cache/features``: cached frozen-encoder features, shared by every run
+    whatever its working directory."""
+    return crossrec_home() / "cache" / "features"
 
 
 @dataclass(frozen=True)
