@@ -412,6 +412,9 @@ class RankingEngine(Recommender):
 
         config = load_config(EngineConfig, directory, _KIND)
         catalogue, profiles, a = cls._load_common(directory, profiles)
+        missing = sorted({"als_item_factors", "bpr_item_factors", "occupations", "trend_start", "trend_cumulative"} - set(a))
+        if missing:
+            raise ModelLoadError(f"{directory}: the saved engine lacks {missing} (saved by an older version?): retrain it")
         occupations = tuple(str(o) for o in a["occupations"])
         users = users or UserTable({}, occupations)
         if users.occupations != occupations:

@@ -134,6 +134,11 @@ class TestRankingEngine(RecommenderContract):
         save_file(state, str(tmp_path / "m" / "ranker.safetensors"))
         with pytest.raises(ModelLoadError, match="feature sizes"):
             RankingEngine.from_pretrained(tmp_path / "m")
+        arrays = dict(np.load(tmp_path / "m" / "arrays.npz"))
+        del arrays["trend_cumulative"]
+        np.savez(tmp_path / "m" / "arrays.npz", **arrays)
+        with pytest.raises(ModelLoadError, match="retrain"):
+            RankingEngine.from_pretrained(tmp_path / "m")
 
 
 def test_empty_catalogue_is_refused():
