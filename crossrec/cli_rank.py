@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 
 __all__ = ["add_parser"]
 
-DEFAULT_MODEL = "runs/rank/model"
+_MODEL_HELP = "engine directory (default: $CROSSREC_HOME/models/ranker-ml100k)"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
 
     train = sub.add_parser("train", help="fit candidates + TorchRec ranker on all ratings and save")
     _common(train)
-    train.add_argument("--out", default=DEFAULT_MODEL)
+    train.add_argument("--out", default=None, help=_MODEL_HELP)
     train.add_argument("--epochs", type=int, default=None, help="ranker epochs (default: EngineConfig.epochs)")
     train.add_argument("--no-multimodal", action="store_true", help="train without the aligned item embeddings")
     train.set_defaults(func=_train)
@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
     rec = subparsers.add_parser("recommend", help="top-k items for a user from a saved engine")
     rec.add_argument("--user", type=int, required=True)
     rec.add_argument("-k", type=int, default=10)
-    rec.add_argument("--model", default=DEFAULT_MODEL)
+    rec.add_argument("--model", default=None, help=_MODEL_HELP)
     rec.add_argument("--profiles", default=None, help="a live profile store (SQLite) to read instead of the saved snapshot")
     rec.add_argument("--genres", nargs="*", default=None)
     rec.add_argument("--json", action="store_true", help="print JSON")
@@ -54,14 +54,15 @@ def add_parser(subparsers) -> None:
 
 def _train(args) -> int:
     from recsys import EngineConfig
-    from recsys.evaluate import train_ml100k
+    from recsys.evaluate import default_engine_dir, train_ml100k
 
     config = EngineConfig(multimodal=not args.no_multimodal)
     if args.epochs is not None:
         config = replace(config, epochs=args.epochs)
-    engine = train_ml100k(args.out, config, data_dir=args.data_dir, embedder_dir=args.embedder)
+    out = args.out or default_engine_dir()
+    engine = train_ml100k(out, config, data_dir=args.data_dir, embedder_dir=args.embedder)
     s = engine.train_stats
-    print(f"saved to {args.out}: {s.samples} training samples, {s.samples_per_s:.0f} samples/s, final loss {s.final_loss:.4f}")
+    print(f"saved to {out}: {s.samples} training samples, {s.samples_per_s:.0f} samples/s, final loss {s.final_loss:.4f}")
     return 0
 
 
@@ -93,9 +94,10 @@ def _bench(args) -> int:
 
 def _recommend(args) -> int:
     from recsys import ProfileStore, RankingEngine
+    from recsys.evaluate import default_engine_dir
 
     profiles = ProfileStore.open(args.profiles) if args.profiles else None
-    engine = RankingEngine.from_pretrained(args.model, profiles=profiles)
+    engine = RankingEngine.from_pretrained(args.model or default_engine_dir(), profiles=profiles)
     filters = {"genres": tuple(args.genres)} if args.genres else None
     rec = engine.recommend(args.user, k=args.k, filters=filters)
     titles = engine.catalogue.titles

@@ -39,10 +39,10 @@ _ASSIGN_TIMEOUT_S, _CONSUME_TIMEOUT_S = 120.0, 900.0
 
 
 def ranker_dir() -> Path:
-    """``$CROSSREC_HOME/models/ranker-ml100k``: beside the aligned models."""
-    from retrieval.align.embedder import default_model_dir
+    """Where the demo keeps the ranking engine: the one ``crossrec recommend`` reads by default."""
+    from recsys.evaluate import default_engine_dir
 
-    return default_model_dir("ml100k").parent / "ranker-ml100k"
+    return default_engine_dir()
 
 
 @dataclass(frozen=True)

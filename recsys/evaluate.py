@@ -97,6 +97,14 @@ def load_ml100k(data_dir: str | None = None, *, embedder: Any = None, embedder_d
     return Ml100kInputs(catalogue, users_from_movielens(ml), ratings, feats)
 
 
+def default_engine_dir() -> Path:
+    """``$CROSSREC_HOME/models/ranker-ml100k``, beside the aligned models: where ``crossrec rank
+    train`` and the demo save the engine and ``crossrec recommend`` reads it."""
+    from retrieval.align.embedder import crossrec_home
+
+    return crossrec_home() / "models" / "ranker-ml100k"
+
+
 def train_ml100k(out_dir: str | os.PathLike, config: EngineConfig = EngineConfig(), data_dir: str | None = None,
                  embedder: Any = None, embedder_dir: str | None = None, progress: bool = True) -> RankingEngine:
     """Fit the engine on all MovieLens 100K ratings and save it (with its profile store) to ``out_dir``.
