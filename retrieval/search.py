@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from retrieval.align.embedder import ItemEmbedder
-from retrieval.errors import ImageDecodeError, IncompatibleIndexError, ModelLoadError
+from retrieval.errors import IncompatibleIndexError, ModelLoadError
 from retrieval.images import ImageInput
 from retrieval.index import FaissIndex, create_index
 from retrieval.persist import atomic_directory, atomic_write_text
@@ -96,10 +96,7 @@ class CatalogueSearch:
         return self._search(self.embedder.embed_text([text])[0], k, space)
 
     def search_image(self, image: ImageInput, k: int = 10, space: str = "fused") -> list[SearchHit]:
-        z, ok = self.embedder.embed_images([image])
-        if not ok[0]:
-            raise ImageDecodeError(f"query image {str(image)!r} does not decode")
-        return self._search(z[0], k, space)
+        return self._search(self.embedder.embed_query_image(image), k, space)
 
     def save(self, directory: str | os.PathLike) -> Path:
         with atomic_directory(directory) as tmp:

@@ -15,6 +15,7 @@ from retrieval.align.features import frozen_stages
 from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.encoders import Encoder, MobileNetV2Encoder, load_encoder, load_images
 from retrieval.encoders.text import check_texts
+from retrieval.errors import ImageDecodeError
 from retrieval.images import ImageInput
 
 __all__ = [
@@ -109,6 +110,13 @@ class ItemEmbedder:
         """Images -> ``(N, D)`` vectors and ``ok (N,)``; undecodable images give zero rows."""
         z, _, ok, _ = self._images(images)
         return z, ok
+
+    def embed_query_image(self, image: ImageInput) -> np.ndarray:
+        """One query image -> ``(D,)``; raises ``ImageDecodeError`` saying why it is unusable."""
+        z, _, ok, errors = self._images([image])
+        if not ok[0]:
+            raise ImageDecodeError(f"query image: {errors.get(0, 'does not decode')}")
+        return z[0]
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str | None], images: Sequence[ImageInput | None]) -> ItemEmbeddings:
