@@ -16,9 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,7 +31,7 @@ from retrieval.persist import atomic_write_text
 
 __all__ = [
     "EvalOptions", "EvalReport", "score_model", "evaluate_grocery", "evaluate_ml100k",
-    "paired_stats", "markdown_table",
+    "paired_stats", "markdown_table", "movielens_features",
 ]
 
 MODELS = ("baseline", "crossclip")
@@ -134,10 +132,6 @@ def _fold_ids(n: int, folds: int, seed: int) -> list[np.ndarray]:
     return np.array_split(np.random.default_rng(seed).permutation(n), folds)
 
 
-def _train(cfg: AlignConfig, data: PairData, val: PairData | None, encoder, progress: bool) -> TrainResult:
-    return train_aligned(cfg, data, val, encoder=encoder, progress=progress)
-
-
 def _history_record(res: TrainResult) -> dict:
     return {"seconds": res.seconds, "best_epoch": res.best_epoch, "history": res.history,
             "config": dataclasses.asdict(res.model.config)}
@@ -174,8 +168,8 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
     models = {}
     for name, cfg in configs.items():
         at = {s: lifted[s][cfg.split_stage] for s in lifted}
-        res = _train(cfg, PairData(at["train"], labels["train"], texts),
-                     PairData(at["val"], labels["val"], texts), encoder, opts.progress)
+        res = train_aligned(cfg, PairData(at["train"], labels["train"], texts),
+                            PairData(at["val"], labels["val"], texts), encoder=encoder, progress=opts.progress)
         models[name] = res.model
         report[name] = score_model(res.model, encoder, at["test"], labels["test"], texts, product_labels, at["iconic"])
         report["training"][name] = _history_record(res)
@@ -191,7 +185,7 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
             at = {s: lifted[s][cfg.split_stage] for s in lifted}
             train = PairData(at["train"].subset(np.flatnonzero(keep["train"])), labels["train"][keep["train"]], texts)
             val = PairData(at["val"].subset(np.flatnonzero(keep["val"])), labels["val"][keep["val"]], texts)
-            res = _train(cfg, train, val, encoder, opts.progress)
+            res = train_aligned(cfg, train, val, encoder=encoder, progress=opts.progress)
             test_idx = np.flatnonzero(~keep["test"])
             held_texts = TextFeatures(texts.clean[held], None)
             per_fold[name].append(score_model(res.model, encoder, at["test"].subset(test_idx), labels["test"][test_idx],
@@ -205,24 +199,32 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
     return EvalReport(report), models
 
 
-def evaluate_ml100k(opts: EvalOptions) -> dict:
-    """Poster <-> overview retrieval on MovieLens, 5 folds over movies (held-out movies only)."""
+def movielens_features(data_dir: str | None, *, image_views: int, text_views: int, seed: int,
+                       encoder: MobileNetV2Encoder, text_encoder, cache_dir, progress: bool,
+                       limit: int | None = None) -> tuple[ImageFeatures, TextFeatures]:
+    """Cached poster and item-text features of the MovieLens movies that have a poster, in the
+    same order (the ``limit`` first ones)."""
     from crossrec_datasets import load_movielens
 
-    ml = load_movielens(opts.data_dir)
+    ml = load_movielens(data_dir)
+    posters, item_texts = ml.poster_paths(), ml.item_texts()
+    idx = [i for i, p in enumerate(posters) if p is not None][:limit]
+    images = extract_image_features([posters[i] for i in idx], views=image_views, seed=seed, encoder=encoder,
+                                    cache_dir=cache_dir, progress=progress)
+    texts = extract_text_features([item_texts[i] for i in idx], views=text_views, seed=seed, encoder=text_encoder,
+                                  cache_dir=cache_dir, progress=progress)
+    return images, texts
+
+
+def evaluate_ml100k(opts: EvalOptions) -> dict:
+    """Poster <-> overview retrieval on MovieLens, 5 folds over movies (held-out movies only)."""
     encoder = MobileNetV2Encoder()
     configs = opts.configs()
-    posters = ml.poster_paths()
-    texts_all = ml.item_texts()
-    idx = np.array([i for i, p in enumerate(posters) if p is not None])
-    if opts.quick:
-        idx = idx[:400]
-    views = max(c.image_views for c in configs.values())
-    images = extract_image_features([posters[i] for i in idx], views=views, seed=opts.seed, encoder=encoder,
-                                    cache_dir=opts.cache_dir, progress=opts.progress)
-    texts = extract_text_features([texts_all[i] for i in idx], views=max(c.text_views for c in configs.values()),
-                                  seed=opts.seed, encoder=load_encoder(opts.text_encoder),
-                                  cache_dir=opts.cache_dir, progress=opts.progress)
+    images, texts = movielens_features(
+        opts.data_dir, image_views=max(c.image_views for c in configs.values()),
+        text_views=max(c.text_views for c in configs.values()), seed=opts.seed, encoder=encoder,
+        text_encoder=load_encoder(opts.text_encoder), cache_dir=opts.cache_dir, progress=opts.progress,
+        limit=400 if opts.quick else None)
     lifted = lift_to_stages(images, encoder, {c.split_stage for c in configs.values()})
     good = np.flatnonzero(images.ok)
     folds = 2 if opts.quick else opts.folds
@@ -235,8 +237,8 @@ def evaluate_ml100k(opts: EvalOptions) -> dict:
         train = np.setdiff1d(rest, val)
         for name, cfg in configs.items():
             at = lifted[cfg.split_stage]
-            res = _train(cfg, PairData(at.subset(train), train, texts), PairData(at.subset(val), val, texts),
-                         encoder, opts.progress)
+            res = train_aligned(cfg, PairData(at.subset(train), train, texts), PairData(at.subset(val), val, texts),
+                                encoder=encoder, progress=opts.progress)
             per_fold[name].append(score_model(res.model, encoder, at.subset(test), test,
                                               TextFeatures(texts.clean[test], None), test))
     out = {name: _fold_summary(per_fold[name]) for name in configs}

@@ -16,7 +16,9 @@ from retrieval.align.features import extract_image_features, extract_text_featur
 from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.align.train import PairData, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
-from retrieval.evaluate import EvalOptions, EvalReport, evaluate_grocery, evaluate_ml100k, markdown_table
+from retrieval.evaluate import (
+    EvalOptions, EvalReport, evaluate_grocery, evaluate_ml100k, markdown_table, movielens_features,
+)
 from retrieval.plots import plot_retrieval_grid, plot_training_curves
 from retrieval.search import CatalogueSearch, SearchHit
 
@@ -90,15 +92,9 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
             parts[split] = PairData(feats, np.array([p.class_id for p in photos]), texts)
         train, val = parts["train"], parts["val"]
     else:
-        from crossrec_datasets import load_movielens
-
-        ml = load_movielens(data_dir)
-        posters, item_texts = ml.poster_paths(), ml.item_texts()
-        idx = np.array([i for i, p in enumerate(posters) if p is not None])
-        images = extract_image_features([posters[i] for i in idx], views=config.image_views, seed=config.seed,
-                                        encoder=encoder, cache_dir=cache_dir, progress=progress)
-        texts = extract_text_features([item_texts[i] for i in idx], views=config.text_views, seed=config.seed,
-                                      encoder=text_encoder, cache_dir=cache_dir, progress=progress)
+        images, texts = movielens_features(data_dir, image_views=config.image_views, text_views=config.text_views,
+                                           seed=config.seed, encoder=encoder, text_encoder=text_encoder,
+                                           cache_dir=cache_dir, progress=progress)
         order = np.random.default_rng(config.seed).permutation(np.flatnonzero(images.ok))
         n_val = max(2, len(order) // 10)
         val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
