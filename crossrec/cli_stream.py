@@ -29,6 +29,17 @@ def _connection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partitions", type=_positive(int), default=4, help="partitions of topics created here (default 4)")
 
 
+def _storage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", choices=["s3", "memory"], default="s3",
+                   help="embedded broker log: s3 (SeaweedFS, durable; default) or memory (lowest latency, "
+                        "lost when the broker stops)")
+
+
+def _fetch_wait(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fetch-wait-ms", type=_positive(int), default=100,
+                   help="Kafka fetch max wait: lower cuts latency on quiet topics, costs idle polling (default 100)")
+
+
 def add_parser(subparsers) -> None:
     """Register the ``broker`` and ``stream`` command groups."""
     broker = subparsers.add_parser("broker", help="the embedded Kafka-protocol broker (Tansu + SeaweedFS S3)")
@@ -37,6 +48,7 @@ def add_parser(subparsers) -> None:
     start.add_argument("--data-dir", default=None, help="where the log and state live (default: $CROSSREC_BROKER_DIR or runs/broker)")
     start.add_argument("--port", type=int, default=9092, help="Kafka port on 127.0.0.1 (0 = any free; default 9092)")
     start.add_argument("--s3-port", type=int, default=8333, help="S3 port on 127.0.0.1 (0 = any free; default 8333)")
+    _storage(start)
     start.set_defaults(func=_broker_start)
     for name, func, text in (("stop", _broker_stop, "stop it (Tansu, then SeaweedFS)"),
                              ("status", _broker_status, "health of the processes and services; exit 1 if unhealthy")):
@@ -76,6 +88,7 @@ def add_parser(subparsers) -> None:
     consume.add_argument("--max-events", type=_positive(int), default=None, help="stop after N events (per worker)")
     consume.add_argument("--idle-timeout", type=_positive(float), default=None,
                          help="stop after this many idle seconds with zero lag (default: run until Ctrl+C/SIGTERM)")
+    _fetch_wait(consume)
     consume.set_defaults(func=_consume)
 
     bench = ssub.add_parser("bench", help="throughput, latency, kill -9, broker restart and new-item scenarios")
@@ -91,6 +104,8 @@ def add_parser(subparsers) -> None:
     bench.add_argument("--out-dir", default="runs/stream-bench", help="stores and the private broker live here")
     bench.add_argument("--bootstrap", default=None, help="use this cluster instead of a private embedded broker")
     bench.add_argument("--data-dir", default=None)
+    _storage(bench)
+    _fetch_wait(bench)
     bench.set_defaults(func=_bench)
 
 
@@ -105,7 +120,7 @@ def _print_status(status) -> None:
 
 
 def _broker_start(args) -> int:
-    status = _broker(args.data_dir, kafka_port=args.port, s3_port=args.s3_port).start()
+    status = _broker(args.data_dir, kafka_port=args.port, s3_port=args.s3_port, storage=args.storage).start()
     _print_status(status)
     print(f"bootstrap: {status.bootstrap}", file=sys.stderr)
     return 0 if status.healthy else 1
@@ -152,7 +167,8 @@ def _consume(args) -> int:
 
     config = ConsumerConfig(bootstrap=resolve_bootstrap(args.bootstrap, args.broker_dir), topics=_topics(args),
                             group_id=args.group, consume=("user_events",), max_events=args.max_events,
-                            idle_timeout_s=args.idle_timeout, store_path=args.store, features_path=args.features)
+                            idle_timeout_s=args.idle_timeout, store_path=args.store, features_path=args.features,
+                            fetch_max_wait_ms=args.fetch_wait_ms)
     stats = consume_stream(config, workers=args.workers, index_dir=args.index_dir, embedder_dir=args.embedder,
                            recommender_dir=args.recommender, creative_k=args.creative_k)
     print(json.dumps(stats.summary(), indent=2))
@@ -165,7 +181,8 @@ def _bench(args) -> int:
     config = BenchConfig(n_events=args.events, workers=args.workers, producers=args.producers,
                          latency_rate=args.latency_rate, latency_events=args.latency_events,
                          crash_events=args.crash_events, scenarios=tuple(args.scenario or SCENARIOS),
-                         out_dir=args.out_dir, bootstrap=args.bootstrap, data_dir=args.data_dir)
+                         out_dir=args.out_dir, bootstrap=args.bootstrap, data_dir=args.data_dir,
+                         storage=args.storage, fetch_max_wait_ms=args.fetch_wait_ms)
     summary = run_bench(config, json_path=args.json)
     print(json.dumps({k: v for k, v in summary.items() if k != "scenarios"}, indent=2))
     print(f"details: {args.json}", file=sys.stderr)

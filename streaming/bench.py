@@ -48,6 +48,8 @@ class BenchConfig:
     out_dir: str = "runs/stream-bench"
     bootstrap: str | None = None
     data_dir: str | None = None
+    storage: str = "s3"  # the private embedded broker's log: "s3" (durable) or "memory"
+    fetch_max_wait_ms: int = 100
 
     def __post_init__(self) -> None:
         bad = [s for s in self.scenarios if s not in SCENARIOS]
@@ -57,6 +59,8 @@ class BenchConfig:
             raise ValueError(f"workers={self.workers!r}: at least 1 worker process is required")
         if self.bootstrap and "broker_restart" in self.scenarios:
             raise ValueError("scenario 'broker_restart' restarts the embedded broker: leave bootstrap unset")
+        if self.storage == "memory" and "broker_restart" in self.scenarios:
+            raise ValueError("scenario 'broker_restart' needs a durable log: use storage='s3' for it")
 
 
 def bad_payloads(template: UserEvent) -> list[tuple[bytes, bytes | None]]:
@@ -155,7 +159,8 @@ class _Bench:
 
     def worker_config(self, topics: Topics, store: Path, group: str, **kw) -> ConsumerConfig:
         return ConsumerConfig(bootstrap=self.bootstrap, topics=topics, group_id=group, consume=("user_events",),
-                              store_path=str(store), idle_timeout_s=kw.pop("idle_timeout_s", 4.0), **kw)
+                              store_path=str(store), idle_timeout_s=kw.pop("idle_timeout_s", 4.0),
+                              fetch_max_wait_ms=self.config.fetch_max_wait_ms, **kw)
 
     # -- scenarios ---------------------------------------------------------------------------
     def throughput(self, events: list[UserEvent]) -> dict:
@@ -306,7 +311,8 @@ def run_bench(config: BenchConfig, json_path: str | os.PathLike | None = None, p
     """
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    broker = None if config.bootstrap else Broker(BrokerConfig(data_dir=str(out / "broker"), kafka_port=0, s3_port=0))
+    broker = None if config.bootstrap else Broker(BrokerConfig(data_dir=str(out / "broker"), kafka_port=0, s3_port=0,
+                                                            storage=config.storage))
     if broker is not None:
         broker.start()
     try:
@@ -341,6 +347,8 @@ def run_bench(config: BenchConfig, json_path: str | os.PathLike | None = None, p
         "duplicates": sum(r["duplicates"] for r in checks),
         "dlq": results.get("throughput", {}).get("consumer", {}).get("dlq"),
         "new_item_searchable_ms_max": results.get("new_item", {}).get("max_ms"),
+        "broker": "external" if config.bootstrap else f"embedded, {config.storage} log",
+        "fetch_max_wait_ms": config.fetch_max_wait_ms,
         "scenarios": results,
     }
     if json_path is not None:

@@ -53,6 +53,7 @@ class ConsumerConfig:
     idle_timeout_s: float | None = None
     store_path: str | None = None  # for run_workers: each process opens the ProfileStore here
     features_path: str | None = None  # optional OnlineFeatureStore (item counters) beside it
+    fetch_max_wait_ms: int = 100  # Kafka fetch wait: the latency floor when the topic is quiet
 
     def __post_init__(self) -> None:
         names = ("user_events", "item_events", "creative_requests", "creative_results")
@@ -61,6 +62,8 @@ class ConsumerConfig:
             raise ValueError(f"consume={self.consume!r}: choose among {names}")
         if not 1 <= self.min_batch <= self.max_batch:
             raise ValueError(f"min_batch={self.min_batch}, max_batch={self.max_batch}: need 1 <= min_batch <= max_batch")
+        if not 1 <= self.fetch_max_wait_ms <= 10_000:
+            raise ValueError(f"fetch_max_wait_ms={self.fetch_max_wait_ms!r}: choose 1..10000")
         for name in ("target_batch_s", "commit_interval_s", "poll_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
@@ -243,7 +246,8 @@ def run_consumer(
         if worker is not None:
             worker.flush()
 
-    source = source or KafkaEventSource(config.bootstrap, config.topic_names(), config.group_id, on_revoke=on_revoke)
+    source = source or KafkaEventSource(config.bootstrap, config.topic_names(), config.group_id, on_revoke=on_revoke,
+                                        fetch_max_wait_ms=config.fetch_max_wait_ms)
     worker = _Worker(config, source, handlers, dlq)
     restore = _install_signal_handlers(stop)
     started, cpu_started = time.monotonic(), time.process_time()

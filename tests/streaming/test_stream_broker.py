@@ -31,6 +31,28 @@ def test_bad_config_and_bootstrap_are_refused():
         BrokerConfig(kafka_port=70000)
     with pytest.raises(ValueError, match="host:port"):
         resolve_bootstrap("localhost")
+    with pytest.raises(ValueError, match="storage='disk'"):
+        BrokerConfig(storage="disk")
+
+
+def test_memory_storage_runs_tansu_alone_and_refuses_a_storage_switch(broker, tmp_path):
+    from streaming.events import Topics
+    from streaming.producer import ensure_topics
+
+    with Broker(BrokerConfig(data_dir=str(tmp_path), kafka_port=0, s3_port=0, storage="memory")) as memory:
+        status = memory.status()
+        assert status.healthy and status.weed_pid is None and status.s3_endpoint is None, status.detail
+        assert "in-memory log" in status.detail
+        topics = Topics(prefix="mem", partitions=2)
+        ensure_topics(memory.bootstrap, topics)
+        events = [UserEvent(event_id=f"m{i}", timestamp=float(i), user_id=i % 3, item_id=i, kind="click") for i in range(10)]
+        with EventProducer(memory.bootstrap) as producer:
+            producer.send_many(topics.user_events, events)
+        got = _drain(memory.bootstrap, topics.user_events, "mem-group", 10)
+        assert sorted(d.event.event_id for d in got) == sorted(e.event_id for e in events)
+    # The session broker keeps its S3 log: asking for memory storage on its data dir is refused.
+    with pytest.raises(BrokerError, match="storage='s3' already runs"):
+        Broker(BrokerConfig(data_dir=broker.status().data_dir, storage="memory")).start()
 
 
 def test_restart_keeps_the_log_and_the_committed_offsets(broker, topics):
