@@ -104,6 +104,7 @@ def add_parser(subparsers) -> None:
     bench.add_argument("--out-dir", default="runs/stream-bench", help="stores and the private broker live here")
     bench.add_argument("--bootstrap", default=None, help="use this cluster instead of a private embedded broker")
     bench.add_argument("--data-dir", default=None)
+    bench.add_argument("--partitions", type=_positive(int), default=4, help="partitions of the topics it creates (default 4)")
     _storage(bench)
     _fetch_wait(bench)
     bench.set_defaults(func=_bench)
@@ -182,7 +183,7 @@ def _bench(args) -> int:
                          latency_rate=args.latency_rate, latency_events=args.latency_events,
                          crash_events=args.crash_events, scenarios=tuple(args.scenario or SCENARIOS),
                          out_dir=args.out_dir, bootstrap=args.bootstrap, data_dir=args.data_dir,
-                         storage=args.storage, fetch_max_wait_ms=args.fetch_wait_ms)
+                         storage=args.storage, fetch_max_wait_ms=args.fetch_wait_ms, partitions=args.partitions)
     summary = run_bench(config, json_path=args.json)
     print(json.dumps({k: v for k, v in summary.items() if k != "scenarios"}, indent=2))
     print(f"details: {args.json}", file=sys.stderr)

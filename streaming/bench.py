@@ -50,11 +50,14 @@ class BenchConfig:
     data_dir: str | None = None
     storage: str = "s3"  # the private embedded broker's log: "s3" (durable) or "memory"
     fetch_max_wait_ms: int = 100
+    partitions: int = 4  # of every topic the bench creates
 
     def __post_init__(self) -> None:
         bad = [s for s in self.scenarios if s not in SCENARIOS]
         if bad or not self.scenarios:
             raise ValueError(f"scenarios={self.scenarios!r}: choose among {SCENARIOS}")
+        if self.partitions < 1:
+            raise ValueError(f"partitions={self.partitions!r}: at least 1 partition is required")
         if self.workers < 1:
             raise ValueError(f"workers={self.workers!r}: at least 1 worker process is required")
         if self.bootstrap and "broker_restart" in self.scenarios:
@@ -149,7 +152,7 @@ class _Bench:
 
     def fresh(self, name: str) -> tuple[Topics, Path]:
         self._n += 1
-        topics = Topics(prefix=f"{self.run_id}-{name}-{self._n}")
+        topics = Topics(prefix=f"{self.run_id}-{name}-{self._n}", partitions=self.config.partitions)
         ensure_topics(self.bootstrap, topics)
         store = self.out / f"{name}.db"
         for suffix in ("", "-wal", "-shm"):
@@ -349,6 +352,7 @@ def run_bench(config: BenchConfig, json_path: str | os.PathLike | None = None, p
         "new_item_searchable_ms_max": results.get("new_item", {}).get("max_ms"),
         "broker": "external" if config.bootstrap else f"embedded, {config.storage} log",
         "fetch_max_wait_ms": config.fetch_max_wait_ms,
+        "partitions": config.partitions,
         "scenarios": results,
     }
     if json_path is not None:

@@ -35,10 +35,11 @@ def test_bench_with_its_own_broker_restart_and_dead_letters(tmp_path):
 
 def test_latency_scenario_on_an_in_memory_broker(tmp_path):
     summary = run_bench(BenchConfig(scenarios=("latency",), latency_events=400, latency_rate=400.0, storage="memory",
-                                    fetch_max_wait_ms=20, out_dir=str(tmp_path)), progress=False)
+                                    fetch_max_wait_ms=20, partitions=2, out_dir=str(tmp_path)), progress=False)
     latency = summary["scenarios"]["latency"]
     assert latency["applied"] == 400 and 0 < summary["p50_ms"] <= summary["p99_ms"]
-    assert summary["broker"] == "embedded, memory log" and summary["fetch_max_wait_ms"] == 20
+    assert summary["broker"] == "embedded, memory log"
+    assert (summary["fetch_max_wait_ms"], summary["partitions"]) == (20, 2)
 
 
 def test_bench_and_worker_settings_are_checked():
@@ -46,5 +47,7 @@ def test_bench_and_worker_settings_are_checked():
 
     with pytest.raises(ValueError, match="durable log"):
         BenchConfig(scenarios=("broker_restart",), storage="memory")
+    with pytest.raises(ValueError, match="partitions=0"):
+        BenchConfig(partitions=0)
     with pytest.raises(ValueError, match="fetch_max_wait_ms=0"):
         ConsumerConfig(bootstrap="127.0.0.1:9092", fetch_max_wait_ms=0)
