@@ -12,7 +12,7 @@ them for candidates, ranker features and the batched feature-group explanation.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -27,9 +27,9 @@ from recsys.profiles import ProfileStore, UserProfile
 from recsys.ranker import (
     FEATURE_GROUPS,
     SMALL_BATCH,
-    DCNRanker,
     RankerBatch,
     RankerConfig,
+    RankerEnsemble,
     TrainStats,
     torch_threads,
     train_ranker,
@@ -61,6 +61,11 @@ class EngineConfig:
     weight_decay: float = 1e-4
     embedding_dim: int = 16
     id_embeddings: bool = True  # per-user and per-item embeddings (False: one shared row each)
+    item_id_dropout: float = 0.0  # share of training rows scored with the unknown-item row (DropoutNet)
+    cold_count: int = 5  # items with fewer interactions than this in the fitted log are cold
+    cold_id_row: bool = False  # cold items score with the unknown-item row: their own rows barely train
+    cold_repeats: int = 1  # each training group whose positive is a cold item appears this many times
+    n_models: int = 1  # rankers trained with seeds seed, seed + 1, ...; their logits are averaged
     trend_days: float = 30.0  # window of the item-trend feature
     als_factors: int = 64
     als_regularization: float = 0.05
@@ -79,6 +84,11 @@ class EngineConfig:
             raise ValueError(f"random_negatives={self.random_negatives}: must be a share in [0, 1]")
         if self.n_per_source < 1 or self.negatives < 1:
             raise ValueError(f"n_per_source={self.n_per_source}, negatives={self.negatives}: both must be >= 1")
+        if not 0.0 <= self.item_id_dropout < 1.0:
+            raise ValueError(f"item_id_dropout={self.item_id_dropout}: must be a share in [0, 1)")
+        if self.cold_count < 0 or self.cold_repeats < 1 or self.n_models < 1:
+            raise ValueError(f"cold_count={self.cold_count}, cold_repeats={self.cold_repeats}, n_models={self.n_models}: "
+                             "need cold_count >= 0, cold_repeats >= 1, n_models >= 1")
 
     def als(self) -> ALSConfig:
         return ALSConfig(self.als_factors, self.als_regularization, self.als_alpha, self.als_iterations, self.seed)
@@ -143,7 +153,7 @@ class RankingEngine(Recommender):
         self.config = config
         self.stage = _Stage(catalogue, self.profiles, config)
         self.user_rows: dict[int, int] = {}
-        self.ranker: DCNRanker | None = None
+        self.ranker: RankerEnsemble | None = None
         self.train_stats: TrainStats | None = None
         # Item-side inputs, built once: padded genre ids (N, G_max; -1 = none), genre flags and
         # the multimodal item block (N, 3D).
@@ -213,14 +223,21 @@ class RankingEngine(Recommender):
         codes = np.array([self.users.codes(p.demographics) for p in profiles], np.int64).reshape(-1, 3)
         user_rows = np.array([self.user_rows.get(p.user_id, 0) for p in profiles], np.int64)
         ids = self.config.id_embeddings
+        item_rows = items + 1 if ids else np.zeros(len(items), np.int64)
+        if self.config.cold_id_row:
+            item_rows[self._cold(stage)[items]] = 0
         return RankerBatch(
             user_rows=user_rows[user_idx] if ids else np.zeros(len(items), np.int64),
-            item_rows=items + 1 if ids else np.zeros(len(items), np.int64),
+            item_rows=item_rows,
             genres=self._genre_pad[items],
             demo_codes=codes[user_idx],
             dense=np.stack(dense, axis=1).astype(np.float32),
             mm=mm,
         )
+
+    def _cold(self, stage: _Stage) -> np.ndarray:
+        """(N,) True for items with fewer than ``cold_count`` interactions in the stage's log."""
+        return stage.als.popularity < self.config.cold_count
 
     def candidates(self, stage: _Stage, profiles: Sequence[UserProfile], sig: _Signals) -> list[dict[int, list[str]]]:
         """Per user: catalogue row -> the sources that proposed it (seen items excluded)."""
@@ -265,11 +282,16 @@ class RankingEngine(Recommender):
         early = _Stage(self.catalogue, early_store, c).fit(cut.train)
         self.user_rows = {int(u): r + 1 for r, u in enumerate(sorted(log["user_id"].unique().to_list()))}
         examples, labels = self._examples(early, cut.val)
-        self.ranker = DCNRanker(self._ranker_config())
-        self.train_stats = train_ranker(self.ranker, examples, labels, group_size=1 + c.negatives if c.loss == "softmax" else 1,
-                                        epochs=c.epochs, held_out=c.held_out, batch_size=c.batch_size, lr=c.lr,
-                                        weight_decay=c.weight_decay,
-                                        seed=c.seed, progress=progress)
+        self.ranker = RankerEnsemble(self._ranker_config(), c.n_models)
+        stats = [train_ranker(member, examples, labels, group_size=1 + c.negatives if c.loss == "softmax" else 1,
+                              epochs=c.epochs, held_out=c.held_out, batch_size=c.batch_size, lr=c.lr,
+                              weight_decay=c.weight_decay, item_id_dropout=c.item_id_dropout, seed=c.seed + i,
+                              progress=progress)
+                 for i, member in enumerate(self.ranker.members)]
+        samples, seconds = sum(s.samples for s in stats), sum(s.seconds for s in stats)
+        self.train_stats = replace(stats[0], samples=samples, seconds=seconds, samples_per_s=samples / max(seconds, 1e-9),
+                                   final_loss=float(np.mean([s.final_loss for s in stats])),
+                                   held_out_loss=float(np.mean([s.held_out_loss for s in stats])))
         self._ready()
         # Serving: candidate models refitted on the whole log, profiles from the whole log.
         self.stage.fit(log)
@@ -304,6 +326,7 @@ class RankingEngine(Recommender):
         profiles = [stage.als.profiles.get(u) for u in users]
         by_user = labels_log.group_by("user_id").agg(pl.col("item_id"))
         positives = {int(u): items for u, items in zip(by_user["user_id"].to_list(), by_user["item_id"].to_list())}
+        cold = self._cold(stage)
         rows = []
         for start in range(0, len(profiles), 256):  # bounded memory: (256, N) signals at a time
             chunk = profiles[start : start + 256]
@@ -312,6 +335,7 @@ class RankingEngine(Recommender):
                 pos = self.catalogue.positions(positives.get(p.user_id, []))
                 pos = np.unique(pos[pos >= 0])
                 seen = np.union1d(self.catalogue.positions([h[0] for h in p.history]), pos)
+                pos = np.repeat(pos, np.where(cold[pos], c.cold_repeats, 1))  # more cold positives, fresh negatives
                 pool = np.setdiff1d(np.fromiter(cand, np.int64, len(cand)), seen)
                 if len(pool) == 0:
                     pool = np.setdiff1d(np.arange(len(self.catalogue)), seen)
@@ -431,7 +455,7 @@ class RankingEngine(Recommender):
         eng.stage.bpr.item_factors = a["bpr_item_factors"]
         eng.stage.bpr._user_factors = {int(u): f for u, f in zip(a["bpr_user_ids"], a["bpr_user_factors"])}
         eng.user_rows = {int(u): r + 1 for r, u in enumerate(a["user_ids"])}
-        eng.ranker = DCNRanker(eng._ranker_config())
+        eng.ranker = RankerEnsemble(eng._ranker_config(), config.n_models)
         state = load_file(str(Path(directory) / "ranker.safetensors"))
         try:
             eng.ranker.load_state_dict(state)

@@ -40,7 +40,7 @@ from recsys.profiles import ProfileStore, interactions_from_ratings
 
 __all__ = [
     "COLD_THRESHOLD", "MODEL_ROWS", "EvalConfig", "EvalReport", "Ml100kInputs", "load_ml100k", "train_ml100k",
-    "ranking_metrics", "evaluate_ml100k",
+    "ranking_metrics", "per_user_metrics", "paired_bootstrap", "evaluate_ml100k",
 ]
 
 COLD_THRESHOLD = 5
@@ -121,7 +121,16 @@ def train_ml100k(out_dir: str | os.PathLike, config: EngineConfig = EngineConfig
 
 
 def ranking_metrics(scores: np.ndarray, relevant: Sequence[np.ndarray], excluded: Sequence[np.ndarray]) -> dict[str, float]:
-    """Mean NDCG@10, Recall@10/20 and AUC over users with relevant items.
+    """Mean NDCG@10, Recall@10/20 and AUC over users with relevant items (see ``per_user_metrics``)."""
+    return _means(per_user_metrics(scores, relevant, excluded))
+
+
+def _means(per_user: dict[str, np.ndarray]) -> dict[str, float]:
+    return {m: float(np.mean(v)) if len(v) else float("nan") for m, v in per_user.items()} | {"users": len(per_user["ndcg@10"])}
+
+
+def per_user_metrics(scores: np.ndarray, relevant: Sequence[np.ndarray], excluded: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-user NDCG@10, Recall@10/20 and AUC, in user order, for users with relevant items.
 
     ``scores`` (B, N); ``relevant[b]`` / ``excluded[b]``: catalogue rows of user b's held-out items
     and of items not to rank (seen, or outside the slice). Non-candidates (-inf) rank last, tied.
@@ -148,7 +157,23 @@ def ranking_metrics(scores: np.ndarray, relevant: Sequence[np.ndarray], excluded
         n_pos, n_neg = pos.sum(), (~pos).sum()
         if n_pos and n_neg:
             out["auc"].append(float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)))
-    return {m: float(np.mean(v)) if v else float("nan") for m, v in out.items()} | {"users": len(out["ndcg@10"])}
+    return {m: np.asarray(v, np.float64) for m, v in out.items()}
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, ratio: bool = False, n_resamples: int = 2000,
+                     seed: int = 0) -> dict[str, float]:
+    """Mean(a) - mean(b) (or mean(a) / mean(b) with ``ratio``) over the same users (n,), with a 95%
+    interval from resampling users, and the share of resamples where a does not beat b."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"a and b must be equally long non-empty per-user vectors; got shapes {a.shape} and {b.shape}")
+    idx = np.random.default_rng(seed).integers(0, len(a), size=(n_resamples, len(a)))
+    ma, mb = a[idx].mean(axis=1), b[idx].mean(axis=1)
+    stat = ma / np.maximum(mb, 1e-12) if ratio else ma - mb
+    point = a.mean() / max(b.mean(), 1e-12) if ratio else a.mean() - b.mean()
+    lo, hi = np.quantile(stat, [0.025, 0.975])
+    return {"value": float(point), "ci95_low": float(lo), "ci95_high": float(hi),
+            "p_not_better": float(np.mean(stat <= (1.0 if ratio else 0.0))), "users": int(len(a))}
 
 
 def _rows_per_user(frame: pl.DataFrame, users: list[int], catalogue) -> list[np.ndarray]:
@@ -205,6 +230,8 @@ def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, pro
     cold_items = np.flatnonzero(counts < COLD_THRESHOLD)
     not_cold = np.setdiff1d(np.arange(len(catalogue)), cold_items)
     results: dict[str, Any] = {"cold_items": {}}
+    ndcg: dict[str, np.ndarray] = {}  # per-user NDCG@10 of each model, for paired bootstraps
+    cold_ndcg: dict[str, np.ndarray] = {}
     val_events = interactions_from_ratings(split.val, source="val")
     for name, model in _progress(list(models.items()), progress, "fit + score"):
         t = time.perf_counter()
@@ -216,12 +243,14 @@ def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, pro
         model.profiles.apply(val_events)  # the validation period has happened before the test period
         seen = [np.union1d(a, b) for a, b in zip(train_seen, val_rel)]
         scores = _score(model, users)
-        results[name] = ranking_metrics(scores, test_rel, seen) | {"fit_s": fit_s}
+        per_user = per_user_metrics(scores, test_rel, seen)
+        results[name], ndcg[name] = _means(per_user) | {"fit_s": fit_s}, per_user["ndcg@10"]
         if isinstance(model, RankingEngine):
             results[name] |= {"ranker_epochs": model.train_stats.epochs, "train_samples_per_s": model.train_stats.samples_per_s}
         cold_scores = _score(model, users, all_items=True) if isinstance(model, RankingEngine) else scores
         cold_rel = [np.intersect1d(r, cold_items) for r in test_rel]
-        results["cold_items"][name] = ranking_metrics(cold_scores, cold_rel, [np.union1d(s, not_cold) for s in seen])
+        per_user = per_user_metrics(cold_scores, cold_rel, [np.union1d(s, not_cold) for s in seen])
+        results["cold_items"][name], cold_ndcg[name] = _means(per_user), per_user["ndcg@10"]
         timings[f"{name}_s"] = time.perf_counter() - t
     results["validation"] = validation
     results["als_best"] = {"factors": best_cfg.factors, "alpha": best_cfg.alpha,
@@ -234,6 +263,12 @@ def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, pro
         "ranker_over_als_ndcg@10": results["ranker"]["ndcg@10"] / als_ndcg if als_ndcg else float("nan"),
         "mm_gain_ndcg@10": results["ranker"]["ndcg@10"] - results["ranker_no_mm"]["ndcg@10"],
         "mm_gain_cold_ndcg@10": results["cold_items"]["ranker"]["ndcg@10"] - results["cold_items"]["ranker_no_mm"]["ndcg@10"],
+    }
+    # How sure each figure is: users resampled with replacement (the cold slice has few users).
+    results["bootstrap"] = {
+        "ranker_over_als_ndcg@10": paired_bootstrap(ndcg["ranker"], ndcg["als"], ratio=True),
+        "mm_gain_ndcg@10": paired_bootstrap(ndcg["ranker"], ndcg["ranker_no_mm"]),
+        "mm_gain_cold_ndcg@10": paired_bootstrap(cold_ndcg["ranker"], cold_ndcg["ranker_no_mm"]),
     }
     timings["total_s"] = time.perf_counter() - t0
     timings["load_avg_1min_at_end"] = os.getloadavg()[0]
@@ -275,6 +310,9 @@ def _write(results: dict, out_dir: Path) -> EvalReport:
     t = results["targets"]
     lines.append(f"ranker / ALS NDCG@10: {t['ranker_over_als_ndcg@10']:.3f}; multimodal gain NDCG@10: "
                  f"{t['mm_gain_ndcg@10']:+.4f} (cold slice {t['mm_gain_cold_ndcg@10']:+.4f})")
+    lines += ["", "Paired bootstrap over users (2,000 resamples): " + "; ".join(
+        f"{k} {v['value']:.4f} [95% CI {v['ci95_low']:.4f}, {v['ci95_high']:.4f}], P(not better) {v['p_not_better']:.3f}"
+        for k, v in results["bootstrap"].items())]
     atomic_write_text(md_path, "\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (title, rows) in zip(axes, (("all items", results), ("cold items", results["cold_items"]))):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from recsys import Filters, Recommendations
 from recsys.candidates import ALSConfig, ALSRecommender, BPRConfig, BPRRecommender, PopularityRecommender
-from recsys.engine import RankingEngine
+from recsys.data import users_from_movielens
+from recsys.engine import EngineConfig, RankingEngine
 from recsys.profiles import Interaction, ProfileStore
 from retrieval.errors import ModelLoadError
 
@@ -130,7 +134,7 @@ class TestRankingEngine(RecommenderContract):
 
         fitted.save_pretrained(tmp_path / "m")
         state = load_file(str(tmp_path / "m" / "ranker.safetensors"))
-        state["dense_mlp.0.weight"] = state["dense_mlp.0.weight"][:, :3].contiguous()
+        state["members.0.dense_mlp.0.weight"] = state["members.0.dense_mlp.0.weight"][:, :3].contiguous()
         save_file(state, str(tmp_path / "m" / "ranker.safetensors"))
         with pytest.raises(ModelLoadError, match="feature sizes"):
             RankingEngine.from_pretrained(tmp_path / "m")
@@ -139,6 +143,55 @@ class TestRankingEngine(RecommenderContract):
         np.savez(tmp_path / "m" / "arrays.npz", **arrays)
         with pytest.raises(ModelLoadError, match="retrain"):
             RankingEngine.from_pretrained(tmp_path / "m")
+
+
+class TestColdStartEnsemble(RecommenderContract):
+    """The engine with item-id dropout, the shared row for cold items, more cold positives and a
+    seed-averaged ensemble of two rankers."""
+
+    cls = RankingEngine
+
+    @pytest.fixture(scope="class")
+    def fitted(self, catalogue, split, features, movielens, engine):
+        config = replace(engine.config, n_models=2, item_id_dropout=0.3, cold_id_row=True, cold_repeats=3)
+        eng = RankingEngine(catalogue, users_from_movielens(movielens), features, ProfileStore(None), config)
+        return eng.fit(split.train, progress=False)
+
+    def test_cold_items_share_the_unknown_row(self, fitted, split):
+        profile = fitted.profiles.get(int(split.train["user_id"][0]))
+        rows = np.arange(len(fitted.catalogue))
+        batch = fitted._features(fitted.stage, [profile], [rows], fitted._signals(fitted.stage, [profile]))
+        cold = fitted.stage.als.popularity < fitted.config.cold_count
+        assert cold.any() and (~cold).any()
+        assert np.all(batch.item_rows[cold] == 0) and np.array_equal(batch.item_rows[~cold], rows[~cold] + 1)
+
+    def test_ensemble_averages_its_members(self, fitted, split):
+        assert len(fitted.ranker.members) == 2
+        profile = fitted.profiles.get(int(split.train["user_id"][0]))
+        rows = np.arange(40)
+        batch = fitted._features(fitted.stage, [profile], [rows], fitted._signals(fitted.stage, [profile]))
+        with torch.inference_mode():
+            each = [m(batch.kjt(), torch.from_numpy(batch.dense)).numpy() for m in fitted.ranker.members]
+        assert not np.allclose(each[0], each[1])  # different seeds
+        np.testing.assert_allclose(fitted._logits(batch), np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
+
+    def test_cold_positives_are_repeated(self, fitted, split, catalogue, features, movielens):
+        cold = fitted.stage.als.popularity < fitted.config.cold_count
+        n_cold = int(cold[catalogue.positions(split.val["item_id"].to_list())].sum())
+        assert n_cold > 0
+        groups = {}
+        for repeats in (1, 3):
+            eng = RankingEngine(catalogue, users_from_movielens(movielens), features, fitted.profiles,
+                                replace(fitted.config, cold_repeats=repeats))
+            batch, labels = eng._examples(fitted.stage, split.val)
+            groups[repeats] = int(labels.sum())
+        assert groups[3] - groups[1] == 2 * n_cold
+
+
+def test_engine_config_is_validated():
+    for bad in ({"item_id_dropout": 1.0}, {"n_models": 0}, {"cold_repeats": 0}, {"cold_count": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            EngineConfig(**bad)
 
 
 def test_empty_catalogue_is_refused():

@@ -1,0 +1,41 @@
+"""Offline metrics: per-user values, their means and the paired bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.evaluate import paired_bootstrap, per_user_metrics, ranking_metrics
+
+
+def test_per_user_metrics_and_their_means():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(4, 50))
+    relevant = [np.array([3, 7]), np.array([], np.int64), np.array([10]), np.array([0, 1, 2])]
+    excluded = [np.array([5]), np.array([], np.int64), np.array([11, 12]), np.array([], np.int64)]
+    scores[2, 10] = 100.0  # user 2's only relevant item ranks first
+    per_user = per_user_metrics(scores, relevant, excluded)
+    assert len(per_user["ndcg@10"]) == 3  # the user without relevant items is skipped
+    assert per_user["ndcg@10"][1] == pytest.approx(1.0) and per_user["recall@10"][1] == 1.0
+    means = ranking_metrics(scores, relevant, excluded)
+    assert means["users"] == 3
+    for metric, values in per_user.items():
+        assert means[metric] == pytest.approx(values.mean())
+    # An excluded item never counts, however high it scores.
+    scores[0, 5] = 1e9
+    assert per_user_metrics(scores, relevant, excluded)["ndcg@10"][0] == per_user["ndcg@10"][0]
+
+
+def test_paired_bootstrap():
+    base = np.random.default_rng(1).uniform(0.1, 0.5, size=200)
+    better = paired_bootstrap(base + 0.05, base)
+    assert better["value"] == pytest.approx(0.05) and better["p_not_better"] == 0.0
+    assert better["ci95_low"] == pytest.approx(0.05) and better["ci95_high"] == pytest.approx(0.05)
+    noisy = base + np.random.default_rng(2).normal(0, 0.2, size=200)
+    diff = paired_bootstrap(noisy, base)
+    assert diff["ci95_low"] < diff["value"] < diff["ci95_high"] and diff["users"] == 200
+    ratio = paired_bootstrap(base * 1.1, base, ratio=True)
+    assert ratio["value"] == pytest.approx(1.1) and ratio["p_not_better"] == 0.0
+    assert paired_bootstrap(base, base)["p_not_better"] == 1.0
+    with pytest.raises(ValueError, match="shapes"):
+        paired_bootstrap(base, base[:10])
