@@ -64,7 +64,7 @@ class EngineConfig:
     item_id_dropout: float = 0.0  # share of training rows scored with the unknown-item row (DropoutNet)
     cold_count: int = 5  # items with fewer interactions than this in the fitted log are cold
     cold_id_row: bool = False  # cold items score with the unknown-item row: their own rows barely train
-    cold_repeats: int = 1  # each training group whose positive is a cold item appears this many times
+    cold_groups: int = 0  # extra training groups per cold positive, with negatives drawn from unseen cold items
     n_models: int = 1  # rankers trained with seeds seed, seed + 1, ...; their logits are averaged
     trend_days: float = 30.0  # window of the item-trend feature
     als_factors: int = 64
@@ -86,9 +86,9 @@ class EngineConfig:
             raise ValueError(f"n_per_source={self.n_per_source}, negatives={self.negatives}: both must be >= 1")
         if not 0.0 <= self.item_id_dropout < 1.0:
             raise ValueError(f"item_id_dropout={self.item_id_dropout}: must be a share in [0, 1)")
-        if self.cold_count < 0 or self.cold_repeats < 1 or self.n_models < 1:
-            raise ValueError(f"cold_count={self.cold_count}, cold_repeats={self.cold_repeats}, n_models={self.n_models}: "
-                             "need cold_count >= 0, cold_repeats >= 1, n_models >= 1")
+        if self.cold_count < 0 or self.cold_groups < 0 or self.n_models < 1:
+            raise ValueError(f"cold_count={self.cold_count}, cold_groups={self.cold_groups}, n_models={self.n_models}: "
+                             "need cold_count >= 0, cold_groups >= 0, n_models >= 1")
 
     def als(self) -> ALSConfig:
         return ALSConfig(self.als_factors, self.als_regularization, self.als_alpha, self.als_iterations, self.seed)
@@ -335,7 +335,6 @@ class RankingEngine(Recommender):
                 pos = self.catalogue.positions(positives.get(p.user_id, []))
                 pos = np.unique(pos[pos >= 0])
                 seen = np.union1d(self.catalogue.positions([h[0] for h in p.history]), pos)
-                pos = np.repeat(pos, np.where(cold[pos], c.cold_repeats, 1))  # more cold positives, fresh negatives
                 pool = np.setdiff1d(np.fromiter(cand, np.int64, len(cand)), seen)
                 if len(pool) == 0:
                     pool = np.setdiff1d(np.arange(len(self.catalogue)), seen)
@@ -344,7 +343,15 @@ class RankingEngine(Recommender):
                 if n_rand:  # items outside the candidates too: full-catalogue scoring stays in range
                     unseen = np.setdiff1d(np.arange(len(self.catalogue)), seen)
                     neg = np.concatenate([neg, rng.choice(unseen, size=(len(pos), n_rand))], axis=1)
-                rows.append(np.concatenate([pos[:, None], neg], axis=1).reshape(-1))
+                groups = [np.concatenate([pos[:, None], neg], axis=1)]
+                cold_pos = pos[cold[pos]]
+                cold_pool = np.setdiff1d(np.flatnonzero(cold), seen)
+                if c.cold_groups and len(cold_pos) and len(cold_pool):
+                    # Cold positives against cold negatives: ranking among cold items, where the id rows
+                    # and the collaborative scores say little, is learnt from content and genre.
+                    cold_pos = np.repeat(cold_pos, c.cold_groups)
+                    groups.append(np.concatenate([cold_pos[:, None], rng.choice(cold_pool, size=(len(cold_pos), c.negatives))], axis=1))
+                rows.append(np.concatenate(groups).reshape(-1))
         examples = []
         # Features per user in the same order as the rows.
         for start in range(0, len(profiles), 256):

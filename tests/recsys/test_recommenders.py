@@ -153,7 +153,7 @@ class TestColdStartEnsemble(RecommenderContract):
 
     @pytest.fixture(scope="class")
     def fitted(self, catalogue, split, features, movielens, engine):
-        config = replace(engine.config, n_models=2, item_id_dropout=0.3, cold_id_row=True, cold_repeats=3)
+        config = replace(engine.config, n_models=2, item_id_dropout=0.3, cold_id_row=True, cold_groups=2)
         eng = RankingEngine(catalogue, users_from_movielens(movielens), features, ProfileStore(None), config)
         return eng.fit(split.train, progress=False)
 
@@ -175,21 +175,23 @@ class TestColdStartEnsemble(RecommenderContract):
         assert not np.allclose(each[0], each[1])  # different seeds
         np.testing.assert_allclose(fitted._logits(batch), np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
 
-    def test_cold_positives_are_repeated(self, fitted, split, catalogue, features, movielens):
+    def test_cold_positives_get_cold_groups(self, fitted, split, catalogue, features, movielens):
         cold = fitted.stage.als.popularity < fitted.config.cold_count
         n_cold = int(cold[catalogue.positions(split.val["item_id"].to_list())].sum())
         assert n_cold > 0
         groups = {}
-        for repeats in (1, 3):
+        for extra in (0, 2):
             eng = RankingEngine(catalogue, users_from_movielens(movielens), features, fitted.profiles,
-                                replace(fitted.config, cold_repeats=repeats))
+                                replace(fitted.config, cold_groups=extra))
             batch, labels = eng._examples(fitted.stage, split.val)
-            groups[repeats] = int(labels.sum())
-        assert groups[3] - groups[1] == 2 * n_cold
+            groups[extra] = (batch.item_rows.reshape(-1, 1 + eng.config.negatives), int(labels.sum()))
+        assert groups[2][1] - groups[0][1] == 2 * n_cold
+        # The extra groups are cold throughout (cold items use the shared id row 0 in this config).
+        assert int((groups[2][0] == 0).all(axis=1).sum()) >= 2 * n_cold
 
 
 def test_engine_config_is_validated():
-    for bad in ({"item_id_dropout": 1.0}, {"n_models": 0}, {"cold_repeats": 0}, {"cold_count": -1}):
+    for bad in ({"item_id_dropout": 1.0}, {"n_models": 0}, {"cold_groups": -1}, {"cold_count": -1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             EngineConfig(**bad)
 
