@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
     train.add_argument("--out", default=None, help=_MODEL_HELP)
     train.add_argument("--epochs", type=int, default=None, help="ranker epochs (default: EngineConfig.epochs)")
     train.add_argument("--no-multimodal", action="store_true", help="train without the aligned item embeddings")
+    train.add_argument("--n-models", type=int, default=None, help="rankers averaged (default: EngineConfig.n_models)")
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="offline evaluation (chronological 80/10/10 split)")
@@ -33,6 +34,7 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--json", required=True, help="where to write the metrics JSON")
     ev.add_argument("--out-dir", default="runs/rank_eval", help="folder for metrics.md and metrics.png")
     ev.add_argument("--epochs", type=int, default=None, help="ranker epochs (default: EngineConfig.epochs)")
+    ev.add_argument("--n-models", type=int, default=None, help="rankers averaged (default: EngineConfig.n_models)")
     ev.add_argument("--max-users", type=int, default=None)
     ev.set_defaults(func=_eval)
 
@@ -52,13 +54,17 @@ def add_parser(subparsers) -> None:
     rec.set_defaults(func=_recommend)
 
 
+def _engine_config(config, args):
+    """``config`` with the options given on the command line."""
+    given = {"epochs": args.epochs, "n_models": args.n_models}
+    return replace(config, **{k: v for k, v in given.items() if v is not None})
+
+
 def _train(args) -> int:
     from recsys import EngineConfig
     from recsys.evaluate import default_engine_dir, train_ml100k
 
-    config = EngineConfig(multimodal=not args.no_multimodal)
-    if args.epochs is not None:
-        config = replace(config, epochs=args.epochs)
+    config = _engine_config(EngineConfig(multimodal=not args.no_multimodal), args)
     out = args.out or default_engine_dir()
     engine = train_ml100k(out, config, data_dir=args.data_dir, embedder_dir=args.embedder)
     s = engine.train_stats
@@ -72,9 +78,8 @@ def _eval(args) -> int:
     from recsys.evaluate import EvalConfig, evaluate_ml100k
 
     base = EvalConfig()
-    engine = base.engine if args.epochs is None else replace(base.engine, epochs=args.epochs)
     config = replace(base, data_dir=args.data_dir, out_dir=args.out_dir, max_users=args.max_users,
-                     embedder_dir=args.embedder, engine=engine)
+                     embedder_dir=args.embedder, engine=_engine_config(base.engine, args))
     report = evaluate_ml100k(config)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report.results, indent=2))

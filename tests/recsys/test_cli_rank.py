@@ -17,6 +17,7 @@ def parse(argv):
 def test_parser_registers_the_commands():
     assert parse(["rank", "eval", "--dataset", "ml100k", "--json", "x.json"]).json == "x.json"
     assert parse(["rank", "train", "--no-multimodal"]).no_multimodal
+    assert parse(["rank", "train", "--n-models", "2"]).n_models == 2
     assert parse(["rank", "bench", "--json", "b.json"]).rank_command == "bench"
     with pytest.raises(SystemExit):
         parse(["rank", "eval", "--dataset", "ml1m", "--json", "x.json"])
