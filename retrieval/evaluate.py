@@ -8,7 +8,8 @@ Open set: 5 folds over products; the model never sees the held-out products, who
 are ranked against the held-out products' texts and catalogue images only.
 MovieLens: 5 folds over movies; a poster finds its overview (and back) among held-out movies.
 Both open protocols report fold means and standard deviations, a paired t-test on image->text
-Acc@1 and Cohen's d of the paired differences (d_z).
+Acc@1 and Cohen's d of the paired differences (d_z). With ``test_time_flip`` (the default) every
+model's query photo embedding is the mean of the photo's and its mirror image's.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
-from retrieval.align.features import ImageFeatures, TextFeatures, extract_image_features, extract_text_features, lift_to_stages
+from retrieval.align.features import (
+    ImageFeatures, TextFeatures, extract_image_features, extract_text_features, lift_features, lift_to_stages,
+)
 from retrieval.align.embedder import default_cache_dir
 from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.align.train import PairData, TrainResult, embed_cached, model_image_inputs, train_aligned
@@ -46,6 +50,7 @@ class EvalOptions:
     text_encoder: str = "minilm"
     seed: int = 0
     progress: bool = True
+    test_time_flip: bool = True      # query photo = mean of it and its mirror image, for every model
     crossclip: dict = field(default_factory=dict)   # AlignConfig overrides
     baseline: dict = field(default_factory=dict)
 
@@ -79,12 +84,19 @@ def _relevance(query_labels: np.ndarray, cand_labels: np.ndarray) -> np.ndarray:
 
 
 def score_model(model: AlignedModel, encoder: MobileNetV2Encoder, queries: ImageFeatures, query_labels: np.ndarray,
-                texts: TextFeatures, text_labels: np.ndarray, catalogue: ImageFeatures | None = None) -> dict:
+                texts: TextFeatures, text_labels: np.ndarray, catalogue: ImageFeatures | None = None,
+                test_time_flip: bool = False) -> dict:
     """Metrics of one model on one query set: ``i2t``, ``t2i`` and, with catalogue images,
-    ``i2i`` and ``i2item`` (photo -> fused catalogue item)."""
+    ``i2i`` and ``i2item`` (photo -> fused catalogue item). ``test_time_flip`` averages each query
+    photo's embedding with its mirror image's (``queries`` extracted with ``mirror=True``)."""
+    if test_time_flip and queries.mirrored is None:
+        raise ValueError("test_time_flip=True needs query features extracted with mirror=True")
     ok = queries.ok
-    q_in = model_image_inputs(model.config, queries, encoder, include_views=False)[0]
-    zq = embed_cached(model, q_in)[torch.as_tensor(ok)]
+    lifted = lift_features(queries, encoder, model.config.split_stage)
+    zq = embed_cached(model, lifted.clean)
+    if test_time_flip:
+        zq = F.normalize(zq + embed_cached(model, lifted.mirrored), dim=-1)
+    zq = zq[torch.as_tensor(ok)]
     ql = np.asarray(query_labels)[ok]
     with torch.inference_mode():
         zt = model.encode_text(texts.clean)
@@ -150,8 +162,9 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
     if opts.quick:  # every 4th train photo, every 5th test photo: all products stay present
         splits = {"train": splits["train"][::4], "val": splits["val"], "test": splits["test"][::5]}
     views = max(c.image_views for c in configs.values())
-    feats = {s: extract_image_features([p.path for p in ps], views=views if s == "train" else 0, seed=opts.seed,
-                                       encoder=encoder, cache_dir=opts.cache_dir, progress=opts.progress)
+    mirror = {"train": any(c.mirror_view for c in configs.values()), "val": False, "test": opts.test_time_flip}
+    feats = {s: extract_image_features([p.path for p in ps], views=views if s == "train" else 0, mirror=mirror[s],
+                                       seed=opts.seed, encoder=encoder, cache_dir=opts.cache_dir, progress=opts.progress)
              for s, ps in splits.items()}
     labels = {s: np.array([p.class_id for p in ps]) for s, ps in splits.items()}
     iconic = extract_image_features([p.iconic_image for p in g.products], encoder=encoder,
@@ -171,7 +184,8 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
         res = train_aligned(cfg, PairData(at["train"], labels["train"], texts),
                             PairData(at["val"], labels["val"], texts), encoder=encoder, progress=opts.progress)
         models[name] = res.model
-        report[name] = score_model(res.model, encoder, at["test"], labels["test"], texts, product_labels, at["iconic"])
+        report[name] = score_model(res.model, encoder, at["test"], labels["test"], texts, product_labels, at["iconic"],
+                                   test_time_flip=opts.test_time_flip)
         report["training"][name] = _history_record(res)
         if model_out is not None and name == "crossclip":
             res.model.save_pretrained(model_out)
@@ -189,7 +203,8 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
             test_idx = np.flatnonzero(~keep["test"])
             held_texts = TextFeatures(texts.clean[held], None)
             per_fold[name].append(score_model(res.model, encoder, at["test"].subset(test_idx), labels["test"][test_idx],
-                                              held_texts, product_labels[held], at["iconic"].subset(held)))
+                                              held_texts, product_labels[held], at["iconic"].subset(held),
+                                              test_time_flip=opts.test_time_flip))
     open_set = {name: _fold_summary(per_fold[name]) for name in configs}
     open_set.update(paired_stats([f["i2t"]["acc@1"] for f in per_fold["baseline"]],
                                  [f["i2t"]["acc@1"] for f in per_fold["crossclip"]]))
@@ -201,16 +216,16 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
 
 def movielens_features(data_dir: str | None, *, image_views: int, text_views: int, seed: int,
                        encoder: MobileNetV2Encoder, text_encoder, cache_dir, progress: bool,
-                       limit: int | None = None) -> tuple[ImageFeatures, TextFeatures]:
+                       limit: int | None = None, mirror: bool = False) -> tuple[ImageFeatures, TextFeatures]:
     """Cached poster and item-text features of the MovieLens movies that have a poster, in the
-    same order (the ``limit`` first ones)."""
+    same order (the ``limit`` first ones); ``mirror`` adds the mirrored posters."""
     from crossrec_datasets import load_movielens
 
     ml = load_movielens(data_dir)
     posters, item_texts = ml.poster_paths(), ml.item_texts()
     idx = [i for i, p in enumerate(posters) if p is not None][:limit]
-    images = extract_image_features([posters[i] for i in idx], views=image_views, seed=seed, encoder=encoder,
-                                    cache_dir=cache_dir, progress=progress)
+    images = extract_image_features([posters[i] for i in idx], views=image_views, mirror=mirror, seed=seed,
+                                    encoder=encoder, cache_dir=cache_dir, progress=progress)
     texts = extract_text_features([item_texts[i] for i in idx], views=text_views, seed=seed, encoder=text_encoder,
                                   cache_dir=cache_dir, progress=progress)
     return images, texts
@@ -224,7 +239,8 @@ def evaluate_ml100k(opts: EvalOptions) -> dict:
         opts.data_dir, image_views=max(c.image_views for c in configs.values()),
         text_views=max(c.text_views for c in configs.values()), seed=opts.seed, encoder=encoder,
         text_encoder=load_encoder(opts.text_encoder), cache_dir=opts.cache_dir, progress=opts.progress,
-        limit=400 if opts.quick else None)
+        limit=400 if opts.quick else None,
+        mirror=opts.test_time_flip or any(c.mirror_view for c in configs.values()))
     lifted = lift_to_stages(images, encoder, {c.split_stage for c in configs.values()})
     good = np.flatnonzero(images.ok)
     folds = 2 if opts.quick else opts.folds
@@ -240,7 +256,8 @@ def evaluate_ml100k(opts: EvalOptions) -> dict:
             res = train_aligned(cfg, PairData(at.subset(train), train, texts), PairData(at.subset(val), val, texts),
                                 encoder=encoder, progress=opts.progress)
             per_fold[name].append(score_model(res.model, encoder, at.subset(test), test,
-                                              TextFeatures(texts.clean[test], None), test))
+                                              TextFeatures(texts.clean[test], None), test,
+                                              test_time_flip=opts.test_time_flip))
     out = {name: _fold_summary(per_fold[name]) for name in configs}
     out.update(paired_stats([f["i2t"]["acc@1"] for f in per_fold["baseline"]],
                             [f["i2t"]["acc@1"] for f in per_fold["crossclip"]]))

@@ -87,14 +87,14 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
         parts = {}
         for split, views in (("train", config.image_views), ("val", 0)):
             photos = g.split(split)
-            feats = extract_image_features([p.path for p in photos], views=views, seed=config.seed, encoder=encoder,
-                                           cache_dir=cache_dir, progress=progress)
+            feats = extract_image_features([p.path for p in photos], views=views, mirror=split == "train" and config.mirror_view,
+                                           seed=config.seed, encoder=encoder, cache_dir=cache_dir, progress=progress)
             parts[split] = PairData(feats, np.array([p.class_id for p in photos]), texts)
         train, val = parts["train"], parts["val"]
     else:
         images, texts = movielens_features(data_dir, image_views=config.image_views, text_views=config.text_views,
                                            seed=config.seed, encoder=encoder, text_encoder=text_encoder,
-                                           cache_dir=cache_dir, progress=progress)
+                                           cache_dir=cache_dir, progress=progress, mirror=config.mirror_view)
         order = np.random.default_rng(config.seed).permutation(np.flatnonzero(images.ok))
         n_val = max(2, len(order) // 10)
         val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
@@ -110,8 +110,8 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
     catalogue.save(catalogue_dir(out))
     (out / "training.json").write_text(json.dumps({"seconds": seconds, "best_epoch": result.best_epoch,
                                                    "history": result.history}, indent=2))
-    best = max((h.get("val_i2t_acc@1", 0.0) for h in result.history), default=None)
-    return TrainSummary(out, catalogue_dir(out), seconds, result.best_epoch, best, report.indexed, len(report.image_skipped))
+    kept = result.history[result.best_epoch - 1].get("val_i2t_acc@1") if result.history else None
+    return TrainSummary(out, catalogue_dir(out), seconds, result.best_epoch, kept, report.indexed, len(report.image_skipped))
 
 
 def _grocery_grid(model: AlignedModel, data_dir: str | None, path: Path, n_queries: int = 6, k: int = 5) -> Path:

@@ -1,13 +1,15 @@
 """Feature caches for alignment training: the frozen parts of the encoders run once.
 
 Images are cached at the input of MobileNetV2 stage ``CACHE_STAGE`` (``(96, 14, 14)`` fp16), for the
-clean view and ``views`` augmented views; a model that fine-tunes fewer stages derives its inputs
+clean view, ``views`` augmented views and, on request, the mirrored clean view (a training view and a
+test-time flip); a model that fine-tunes fewer stages derives its inputs
 from this cache with the frozen stages in between. Texts are cached as sentence embeddings of the
 clean text and of ``views`` augmented variants (field and word dropout).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import re
@@ -17,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from retrieval.encoders import Encoder, MobileNetV2Encoder, load_encoder
@@ -34,19 +37,21 @@ CACHE_STAGE = 14
 
 @dataclass(frozen=True)
 class ImageFeatures:
-    """``clean (N, C, H, W)`` and ``views (N, V, C, H, W)`` fp16 at a MobileNetV2 stage input;
-    ``ok (N,)`` is False where the image was missing or did not decode (its rows are zero)."""
+    """``clean (N, C, H, W)``, ``views (N, V, C, H, W)`` and ``mirrored (N, C, H, W)`` (the clean
+    view flipped left-right) fp16 at a MobileNetV2 stage input; ``ok (N,)`` is False where the image
+    was missing or did not decode (its rows are zero)."""
 
     clean: torch.Tensor
     views: torch.Tensor | None
     ok: np.ndarray
     errors: dict[int, str]
     stage: int
+    mirrored: torch.Tensor | None = None
 
     def subset(self, idx: np.ndarray) -> "ImageFeatures":
         idx_t = torch.as_tensor(idx, dtype=torch.long)
-        return ImageFeatures(self.clean[idx_t], None if self.views is None else self.views[idx_t],
-                             self.ok[idx], {}, self.stage)
+        pick = lambda t: None if t is None else t[idx_t]  # noqa: E731
+        return ImageFeatures(pick(self.clean), pick(self.views), self.ok[idx], {}, self.stage, pick(self.mirrored))
 
 
 @dataclass(frozen=True)
@@ -99,63 +104,76 @@ def frozen_stages(encoder: MobileNetV2Encoder, x: torch.Tensor, start: int, stop
     return torch.cat(out) if out else x.new_zeros((0,))
 
 
+def _extract(images: Sequence[ImageInput | None], views: int, seed: int, mirror: bool,
+             encoder: MobileNetV2Encoder, progress: bool, batch_size: int) -> ImageFeatures:
+    """Stage-``CACHE_STAGE`` features of the clean (or, with ``mirror``, mirrored) view and
+    ``views`` augmented views."""
+    rng = random.Random(seed)
+    n_views = 1 + views
+    clean, aug = [], []
+    ok = np.zeros(len(images), dtype=bool)
+    errors: dict[int, str] = {}
+    zero = None
+    desc = f"image features ({n_views} view(s){', mirrored' if mirror else ''})"
+    bar = tqdm(total=len(images), desc=desc, disable=not progress)
+    for start in range(0, len(images), batch_size):
+        batch = []
+        for i in range(start, min(start + batch_size, len(images))):
+            try:
+                if images[i] is None:
+                    raise ImageDecodeError("no image")
+                img = load_image(images[i])
+                first = img.transpose(Image.FLIP_LEFT_RIGHT) if mirror else img
+                batch.append([preprocess(first)] + [augment(img, rng) for _ in range(views)])
+                ok[i] = True
+            except ImageDecodeError as exc:
+                errors[i] = str(exc)
+                batch.append(None)
+        good = [b for b in batch if b is not None]
+        feats = None
+        if good:
+            x = torch.stack([t for b in good for t in b])
+            feats = frozen_stages(encoder, x, 0, CACHE_STAGE)
+            feats = feats.view(len(good), n_views, *feats.shape[1:])
+        j = 0
+        for b in batch:
+            if b is None:  # zero rows keep positions aligned; ``ok`` marks them
+                zero = torch.zeros((n_views, 96, 14, 14), dtype=torch.float16) if zero is None else zero
+                clean.append(zero[0])
+                aug.append(zero[1:])
+            else:
+                clean.append(feats[j, 0])
+                aug.append(feats[j, 1:])
+                j += 1
+        bar.update(len(batch))
+    bar.close()
+    clean_t = torch.stack(clean) if clean else torch.zeros((0, 96, 14, 14), dtype=torch.float16)
+    views_t = torch.stack(aug) if views and aug else None
+    return ImageFeatures(clean_t, views_t, ok, errors, CACHE_STAGE)
+
+
 def extract_image_features(
     images: Sequence[ImageInput | None],
     *,
     views: int = 0,
+    mirror: bool = False,
     seed: int = 0,
     encoder: MobileNetV2Encoder | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
     batch_size: int = 64,
 ) -> ImageFeatures:
-    """Cache stage-``CACHE_STAGE`` features of the clean view and ``views`` augmented views."""
+    """Cache stage-``CACHE_STAGE`` features of the clean view, ``views`` augmented views and, with
+    ``mirror``, the mirrored clean view (cached apart, so earlier caches stay valid)."""
     encoder = encoder or MobileNetV2Encoder()
-    key = _key("img", CACHE_STAGE, views, seed, encoder.fingerprint, [str(i) for i in images])
-
-    def build() -> ImageFeatures:
-        rng = random.Random(seed)
-        n_views = 1 + views
-        clean, aug = [], []
-        ok = np.zeros(len(images), dtype=bool)
-        errors: dict[int, str] = {}
-        zero = None
-        bar = tqdm(total=len(images), desc=f"image features ({n_views} view(s))", disable=not progress)
-        for start in range(0, len(images), batch_size):
-            batch = []
-            for i in range(start, min(start + batch_size, len(images))):
-                try:
-                    if images[i] is None:
-                        raise ImageDecodeError("no image")
-                    img = load_image(images[i])
-                    batch.append([preprocess(img)] + [augment(img, rng) for _ in range(views)])
-                    ok[i] = True
-                except ImageDecodeError as exc:
-                    errors[i] = str(exc)
-                    batch.append(None)
-            good = [b for b in batch if b is not None]
-            feats = None
-            if good:
-                x = torch.stack([t for b in good for t in b])
-                feats = frozen_stages(encoder, x, 0, CACHE_STAGE)
-                feats = feats.view(len(good), n_views, *feats.shape[1:])
-            j = 0
-            for b in batch:
-                if b is None:  # zero rows keep positions aligned; ``ok`` marks them
-                    zero = torch.zeros((n_views, 96, 14, 14), dtype=torch.float16) if zero is None else zero
-                    clean.append(zero[0])
-                    aug.append(zero[1:])
-                else:
-                    clean.append(feats[j, 0])
-                    aug.append(feats[j, 1:])
-                    j += 1
-            bar.update(len(batch))
-        bar.close()
-        clean_t = torch.stack(clean) if clean else torch.zeros((0, 96, 14, 14), dtype=torch.float16)
-        views_t = torch.stack(aug) if views and aug else None
-        return ImageFeatures(clean_t, views_t, ok, errors, CACHE_STAGE)
-
-    return _cached(cache_dir, key, build)
+    paths = [str(i) for i in images]
+    feats = _cached(cache_dir, _key("img", CACHE_STAGE, views, seed, encoder.fingerprint, paths),
+                    lambda: _extract(images, views, seed, False, encoder, progress, batch_size))
+    if not mirror:
+        return feats
+    flipped = _cached(cache_dir, _key("img-mirror", CACHE_STAGE, encoder.fingerprint, paths),
+                      lambda: _extract(images, 0, seed, True, encoder, progress, batch_size))
+    return dataclasses.replace(feats, mirrored=flipped.clean)
 
 
 def extract_text_features(
@@ -191,11 +209,12 @@ def lift_features(feats: ImageFeatures, encoder: MobileNetV2Encoder, stage: int)
     if stage < feats.stage:
         raise ValueError(f"stage={stage} is below the cached stage {feats.stage}; features cannot be lowered")
     clean = frozen_stages(encoder, feats.clean, feats.stage, stage)
+    mirrored = None if feats.mirrored is None else frozen_stages(encoder, feats.mirrored, feats.stage, stage)
     views = None
     if feats.views is not None:
         flat = frozen_stages(encoder, feats.views.reshape(-1, *feats.views.shape[2:]), feats.stage, stage)
         views = flat.view(len(feats.clean), feats.views.shape[1], *flat.shape[1:])
-    return ImageFeatures(clean, views, feats.ok, feats.errors, stage)
+    return ImageFeatures(clean, views, feats.ok, feats.errors, stage, mirrored)
 
 
 def lift_to_stages(feats: ImageFeatures, encoder: MobileNetV2Encoder, stages: set[int]) -> dict[int, ImageFeatures]:

@@ -47,12 +47,17 @@ class TrainResult:
 def model_image_inputs(model_config: AlignConfig, feats: ImageFeatures, encoder: MobileNetV2Encoder,
                        include_views: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The model's image inputs: ``feats`` lifted to its first live stage (a no-op when the
-    caller lifted them already with ``lift_features``), and up to ``image_views`` views."""
+    caller lifted them already with ``lift_features``), and its training views: up to
+    ``image_views`` augmented views, then the mirrored photo when ``mirror_view``."""
     lifted = lift_features(feats, encoder, model_config.split_stage)
-    views = None
-    if include_views and lifted.views is not None and model_config.image_views:
-        views = lifted.views[:, : model_config.image_views]
-    return lifted.clean, views
+    if not include_views:
+        return lifted.clean, None
+    parts = []
+    if lifted.views is not None and model_config.image_views:
+        parts.append(lifted.views[:, : model_config.image_views])
+    if lifted.mirrored is not None and model_config.mirror_view:
+        parts.append(lifted.mirrored.unsqueeze(1))
+    return lifted.clean, torch.cat(parts, dim=1) if parts else None
 
 
 @torch.inference_mode()
@@ -88,7 +93,8 @@ def _val_acc1(model: AlignedModel, val_inputs: torch.Tensor, val: PairData) -> f
 
 def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = None,
                   encoder: MobileNetV2Encoder | None = None, progress: bool = True) -> TrainResult:
-    """Train an aligned model; with ``val``, keep the epoch with the best val image->text Acc@1."""
+    """Train an aligned model; with ``val``, record val image->text Acc@1 per epoch and, when
+    ``config.select_epoch_on_val``, keep the best epoch (else the last)."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     encoder = encoder or MobileNetV2Encoder()
@@ -143,10 +149,11 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 zi, tokens = model.encode_image(x, return_tokens=True)
                 zt = model.encode_text(t)
-                logits = model.scale * zi.float() @ zt.float().T
                 pos = lab.view(-1, 1) == lab.view(1, -1)
                 w = config.text_loss_weight
-                loss = (1 - w) * _multi_positive_nce(logits, pos) + w * _multi_positive_nce(logits.T, pos)
+                # every head learns on its own loss: the heads stay an ensemble, not one wider head
+                loss = sum((1 - w) * _multi_positive_nce(logits, pos) + w * _multi_positive_nce(logits.T, pos)
+                           for logits in model.scale * model.head_similarities(zi.float(), zt.float())) / config.heads
                 if config.fusion:
                     fused = model.fuse(zt, zi, tokens).float()
                     loss = loss + config.fusion_loss_weight * _multi_positive_nce(model.scale * zi.float() @ fused.T, pos)
@@ -159,7 +166,7 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
                   "temperature": float(1.0 / model.scale.detach()), "seconds": time.perf_counter() - start}
         if val is not None:
             record["val_i2t_acc@1"] = _val_acc1(model, val_inputs, val)
-            if record["val_i2t_acc@1"] > best_score:
+            if config.select_epoch_on_val and record["val_i2t_acc@1"] > best_score:
                 best_score = record["val_i2t_acc@1"]
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 result.best_epoch = epoch + 1

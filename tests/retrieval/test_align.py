@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 
 import numpy as np
@@ -9,9 +11,9 @@ import pytest
 import torch
 
 from retrieval.align.embedder import ItemEmbedder, load_item_embedder
-from retrieval.align.features import CACHE_STAGE, augment_text, extract_image_features
+from retrieval.align.features import CACHE_STAGE, augment_text, extract_image_features, lift_features
 from retrieval.align.model import AlignConfig, AlignedModel, ResidualAdapter
-from retrieval.align.train import PairData, train_aligned
+from retrieval.align.train import PairData, model_image_inputs, train_aligned
 from retrieval.errors import ModelLoadError
 from retrieval.evaluate import paired_stats, score_model
 from retrieval.metrics import retrieval_metrics
@@ -128,3 +130,72 @@ def test_retrieval_metrics_ranks():
 def test_paired_stats_direction():
     stats = paired_stats([0.30, 0.35, 0.40, 0.32, 0.38], [0.45, 0.47, 0.55, 0.44, 0.50])
     assert stats["p_value"] < 0.01 and stats["cohens_d"] > 1 and stats["mean_diff"] > 0
+
+
+def test_mirrored_view_is_cached_apart_and_follows_subsets(grocery, image_encoder, tmp_path):
+    paths = [p.iconic_image for p in grocery.products[:3]]
+    plain = extract_image_features(paths, encoder=image_encoder, cache_dir=tmp_path, progress=False)
+    feats = extract_image_features(paths, mirror=True, encoder=image_encoder, cache_dir=tmp_path, progress=False)
+    assert plain.mirrored is None and len(list(tmp_path.glob("*.pt"))) == 2
+    assert torch.equal(feats.clean, plain.clean) and feats.mirrored.shape == feats.clean.shape
+    assert not torch.equal(feats.mirrored, feats.clean)
+    assert torch.equal(feats.subset(np.array([2, 0])).mirrored, feats.mirrored[[2, 0]])
+
+
+def test_mirror_view_joins_the_training_views(slice_data, image_encoder):
+    images = slice_data["train"].images
+    feats = dataclasses.replace(images, mirrored=images.clean.flip(-1))
+    config = AlignConfig(image_views=1)
+    clean, views = model_image_inputs(config, feats, image_encoder)
+    assert views.shape[1] == 2 and torch.equal(views[:, 1], lift_features(feats, image_encoder, config.split_stage).mirrored)
+    no_mirror = dataclasses.replace(config, mirror_view=False)
+    assert model_image_inputs(no_mirror, feats, image_encoder)[1].shape[1] == 1
+    assert model_image_inputs(AlignConfig.baseline(), feats, image_encoder)[1] is None
+
+
+def test_test_time_flip_needs_mirrored_queries(tiny_crossclip, slice_data, image_encoder):
+    test, products = slice_data["test"], np.arange(len(slice_data["products"]))
+    args = (tiny_crossclip.model, image_encoder)
+    with pytest.raises(ValueError, match="mirror=True"):
+        score_model(*args, test.images, test.image_text, slice_data["texts"], products, test_time_flip=True)
+    same = dataclasses.replace(test.images, mirrored=test.images.clean)  # its own mirror: scores unchanged
+    flipped = score_model(*args, same, test.image_text, slice_data["texts"], products, test_time_flip=True)
+    plain = score_model(*args, test.images, test.image_text, slice_data["texts"], products)
+    assert flipped["i2t"]["mrr"] == pytest.approx(plain["i2t"]["mrr"], abs=1e-6)
+
+
+def test_heads_form_an_ensemble_in_one_vector(tiny_crossclip, slice_data, image_encoder, tmp_path):
+    with pytest.raises(ValueError, match="heads=3"):
+        AlignConfig(embed_dim=32, heads=3)
+    config = dataclasses.replace(tiny_crossclip.model.config, heads=4, epochs=2)
+    res = train_aligned(config, slice_data["train"], None, encoder=image_encoder, progress=False)
+    model = res.model
+    assert len(model.image_extra) == 3 and np.isfinite(res.history[-1]["loss"])
+    with torch.inference_mode():
+        zt = model.encode_text(slice_data["texts"].clean)
+        zi = model.encode_image(lift_features(slice_data["test"].images, image_encoder, config.split_stage).clean)
+    torch.testing.assert_close(zt.norm(dim=-1), torch.ones(len(zt)))
+    # the cosine of the concatenated vectors is the mean of the heads' cosines
+    torch.testing.assert_close(model.head_similarities(zi, zt).mean(0), zi @ zt.T)
+    model.save_pretrained(tmp_path / "m")
+    assert AlignedModel.from_pretrained(tmp_path / "m").digest() == model.digest()
+
+
+def test_single_head_keeps_checkpoint_names(tmp_path):
+    model = AlignedModel(AlignConfig(embed_dim=16, adapter_hidden=8, fusion=False, heads=1, trainable_stages=0))
+    assert {"image_proj.weight", "text_proj.weight", "image_adapter.down.weight"} <= set(model.state_dict())
+    assert not any("extra" in n for n in model.state_dict())
+    model.save_pretrained(tmp_path / "m")  # a checkpoint from before `heads` existed loads with one head
+    config_file = tmp_path / "m" / "config.json"
+    payload = json.loads(config_file.read_text())
+    del payload["config"]["heads"]
+    config_file.write_text(json.dumps(payload))
+    assert AlignedModel.from_pretrained(tmp_path / "m").digest() == model.digest()
+
+
+def test_last_epoch_kept_unless_selecting_on_val(tiny_crossclip, slice_data, image_encoder):
+    assert tiny_crossclip.best_epoch == tiny_crossclip.model.config.epochs
+    config = dataclasses.replace(tiny_crossclip.model.config, select_epoch_on_val=True)
+    res = train_aligned(config, slice_data["train"], slice_data["test"], encoder=image_encoder, progress=False)
+    accs = [h["val_i2t_acc@1"] for h in res.history]
+    assert res.best_epoch == int(np.argmax(accs)) + 1
