@@ -4,7 +4,8 @@ by the TorchRec ranker on collaborative, genre, demographic and multimodal featu
 The ranker is trained without leaking its labels into its features: each user's log is cut in
 time; ALS/BPR/profiles are fitted on the earlier part and the later part gives the positive labels,
 each against negatives drawn from the user's candidates (a listwise softmax over what serving
-ranks). The candidate models are then refitted on the whole log for serving, and every request
+ranks); positives of cold items also come in groups against cold negatives, so ranking among cold
+items is learnt too. Several rankers trained with different seeds are averaged. The candidate models are then refitted on the whole log for serving, and every request
 reads the live ``ProfileStore``. A request computes the catalogue-wide signals once and reuses
 them for candidates, ranker features and the batched feature-group explanation.
 """
@@ -61,11 +62,14 @@ class EngineConfig:
     weight_decay: float = 1e-4
     embedding_dim: int = 16
     id_embeddings: bool = True  # per-user and per-item embeddings (False: one shared row each)
+    # Cold items (validation, 4 runs each: cold_groups 4 made the multimodal gain on cold items
+    # positive every time; id dropout and the shared row for cold items did not help consistently).
     item_id_dropout: float = 0.0  # share of training rows scored with the unknown-item row (DropoutNet)
     cold_count: int = 5  # items with fewer interactions than this in the fitted log are cold
     cold_id_row: bool = False  # cold items score with the unknown-item row: their own rows barely train
-    cold_groups: int = 0  # extra training groups per cold positive, with negatives drawn from unseen cold items
-    n_models: int = 1  # rankers trained with seeds seed, seed + 1, ...; their logits are averaged
+    cold_groups: int = 4  # extra training groups per cold positive, with negatives drawn from unseen cold items
+    n_models: int = 3  # rankers trained with seeds seed, seed + 1, ...; their logits are averaged (validation:
+    # 3 lifted NDCG@10 over ALS from 1.19x to 1.26x; 5 did no better)
     trend_days: float = 30.0  # window of the item-trend feature
     als_factors: int = 64
     als_regularization: float = 0.05
