@@ -468,6 +468,9 @@ class RankingEngine(Recommender):
         eng.user_rows = {int(u): r + 1 for r, u in enumerate(a["user_ids"])}
         eng.ranker = RankerEnsemble(eng._ranker_config(), config.n_models)
         state = load_file(str(Path(directory) / "ranker.safetensors"))
+        if not any(k.startswith("members.") for k in state):
+            raise ModelLoadError(f"{directory}: the ranker weights are of one model, not an ensemble (saved by an older "
+                                 "version): retrain it")
         try:
             eng.ranker.load_state_dict(state)
         except RuntimeError as exc:

@@ -138,6 +138,10 @@ class TestRankingEngine(RecommenderContract):
         save_file(state, str(tmp_path / "m" / "ranker.safetensors"))
         with pytest.raises(ModelLoadError, match="feature sizes"):
             RankingEngine.from_pretrained(tmp_path / "m")
+        save_file({k.removeprefix("members.0."): v for k, v in state.items() if k.startswith("members.0.")},
+                  str(tmp_path / "m" / "ranker.safetensors"))  # an engine saved before ensembles
+        with pytest.raises(ModelLoadError, match="older version"):
+            RankingEngine.from_pretrained(tmp_path / "m")
         arrays = dict(np.load(tmp_path / "m" / "arrays.npz"))
         del arrays["trend_cumulative"]
         np.savez(tmp_path / "m" / "arrays.npz", **arrays)
