@@ -199,12 +199,13 @@ class _Bench:
         }
 
     def broker_cpu_s(self) -> float | None:
-        """CPU seconds used so far by the embedded Tansu + SeaweedFS processes (Linux /proc)."""
+        """CPU seconds used so far by the embedded Tansu + SeaweedFS processes (Linux /proc); an
+        in-memory broker runs no SeaweedFS."""
         if self.broker is None:
             return None
         status = self.broker.status()
         total = 0.0
-        for pid in (status.tansu_pid, status.weed_pid):
+        for pid in (p for p in (status.tansu_pid, status.weed_pid) if p is not None):
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except (OSError, IndexError):

@@ -50,6 +50,11 @@ def test_memory_storage_runs_tansu_alone_and_refuses_a_storage_switch(broker, tm
             producer.send_many(topics.user_events, events)
         got = _drain(memory.bootstrap, topics.user_events, "mem-group", 10)
         assert sorted(d.event.event_id for d in got) == sorted(e.event_id for e in events)
+        # The bench's broker CPU accounting covers Tansu alone when no SeaweedFS runs.
+        from streaming.bench import BenchConfig, _Bench
+
+        cpu = _Bench(BenchConfig(scenarios=("latency",), storage="memory", out_dir=str(tmp_path / "bench")), memory.bootstrap, memory).broker_cpu_s()
+        assert cpu is not None and cpu > 0
     # The session broker keeps its S3 log: asking for memory storage on its data dir is refused.
     with pytest.raises(BrokerError, match="storage='s3' already runs"):
         Broker(BrokerConfig(data_dir=broker.status().data_dir, storage="memory")).start()
