@@ -5,8 +5,9 @@ The ranker is trained without leaking its labels into its features: each user's 
 time; ALS/BPR/profiles are fitted on the earlier part and the later part gives the positive labels,
 each against negatives drawn from the user's candidates (a listwise softmax over what serving
 ranks); positives of cold items also come in groups against cold negatives, so ranking among cold
-items is learnt too. Several rankers trained with different seeds are averaged. The candidate models are then refitted on the whole log for serving, and every request
-reads the live ``ProfileStore``. A request computes the catalogue-wide signals once and reuses
+items is learnt too. Several rankers trained with different seeds are averaged. The candidate
+models are then refitted on the whole log for serving, and every request reads the live
+``ProfileStore``. A request computes the catalogue-wide signals once and reuses
 them for candidates, ranker features and the batched feature-group explanation.
 """
 
