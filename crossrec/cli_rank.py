@@ -36,6 +36,8 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--epochs", type=int, default=None, help="ranker epochs (default: EngineConfig.epochs)")
     ev.add_argument("--n-models", type=int, default=None, help="rankers averaged (default: EngineConfig.n_models)")
     ev.add_argument("--max-users", type=int, default=None)
+    ev.add_argument("--seeds", type=int, default=None,
+                    help="seeded trainings of each ranker row, averaged per user (default: EvalConfig.seeds)")
     ev.set_defaults(func=_eval)
 
     bench = sub.add_parser("bench", help="training samples/s and recommend latency")
@@ -79,7 +81,8 @@ def _eval(args) -> int:
 
     base = EvalConfig()
     config = replace(base, data_dir=args.data_dir, out_dir=args.out_dir, max_users=args.max_users,
-                     embedder_dir=args.embedder, engine=_engine_config(base.engine, args))
+                     embedder_dir=args.embedder, engine=_engine_config(base.engine, args),
+                     seeds=base.seeds if args.seeds is None else args.seeds)
     report = evaluate_ml100k(config)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report.results, indent=2))

@@ -7,6 +7,10 @@ NDCG@10. For the test figures the validation events are applied to the live prof
 (as the streaming layer would), so every model ranks with train + val history and train + val items
 are excluded. Cold-item slice: items with fewer than ``COLD_THRESHOLD`` train interactions; each
 user's cold test items are ranked among all unseen cold items.
+
+Ranker training is not deterministic and the cold slice has few users, so the two ranker rows are
+averaged over ``EvalConfig.seeds`` independently seeded trainings: each user's metric is the mean
+over the seeds, and the per-seed figures are reported beside it.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from recsys.profiles import ProfileStore, interactions_from_ratings
 
 __all__ = [
     "COLD_THRESHOLD", "MODEL_ROWS", "EvalConfig", "EvalReport", "Ml100kInputs", "load_ml100k", "train_ml100k",
-    "ranking_metrics", "per_user_metrics", "paired_bootstrap", "evaluate_ml100k",
+    "ranking_metrics", "per_user_metrics", "paired_bootstrap", "gain_gap_bootstrap", "evaluate_ml100k",
 ]
 
 COLD_THRESHOLD = 5
@@ -59,6 +63,11 @@ class EvalConfig:
     als_iterations: int = 15
     engine: EngineConfig = EngineConfig()
     embedder_dir: str | None = None  # aligned item embedder (None: the default one)
+    seeds: int = 5  # independently seeded trainings of each ranker row, averaged per user
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"seeds={self.seeds!r}: at least 1 training per ranker row is required")
 
 
 @dataclass(frozen=True)
@@ -176,6 +185,34 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, ratio: bool = False, n_resamp
             "p_not_better": float(np.mean(stat <= (1.0 if ratio else 0.0))), "users": int(len(a))}
 
 
+def gain_gap_bootstrap(gain_all: np.ndarray, gain_cold: np.ndarray, cold_users: np.ndarray,
+                       n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean cold-slice gain minus mean overall gain, resampling the same users for both.
+
+    ``gain_all`` (U,): per-user gain over all test users; ``gain_cold`` (C,): per-user gain of the
+    users with cold test items, who are ``gain_all``'s positions ``cold_users`` (C,). A resample
+    draws U users; its cold gain is over the drawn users that are in the cold slice.
+    """
+    gain_all, gain_cold = np.asarray(gain_all, np.float64), np.asarray(gain_cold, np.float64)
+    cold_users = np.asarray(cold_users, np.int64)
+    if len(gain_cold) != len(cold_users) or len(gain_cold) == 0 or len(gain_all) == 0:
+        raise ValueError(f"gain_cold ({len(gain_cold)}) must be non-empty and as long as cold_users ({len(cold_users)})")
+    full_cold = np.full(len(gain_all), np.nan)
+    full_cold[cold_users] = gain_cold
+    idx = np.random.default_rng(seed).integers(0, len(gain_all), size=(n_resamples, len(gain_all)))
+    stat = np.nanmean(full_cold[idx], axis=1) - gain_all[idx].mean(axis=1)
+    lo, hi = np.quantile(stat, [0.025, 0.975])
+    return {"value": float(gain_cold.mean() - gain_all.mean()), "ci95_low": float(lo), "ci95_high": float(hi),
+            "p_not_better": float(np.mean(stat <= 0.0)), "users": int(len(gain_all)), "cold_users": int(len(gain_cold))}
+
+
+def _positions_among(outer: Sequence[np.ndarray], inner: Sequence[np.ndarray]) -> np.ndarray:
+    """Positions, among the users with ``outer`` items, of the users with ``inner`` items (inner
+    is a subset of outer per user): how per-user arrays of the two slices line up."""
+    has_outer = np.flatnonzero([len(r) > 0 for r in outer])
+    return np.searchsorted(has_outer, np.flatnonzero([len(r) > 0 for r in inner]))
+
+
 def _rows_per_user(frame: pl.DataFrame, users: list[int], catalogue) -> list[np.ndarray]:
     by = dict(zip(*frame.group_by("user_id").agg(pl.col("item_id")).to_dict(as_series=False).values()))
     out = []
@@ -219,21 +256,24 @@ def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, pro
     timings["als_tuning_s"] = time.perf_counter() - t
     engine_cfg = replace(config.engine, als_factors=best_cfg.factors, als_alpha=best_cfg.alpha,
                          als_regularization=best_cfg.regularization, als_iterations=best_cfg.iterations)
-    models: dict[str, Recommender] = {
+    baselines: dict[str, Recommender] = {
         "popularity": PopularityRecommender(catalogue, ProfileStore(None)),
         "als": ALSRecommender(catalogue, ProfileStore(None), best_cfg),
         "bpr": BPRRecommender(catalogue, ProfileStore(None), engine_cfg.bpr()),
-        "ranker_no_mm": RankingEngine(catalogue, users_table, None, ProfileStore(None), replace(engine_cfg, multimodal=False)),
-        "ranker": RankingEngine(catalogue, users_table, feats, ProfileStore(None), engine_cfg),
     }
+    # Ranker seeds never overlap: each training is an ensemble of n_models consecutive seeds.
+    engine_seeds = [engine_cfg.seed + k * engine_cfg.n_models for k in range(config.seeds)]
+    ranker_cfgs = {"ranker_no_mm": (replace(engine_cfg, multimodal=False), None), "ranker": (engine_cfg, feats)}
     counts = np.bincount(np.concatenate(train_seen + [np.zeros(0, np.int64)]).astype(np.int64), minlength=len(catalogue))
     cold_items = np.flatnonzero(counts < COLD_THRESHOLD)
     not_cold = np.setdiff1d(np.arange(len(catalogue)), cold_items)
-    results: dict[str, Any] = {"cold_items": {}}
-    ndcg: dict[str, np.ndarray] = {}  # per-user NDCG@10 of each model, for paired bootstraps
-    cold_ndcg: dict[str, np.ndarray] = {}
+    seen = [np.union1d(a, b) for a, b in zip(train_seen, val_rel)]
+    cold_rel = [np.intersect1d(r, cold_items) for r in test_rel]
+    cold_excluded = [np.union1d(s_, not_cold) for s_ in seen]
     val_events = interactions_from_ratings(split.val, source="val")
-    for name, model in _progress(list(models.items()), progress, "fit + score"):
+
+    def run(model: Recommender) -> tuple[dict, dict, float]:
+        """Fit on train, apply the validation period, score test: per-user metrics (all, cold), fit s."""
         t = time.perf_counter()
         if isinstance(model, RankingEngine):
             model.fit(split.train, progress=progress)
@@ -241,22 +281,48 @@ def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, pro
             model.fit(split.train)
         fit_s = time.perf_counter() - t
         model.profiles.apply(val_events)  # the validation period has happened before the test period
-        seen = [np.union1d(a, b) for a, b in zip(train_seen, val_rel)]
         scores = _score(model, users)
-        per_user = per_user_metrics(scores, test_rel, seen)
-        results[name], ndcg[name] = _means(per_user) | {"fit_s": fit_s}, per_user["ndcg@10"]
-        if isinstance(model, RankingEngine):
-            results[name] |= {"ranker_epochs": model.train_stats.epochs, "train_samples_per_s": model.train_stats.samples_per_s}
         cold_scores = _score(model, users, all_items=True) if isinstance(model, RankingEngine) else scores
-        cold_rel = [np.intersect1d(r, cold_items) for r in test_rel]
-        per_user = per_user_metrics(cold_scores, cold_rel, [np.union1d(s, not_cold) for s in seen])
-        results["cold_items"][name], cold_ndcg[name] = _means(per_user), per_user["ndcg@10"]
-        timings[f"{name}_s"] = time.perf_counter() - t
+        return (per_user_metrics(scores, test_rel, seen), per_user_metrics(cold_scores, cold_rel, cold_excluded), fit_s)
+
+    results: dict[str, Any] = {"cold_items": {}}
+    ndcg: dict[str, np.ndarray] = {}  # per-user NDCG@10 of each model, for paired bootstraps
+    cold_ndcg: dict[str, np.ndarray] = {}
+    per_seed: dict[str, dict[str, list[float]]] = {}
+    jobs = [(name, None) for name in baselines] + [(name, s_) for name in ranker_cfgs for s_ in engine_seeds]
+    runs: dict[str, list[tuple[dict, dict, float]]] = {}
+    for name, seed in _progress(jobs, progress, "fit + score"):
+        t = time.perf_counter()
+        if seed is None:
+            model = baselines[name]
+        else:
+            cfg, item_feats = ranker_cfgs[name]
+            model = RankingEngine(catalogue, users_table, item_feats, ProfileStore(None), replace(cfg, seed=seed))
+        runs.setdefault(name, []).append(run(model))
+        timings[f"{name}_s"] = timings.get(f"{name}_s", 0.0) + time.perf_counter() - t
+        if isinstance(model, RankingEngine):
+            results.setdefault(name, {}).update(ranker_epochs=model.train_stats.epochs,
+                                                train_samples_per_s=model.train_stats.samples_per_s)
+    for name, fits in runs.items():
+        all_users = {m: np.mean([f[0][m] for f in fits], axis=0) for m in METRICS}
+        cold_users = {m: np.mean([f[1][m] for f in fits], axis=0) for m in METRICS}
+        results[name] = results.get(name, {}) | _means(all_users) | {"fit_s": float(np.mean([f[2] for f in fits]))}
+        results["cold_items"][name] = _means(cold_users)
+        ndcg[name], cold_ndcg[name] = all_users["ndcg@10"], cold_users["ndcg@10"]
+        per_seed[name] = {"ndcg@10": [float(f[0]["ndcg@10"].mean()) for f in fits],
+                          "cold_ndcg@10": [float(f[1]["ndcg@10"].mean()) for f in fits]}
+    gains = {k: (np.subtract(per_seed["ranker"][k], per_seed["ranker_no_mm"][k])) for k in ("ndcg@10", "cold_ndcg@10")}
+    results["seeds"] = {
+        "n": config.seeds, "engine_seeds": engine_seeds, "per_seed": per_seed,
+        "mm_gain_ndcg@10": gains["ndcg@10"].tolist(), "mm_gain_cold_ndcg@10": gains["cold_ndcg@10"].tolist(),
+        "seeds_cold_gain_larger": int(np.sum(gains["cold_ndcg@10"] > gains["ndcg@10"])),
+    }
     results["validation"] = validation
     results["als_best"] = {"factors": best_cfg.factors, "alpha": best_cfg.alpha,
                            "regularization": best_cfg.regularization, "iterations": best_cfg.iterations}
     results["protocol"] = {"split": "per-user chronological 80/10/10", "test_users": len(users),
                            "cold_threshold": COLD_THRESHOLD, "n_cold_items": int(len(cold_items)),
+                           "ranker_seeds": config.seeds,
                            "item_features": None if feats is None else feats.fingerprint}
     als_ndcg = results["als"]["ndcg@10"]
     results["targets"] = {
@@ -269,6 +335,9 @@ def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, pro
         "ranker_over_als_ndcg@10": paired_bootstrap(ndcg["ranker"], ndcg["als"], ratio=True),
         "mm_gain_ndcg@10": paired_bootstrap(ndcg["ranker"], ndcg["ranker_no_mm"]),
         "mm_gain_cold_ndcg@10": paired_bootstrap(cold_ndcg["ranker"], cold_ndcg["ranker_no_mm"]),
+        "cold_gain_minus_overall_gain": gain_gap_bootstrap(
+            ndcg["ranker"] - ndcg["ranker_no_mm"], cold_ndcg["ranker"] - cold_ndcg["ranker_no_mm"],
+            _positions_among(test_rel, cold_rel)),
     }
     timings["total_s"] = time.perf_counter() - t0
     timings["load_avg_1min_at_end"] = os.getloadavg()[0]
@@ -310,11 +379,16 @@ def _write(results: dict, out_dir: Path) -> EvalReport:
     t = results["targets"]
     lines.append(f"ranker / ALS NDCG@10: {t['ranker_over_als_ndcg@10']:.3f}; multimodal gain NDCG@10: "
                  f"{t['mm_gain_ndcg@10']:+.4f} (cold slice {t['mm_gain_cold_ndcg@10']:+.4f})")
+    sd = results["seeds"]
+    lines += ["", f"Ranker rows: per-user mean over {sd['n']} seeded trainings (engine seeds {sd['engine_seeds']}); "
+              "multimodal gain per seed, all items: " + ", ".join(f"{g:+.4f}" for g in sd["mm_gain_ndcg@10"])
+              + "; cold items: " + ", ".join(f"{g:+.4f}" for g in sd["mm_gain_cold_ndcg@10"])
+              + f" (cold gain larger in {sd['seeds_cold_gain_larger']} of {sd['n']})"]
     lines += ["", "Paired bootstrap over users (2,000 resamples): " + "; ".join(
         f"{k} {v['value']:.4f} [95% CI {v['ci95_low']:.4f}, {v['ci95_high']:.4f}], P(not better) {v['p_not_better']:.3f}"
         for k, v in results["bootstrap"].items())]
     atomic_write_text(md_path, "\n".join(lines) + "\n")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4), gridspec_kw={"width_ratios": [2, 2, 1.2]})
     for ax, (title, rows) in zip(axes, (("all items", results), ("cold items", results["cold_items"]))):
         x = np.arange(len(MODEL_ROWS))
         for i, metric in enumerate(METRICS[:3]):
@@ -322,6 +396,14 @@ def _write(results: dict, out_dir: Path) -> EvalReport:
         ax.set_xticks(x, MODEL_ROWS, rotation=20)
         ax.set_title(f"MovieLens 100K test, {title}")
         ax.legend()
+    ax = axes[2]
+    for i, (key, label) in enumerate((("mm_gain_ndcg@10", "all items"), ("mm_gain_cold_ndcg@10", "cold items"))):
+        ax.scatter(np.full(sd["n"], i), sd[key], alpha=0.7)
+        ax.hlines(np.mean(sd[key]), i - 0.25, i + 0.25, colors="k")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xticks([0, 1], ["all items", "cold items"])
+    ax.set_xlim(-0.6, 1.6)
+    ax.set_title("multimodal NDCG@10 gain per seed (bar: mean)")
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)

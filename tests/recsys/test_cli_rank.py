@@ -18,6 +18,7 @@ def test_parser_registers_the_commands():
     assert parse(["rank", "eval", "--dataset", "ml100k", "--json", "x.json"]).json == "x.json"
     assert parse(["rank", "train", "--no-multimodal"]).no_multimodal
     assert parse(["rank", "train", "--n-models", "2"]).n_models == 2
+    assert parse(["rank", "eval", "--json", "x.json", "--seeds", "3"]).seeds == 3
     assert parse(["rank", "bench", "--json", "b.json"]).rank_command == "bench"
     with pytest.raises(SystemExit):
         parse(["rank", "eval", "--dataset", "ml1m", "--json", "x.json"])

@@ -1,11 +1,18 @@
-"""Offline metrics: per-user values, their means and the paired bootstrap."""
+"""Offline metrics: per-user values, their means, the paired bootstraps and the eval config."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from recsys.evaluate import paired_bootstrap, per_user_metrics, ranking_metrics
+from recsys.evaluate import (
+    EvalConfig,
+    _positions_among,
+    gain_gap_bootstrap,
+    paired_bootstrap,
+    per_user_metrics,
+    ranking_metrics,
+)
 
 
 def test_per_user_metrics_and_their_means():
@@ -39,3 +46,29 @@ def test_paired_bootstrap():
     assert paired_bootstrap(base, base)["p_not_better"] == 1.0
     with pytest.raises(ValueError, match="shapes"):
         paired_bootstrap(base, base[:10])
+
+
+def test_gain_gap_bootstrap_lines_up_the_cold_users():
+    rng = np.random.default_rng(3)
+    gain_all = rng.normal(0.01, 0.001, size=300)
+    cold_users = np.arange(0, 300, 3)
+    bigger = gain_gap_bootstrap(gain_all, gain_all[cold_users] + 0.02, cold_users)
+    assert bigger["value"] == pytest.approx(gain_all[cold_users].mean() + 0.02 - gain_all.mean())
+    assert bigger["ci95_low"] > 0.0 and bigger["p_not_better"] == 0.0 and bigger["cold_users"] == 100
+    smaller = gain_gap_bootstrap(gain_all, gain_all[cold_users] - 0.02, cold_users)
+    assert smaller["ci95_high"] < 0.0 and smaller["p_not_better"] == 1.0
+    with pytest.raises(ValueError, match="cold_users"):
+        gain_gap_bootstrap(gain_all, gain_all[:5], cold_users)
+
+
+def test_positions_among_skips_users_without_outer_items():
+    outer = [np.array([1, 2]), np.array([], np.int64), np.array([3]), np.array([4, 5])]
+    inner = [np.array([2]), np.array([], np.int64), np.array([], np.int64), np.array([5])]
+    # Users 0 and 3 have inner items; among the users with outer items (0, 2, 3) they are 0 and 2.
+    assert _positions_among(outer, inner).tolist() == [0, 2]
+
+
+def test_eval_config_needs_a_seed():
+    assert EvalConfig().seeds >= 1
+    with pytest.raises(ValueError, match="seeds=0"):
+        EvalConfig(seeds=0)
