@@ -403,7 +403,7 @@ def _write(results: dict, out_dir: Path) -> EvalReport:
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xticks([0, 1], ["all items", "cold items"])
     ax.set_xlim(-0.6, 1.6)
-    ax.set_title("multimodal NDCG@10 gain per seed (bar: mean)")
+    ax.set_title("multimodal gain per seed\n(NDCG@10; bar: mean)")
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
