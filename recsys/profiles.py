@@ -120,7 +120,9 @@ class ProfileStore:
     ``item_categories`` give the catalogue features profiles are computed from; they can be
     upserted later with :meth:`set_item_vectors` and are persisted with the store. Events for items
     outside the catalogue are kept in the history but contribute no vector or affinity. Safe to
-    share between threads (one lock serialises access to the connection).
+    share between threads (one lock serialises access to the connection) and between processes
+    on one file: reads notice another process's commits (SQLite's ``data_version``) and drop the
+    cached profiles, and reload the catalogue when another process changed it.
     """
 
     def __init__(
@@ -158,6 +160,8 @@ class ProfileStore:
         self._item_row: dict[int, int] = {}
         self._vectors: np.ndarray | None = None
         self._categories: dict[int, tuple[str, ...]] = {}
+        self._catalogue_version = ""
+        self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         self._load_items()
         if item_ids is not None or item_vectors is not None or item_categories is not None:
             self.set_item_vectors(item_ids if item_ids is not None else [], item_vectors, item_categories)
@@ -183,7 +187,23 @@ class ProfileStore:
 
     # -- catalogue ---------------------------------------------------------------------------
 
+    def _catalogue_version_on_disk(self) -> str:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'catalogue_version'").fetchone()
+        return row[0] if row else ""
+
+    def _sync(self) -> None:
+        """Catch up with commits of other connections (worker processes sharing the file): their
+        events may change any cached profile, and their catalogue upserts the item vectors."""
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
+        self._cache.clear()
+        if self._catalogue_version_on_disk() != self._catalogue_version:
+            self._load_items()
+
     def _load_items(self) -> None:
+        self._catalogue_version = self._catalogue_version_on_disk()
         rows = self._conn.execute("SELECT item_id, vector, categories FROM items ORDER BY item_id").fetchall()
         self._item_row = {}
         self._categories = {int(i): tuple(json.loads(c)) for i, _, c in rows}
@@ -250,6 +270,10 @@ class ProfileStore:
                     self._conn.executemany(
                         "UPDATE items SET vector = ? WHERE item_id = ?", [(vecs[r].tobytes(), i) for r, i in enumerate(ids)]
                     )
+                self._conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('catalogue_version', '1') "
+                    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
             self._load_items()
             self._cache.clear()
 
@@ -274,6 +298,7 @@ class ProfileStore:
             batch.setdefault(it.event_id, it)
         repeats = len(interactions) - len(batch)
         with self._lock:
+            self._sync()
             with self._transaction():
                 ids = list(batch)
                 seen: set[str] = set()
@@ -319,6 +344,7 @@ class ProfileStore:
         """The user's current profile, or None if the store knows nothing about them."""
         user_id = int(user_id)
         with self._lock:
+            self._sync()
             cached = self._cache.get(user_id)
             if cached is not None:
                 return cached

@@ -176,3 +176,28 @@ def test_flushed_events_survive_kill_9(tmp_path, ratings_slice):
     store = ProfileStore.open(path)
     assert store.n_events() == ratings_slice.height
     assert len(store.users()) == ratings_slice["user_id"].n_unique()
+
+
+def test_two_connections_on_one_file_see_each_others_commits(events, item_vectors, item_categories, tmp_path):
+    """What several worker processes sharing a store rely on: cached profiles and the catalogue
+    follow the other connection's commits."""
+    path = tmp_path / "shared.db"
+    writer = make_store(path, item_vectors, item_categories)
+    reader = ProfileStore.open(path)
+    user = events[0].user_id
+    mine = [e for e in events if e.user_id == user]
+    writer.apply(mine[:5])
+    assert reader.get(user).n_events == 5  # cached in the reader from here on
+    writer.apply(mine[5:10])
+    assert reader.get(user).n_events == 10
+    # A new item (as the item-index worker adds it) and a click on it, both from the writer.
+    new_item, dim = 999_001, item_vectors[1].shape[1]
+    vec = np.zeros((1, dim), np.float32)
+    vec[0, 0] = 1.0
+    writer.set_item_vectors([new_item], vec, {new_item: ["Brand-new"]})
+    writer.apply([Interaction("click-new", user, new_item, "click", mine[9].timestamp + 1.0)])
+    got, expected = reader.get(user), writer.get(user)
+    assert got.n_events == 11 and "Brand-new" in got.category_affinity
+    np.testing.assert_allclose(got.vector, expected.vector, rtol=1e-6)
+    writer.close()
+    reader.close()
