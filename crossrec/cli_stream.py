@@ -79,11 +79,11 @@ def add_parser(subparsers) -> None:
     consume.add_argument("--store", default="runs/stream/profiles.db", help="profile store (SQLite) path")
     consume.add_argument("--features", default=None, help="also keep online item counters (SQLite) here")
     consume.add_argument("--group", default="crossrec-workers", help="consumer group id")
-    consume.add_argument("--workers", type=_positive(int), default=1, help="worker processes (profiles only when > 1)")
+    consume.add_argument("--workers", type=_positive(int), default=1, help="worker processes sharing the user events")
     consume.add_argument("--index-dir", default=None, help="also apply item events to the FAISS index kept here")
     consume.add_argument("--embedder", default=None, help="aligned item embedder directory (with --index-dir)")
     consume.add_argument("--recommender", default=None,
-                         help="a saved ranking engine: publish creative requests for newly recommended items")
+                         help="a saved recommender (ranking engine, ALS, BPR or popularity): publish creative requests for newly recommended items")
     consume.add_argument("--creative-k", type=_positive(int), default=5, help="top-k watched for creative requests")
     consume.add_argument("--max-events", type=_positive(int), default=None, help="stop after N events (per worker)")
     consume.add_argument("--idle-timeout", type=_positive(float), default=None,
@@ -169,9 +169,9 @@ def _consume(args) -> int:
     config = ConsumerConfig(bootstrap=resolve_bootstrap(args.bootstrap, args.broker_dir), topics=_topics(args),
                             group_id=args.group, consume=("user_events",), max_events=args.max_events,
                             idle_timeout_s=args.idle_timeout, store_path=args.store, features_path=args.features,
-                            fetch_max_wait_ms=args.fetch_wait_ms)
-    stats = consume_stream(config, workers=args.workers, index_dir=args.index_dir, embedder_dir=args.embedder,
-                           recommender_dir=args.recommender, creative_k=args.creative_k)
+                            fetch_max_wait_ms=args.fetch_wait_ms, recommender_dir=args.recommender,
+                            creative_k=args.creative_k)
+    stats = consume_stream(config, workers=args.workers, index_dir=args.index_dir, embedder_dir=args.embedder)
     print(json.dumps(stats.summary(), indent=2))
     return 0
 

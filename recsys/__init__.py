@@ -1,7 +1,14 @@
 """Ranking engine: user profiles, candidate generation (ALS, BPR, ANN, popularity) and a TorchRec ranker."""
 
 from recsys.base import Filters, Recommendations, Recommender
-from recsys.candidates import ALSConfig, ALSRecommender, BPRConfig, BPRRecommender, PopularityRecommender
+from recsys.candidates import (
+    ALSConfig,
+    ALSRecommender,
+    BPRConfig,
+    BPRRecommender,
+    PopularityRecommender,
+    load_recommender,
+)
 from recsys.data import Catalogue, ItemFeatures, UserTable, chronological_split, load_item_features
 from recsys.profiles import (
     INTERACTION_KINDS,
@@ -18,7 +25,7 @@ __all__ = [
     "INTERACTION_KINDS", "KIND_WEIGHTS", "ApplyResult", "Interaction", "ProfileStore", "UserProfile",
     "event_weights", "interactions_from_ratings",
     "Filters", "Recommendations", "Recommender",
-    "ALSConfig", "ALSRecommender", "BPRConfig", "BPRRecommender", "PopularityRecommender",
+    "ALSConfig", "ALSRecommender", "BPRConfig", "BPRRecommender", "PopularityRecommender", "load_recommender",
     "Catalogue", "ItemFeatures", "UserTable", "chronological_split", "load_item_features",
     "EngineConfig", "RankingEngine",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "atomic_directory",
     "save_config",
     "load_config",
+    "saved_kind",
     "CONFIG_NAME",
 ]
 
@@ -80,8 +81,7 @@ def save_config(config: Any, directory: str | os.PathLike, kind: str) -> None:
     atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(payload, indent=2, sort_keys=True))
 
 
-def load_config(cls: type[C], directory: str | os.PathLike, kind: str) -> C:
-    """Read ``config.json`` from ``directory`` into dataclass ``cls``; check it is of ``kind``."""
+def _read_payload(directory: str | os.PathLike) -> tuple[Path, dict]:
     file = Path(directory) / CONFIG_NAME
     if not file.is_file():
         raise ModelLoadError(f"{directory!s}: no {CONFIG_NAME}; expected a directory written by save_pretrained()")
@@ -89,6 +89,19 @@ def load_config(cls: type[C], directory: str | os.PathLike, kind: str) -> C:
         payload = json.loads(file.read_text("utf-8"))
     except json.JSONDecodeError as exc:
         raise ModelLoadError(f"{file}: not valid JSON ({exc})") from exc
+    if not isinstance(payload, dict):
+        raise ModelLoadError(f"{file}: expected a JSON object, got {type(payload).__name__}")
+    return file, payload
+
+
+def saved_kind(directory: str | os.PathLike) -> str | None:
+    """The ``kind`` recorded in ``directory``'s ``config.json`` (which class saved it)."""
+    return _read_payload(directory)[1].get("kind")
+
+
+def load_config(cls: type[C], directory: str | os.PathLike, kind: str) -> C:
+    """Read ``config.json`` from ``directory`` into dataclass ``cls``; check it is of ``kind``."""
+    file, payload = _read_payload(directory)
     if payload.get("kind") != kind:
         raise ModelLoadError(f"{directory!s} holds a {payload.get('kind')!r}, not a {kind!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}

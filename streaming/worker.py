@@ -29,7 +29,7 @@ from streaming.source import Delivery, EventSource, KafkaEventSource
 
 __all__ = [
     "ConsumerConfig", "ConsumerStats", "WorkerPool", "run_consumer", "run_workers", "consume_stream",
-    "profile_handlers", "merge_stats",
+    "worker_handlers", "merge_stats",
 ]
 
 _DLQ_PAYLOAD_CHARS = 4096
@@ -53,6 +53,8 @@ class ConsumerConfig:
     idle_timeout_s: float | None = None
     store_path: str | None = None  # for run_workers: each process opens the ProfileStore here
     features_path: str | None = None  # optional OnlineFeatureStore (item counters) beside it
+    recommender_dir: str | None = None  # a saved recsys recommender: also publish creative requests
+    creative_k: int = 5  # ... for items newly in a user's top creative_k
     fetch_max_wait_ms: int = 100  # Kafka fetch wait: the latency floor when the topic is quiet
 
     def __post_init__(self) -> None:
@@ -62,6 +64,8 @@ class ConsumerConfig:
             raise ValueError(f"consume={self.consume!r}: choose among {names}")
         if not 1 <= self.min_batch <= self.max_batch:
             raise ValueError(f"min_batch={self.min_batch}, max_batch={self.max_batch}: need 1 <= min_batch <= max_batch")
+        if self.creative_k < 1:
+            raise ValueError(f"creative_k={self.creative_k!r}: at least one recommendation per user is required")
         if not 1 <= self.fetch_max_wait_ms <= 10_000:
             raise ValueError(f"fetch_max_wait_ms={self.fetch_max_wait_ms!r}: choose 1..10000")
         for name in ("target_batch_s", "commit_interval_s", "poll_timeout_s"):
@@ -301,12 +305,17 @@ def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
     return restore
 
 
-def profile_handlers(config: ConsumerConfig) -> tuple[list[Handler], Callable[[], None]]:
-    """The default handlers of a worker process: a ProfileHandler on ``config.store_path`` and,
-    with ``config.features_path``, a FeatureHandler. Returns the handlers and a close function."""
+def worker_handlers(config: ConsumerConfig) -> tuple[list[Handler], Callable[[], None]]:
+    """The handlers of a user-event worker: a ProfileHandler on ``config.store_path``; with
+    ``config.features_path`` a FeatureHandler; with ``config.recommender_dir`` a
+    CreativeRequestHandler (after the profiles, so it ranks with the new events). Users are keyed
+    to partitions, so each worker process re-ranks only its own users. Returns the handlers and a
+    close function."""
+    from recsys import load_recommender
     from recsys.profiles import ProfileStore
 
     from streaming.features import FeatureHandler, OnlineFeatureStore
+    from streaming.handlers import CreativeRequestHandler
 
     if not config.store_path:
         raise ValueError("config.store_path is empty: worker processes need a profile store path")
@@ -314,9 +323,16 @@ def profile_handlers(config: ConsumerConfig) -> tuple[list[Handler], Callable[[]
     handlers: list[Handler] = [ProfileHandler(stores[0])]
     if config.features_path:
         stores.append(OnlineFeatureStore(config.features_path))
-        handlers.append(FeatureHandler(stores[1]))
+        handlers.append(FeatureHandler(stores[-1]))
+    producer = None
+    if config.recommender_dir:
+        producer = EventProducer(config.bootstrap, client_id=f"{config.group_id}-creative")
+        recommender = load_recommender(config.recommender_dir, profiles=stores[0])
+        handlers.append(CreativeRequestHandler(recommender, producer, config.topics, k=config.creative_k))
 
     def close() -> None:
+        if producer is not None:
+            producer.close()
         for store in stores:
             store.close()
 
@@ -324,7 +340,7 @@ def profile_handlers(config: ConsumerConfig) -> tuple[list[Handler], Callable[[]
 
 
 def _worker_main(config: ConsumerConfig, results, ready) -> None:
-    handlers, close = profile_handlers(config)
+    handlers, close = worker_handlers(config)
     try:
         results.put(run_consumer(config, handlers, on_ready=lambda: ready.put(os.getpid())))
     finally:
@@ -332,8 +348,8 @@ def _worker_main(config: ConsumerConfig, results, ready) -> None:
 
 
 class WorkerPool:
-    """``n_workers`` processes of one group, each running ``run_consumer`` with the profile
-    handlers of ``config`` (see ``profile_handlers``); ``kill9`` simulates a crash."""
+    """``n_workers`` processes of one group, each running ``run_consumer`` with the handlers of
+    ``config`` (see ``worker_handlers``); ``kill9`` simulates a crash."""
 
     def __init__(self, config: ConsumerConfig, n_workers: int) -> None:
         if n_workers < 1:
@@ -401,42 +417,40 @@ def consume_stream(
     workers: int = 1,
     index_dir: str | os.PathLike | None = None,
     embedder_dir: str | os.PathLike | None = None,
-    recommender_dir: str | os.PathLike | None = None,
-    creative_k: int = 5,
 ) -> ConsumerStats:
     """The library function behind ``crossrec stream consume``.
 
-    Profiles always (``config.store_path``). ``index_dir``: also consume item events into the FAISS
-    index kept there (created on first use, embedding new items with ``retrieval.load_item_embedder``).
-    ``recommender_dir``: a saved ``recsys.RankingEngine`` reading the live store; items newly in a
-    user's top ``creative_k`` are published as creative requests. Item and creative handlers hold
-    in-process state, so they need ``workers == 1``; profile-only consumption scales to N processes.
+    ``workers`` processes of ``config.group_id`` share the user events: profiles on
+    ``config.store_path``, online features and creative requests as ``config`` asks (see
+    ``worker_handlers``). ``index_dir``: item events also go into the FAISS index kept there
+    (created on first use, new items embedded with ``retrieval.load_item_embedder``). With one
+    worker that happens in the same consumer; with several, the index has a single writer: a
+    consumer group of its own (``<group_id>-items``) in this process, next to the worker pool.
     """
-    if workers > 1:
-        if index_dir is not None or recommender_dir is not None:
-            raise ValueError(f"workers={workers}: index_dir/recommender_dir need workers=1 (their state is per process)")
-        return run_workers(config, workers)
-    handlers, close = profile_handlers(config)
-    store = handlers[0].store
-    producer = None
-    if index_dir is not None:
-        handlers.append(_index_handler(Path(index_dir), embedder_dir, store))
-        if "item_events" not in config.consume:
-            config = replace(config, consume=(*config.consume, "item_events"))
-    if recommender_dir is not None:
-        from recsys import RankingEngine
+    if workers < 1:
+        raise ValueError(f"workers={workers!r}: at least 1 worker process is required")
+    if workers == 1:
+        handlers, close = worker_handlers(config)
+        if index_dir is not None:
+            handlers.append(_index_handler(Path(index_dir), embedder_dir, handlers[0].store))
+            if "item_events" not in config.consume:
+                config = replace(config, consume=(*config.consume, "item_events"))
+        try:
+            return run_consumer(config, handlers)
+        finally:
+            close()
+    pool = WorkerPool(config, workers)
+    if index_dir is None:
+        return pool.join()
+    from recsys.profiles import ProfileStore
 
-        from streaming.handlers import CreativeRequestHandler
-
-        producer = EventProducer(config.bootstrap, client_id=f"{config.group_id}-creative")
-        engine = RankingEngine.from_pretrained(recommender_dir, profiles=store)
-        handlers.append(CreativeRequestHandler(engine, producer, config.topics, k=creative_k))
+    store = ProfileStore(config.store_path)  # new items' vectors reach the workers through the shared file
     try:
-        return run_consumer(config, handlers)
+        items = run_consumer(replace(config, group_id=f"{config.group_id}-items", consume=("item_events",)),
+                             [_index_handler(Path(index_dir), embedder_dir, store)])
     finally:
-        if producer is not None:
-            producer.close()
-        close()
+        store.close()
+    return merge_stats([pool.join(), items])
 
 
 def _index_handler(index_dir: Path, embedder_dir, store) -> Handler:

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import torch
 
-from recsys import Filters, Recommendations
+from recsys import Filters, Recommendations, load_recommender
 from recsys.candidates import ALSConfig, ALSRecommender, BPRConfig, BPRRecommender, PopularityRecommender
 from recsys.data import users_from_movielens
 from recsys.engine import EngineConfig, RankingEngine
@@ -76,6 +76,9 @@ class RecommenderContract:
         a, b = fitted.recommend(user, k=10), loaded.recommend(user, k=10)
         assert a.item_ids.tolist() == b.item_ids.tolist()
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-5)
+        # The generic loader picks the class from the saved kind.
+        generic = load_recommender(tmp_path / "model")
+        assert type(generic) is self.cls and generic.recommend(user, k=10).item_ids.tolist() == a.item_ids.tolist()
         with pytest.raises(ModelLoadError):
             self.cls.from_pretrained(tmp_path / "missing")
 
@@ -198,6 +201,15 @@ def test_engine_config_is_validated():
     for bad in ({"item_id_dropout": 1.0}, {"n_models": 0}, {"cold_groups": -1}, {"cold_count": -1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             EngineConfig(**bad)
+
+
+def test_load_recommender_refuses_other_models(tmp_path):
+    from retrieval.persist import save_config
+
+    (tmp_path / "other").mkdir()
+    save_config(EngineConfig(), tmp_path / "other", "retrieval.something")
+    with pytest.raises(ModelLoadError, match="not a recommender"):
+        load_recommender(tmp_path / "other")
 
 
 def test_empty_catalogue_is_refused():

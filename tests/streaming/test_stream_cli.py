@@ -37,3 +37,55 @@ def test_replay_then_consume(broker, tmp_path, capsys):
     assert (stats["consumed"], stats["applied"], stats["dlq"]) == (200, 200, 0)
     top = OnlineFeatureStore(tmp_path / "f.db").top_items("rating", 1000)
     assert sum(n for _, n in top) == 200
+
+
+@pytest.mark.broker
+def test_several_workers_with_the_item_index_and_creative_requests(broker, tmp_path, capsys):
+    """--workers 2 with --index-dir and --recommender: the user events are shared by two worker
+    processes (each re-ranking its own users for creative requests), the item events go to one
+    index writer, and the new items' vectors reach the shared profile store."""
+    import polars as pl
+
+    from crossrec_datasets import load_movielens
+    from recsys import ALSConfig, ALSRecommender, ProfileStore
+    from recsys.data import catalogue_from_movielens
+    from retrieval.index import FaissIndex
+    from streaming.events import ItemEvent, Topics
+    from streaming.producer import EventProducer, ensure_topics
+    from streaming.replay import movielens_events
+    from streaming.source import KafkaEventSource
+
+    ml = load_movielens()
+    model_dir = tmp_path / "als"
+    ALSRecommender(catalogue_from_movielens(ml), ProfileStore(), ALSConfig(factors=8, iterations=3)).fit(
+        ml.ratings.filter(pl.col("user_id") > 100)).save_pretrained(model_dir)
+    topics = Topics(prefix="cli-workers", partitions=4)
+    ensure_topics(broker.bootstrap, topics)
+    users = movielens_events(limit=300)
+    items = [ItemEvent(event_id=f"new-{i}", timestamp=1.0, item_id=i, text=f"a new film about dragons, part {i}",
+                       categories=["Fantasy"]) for i in (900_001, 900_002)]
+    with EventProducer(broker.bootstrap) as producer:
+        producer.send_many(topics.user_events, users)
+        producer.send_many(topics.item_events, items)
+    store = tmp_path / "p.db"
+    assert _run(["stream", "consume", "--bootstrap", broker.bootstrap, "--topic-prefix", "cli-workers",
+                 "--store", str(store), "--workers", "2", "--index-dir", str(tmp_path / "idx"),
+                 "--recommender", str(model_dir), "--creative-k", "3", "--idle-timeout", "3"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["consumed"], stats["applied"], stats["dlq"]) == (302, 302, 0)
+    assert stats["published"] >= 3 * len({e.user_id for e in users}) // 2  # most users got their top 3 requested
+    index = FaissIndex.load(tmp_path / "idx" / "index")
+    assert sorted(index.ids().tolist()) == [900_001, 900_002]
+    shared = ProfileStore.open(store)
+    assert shared.n_events() == 300 and shared.dim is not None
+    shared.close()
+    source = KafkaEventSource(broker.bootstrap, [topics.creative_requests], "cli-workers-reader")
+    got = []
+    try:
+        for _ in range(40):
+            got.extend(source.poll(0.5, 500))
+            if len(got) >= stats["published"]:
+                break
+    finally:
+        source.close()
+    assert len({d.event.event_id for d in got}) == stats["published"]
