@@ -39,14 +39,27 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=10, help="neighbours per query, recall@k (default 10)")
     parser.add_argument("--recall-target", type=float, default=0.95, help="recall the IVF/HNSW knobs are tuned to (default 0.95)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--base", default=None, metavar="NPY",
+                        help="real embeddings (M, D) in a .npy file, tiled with noise to each size (default: clustered synthetic vectors)")
 
 
 def run_bench_from_args(args: argparse.Namespace) -> int:
     """Run the benchmark with parsed ``args``, print a Markdown table, write the JSON; exit code."""
+    import numpy as np
+
     from retrieval.index_bench import run_index_benchmark
 
+    base = None
+    if args.base is not None:
+        try:
+            base = np.load(args.base, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--base {args.base!r}: not a readable .npy array ({exc})") from None
+        if base.ndim != 2 or len(base) == 0 or not np.issubdtype(base.dtype, np.floating):
+            raise SystemExit(f"--base {args.base!r}: expected a non-empty float (M, D) array, got {base.dtype} {base.shape}")
     report = run_index_benchmark(sizes=(QUICK_SIZE,) if args.quick else args.sizes, dim=args.dim, kinds=args.kinds,
-                                 n_queries=args.queries, k=args.k, seed=args.seed, recall_target=args.recall_target)
+                                 n_queries=args.queries, k=args.k, seed=args.seed, recall_target=args.recall_target,
+                                 base=base)
     report.to_json(args.json)
     print(report.to_markdown())
     print(f"\nwrote {args.json}")

@@ -321,3 +321,11 @@ def test_cli_bench_writes_json(tmp_path, capsys):
     assert "| 2,000 | hnsw |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args(["--json", "x", "--kinds", "annoy"])
+    # Real embeddings from a .npy file set the width; a file of the wrong shape is refused.
+    np.save(tmp_path / "base.npy", np.random.default_rng(0).normal(size=(50, 12)).astype(np.float32))
+    args = parser.parse_args(["--json", str(tmp_path / "r.json"), "--sizes", "500", "--kinds", "flat",
+                              "--queries", "10", "--base", str(tmp_path / "base.npy")])
+    assert run_bench_from_args(args) == 0 and json.loads((tmp_path / "r.json").read_text())["dim"] == 12
+    np.save(tmp_path / "flat.npy", np.zeros(5, np.float32))
+    with pytest.raises(SystemExit, match="expected a non-empty float"):
+        run_bench_from_args(parser.parse_args(["--json", "x", "--base", str(tmp_path / "flat.npy")]))
