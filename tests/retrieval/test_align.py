@@ -12,7 +12,7 @@ import torch
 
 from retrieval.align.embedder import ItemEmbedder, load_item_embedder
 from retrieval.align.features import CACHE_STAGE, augment_text, extract_image_features, lift_features
-from retrieval.align.model import AlignConfig, AlignedModel, ResidualAdapter
+from retrieval.align.model import AlignConfig, AlignedModel, AttentionPool, ResidualAdapter
 from retrieval.align.train import PairData, model_image_inputs, train_aligned
 from retrieval.errors import ModelLoadError
 from retrieval.evaluate import paired_stats, score_model
@@ -182,13 +182,15 @@ def test_heads_form_an_ensemble_in_one_vector(tiny_crossclip, slice_data, image_
 
 
 def test_single_head_keeps_checkpoint_names(tmp_path):
-    model = AlignedModel(AlignConfig(embed_dim=16, adapter_hidden=8, fusion=False, heads=1, trainable_stages=0))
+    model = AlignedModel(AlignConfig(embed_dim=16, adapter_hidden=8, fusion=False, heads=1, trainable_stages=0,
+                                     image_pool="mean"))
     assert {"image_proj.weight", "text_proj.weight", "image_adapter.down.weight"} <= set(model.state_dict())
-    assert not any("extra" in n for n in model.state_dict())
-    model.save_pretrained(tmp_path / "m")  # a checkpoint from before `heads` existed loads with one head
+    assert not any("extra" in n or "pool" in n for n in model.state_dict())
+    # a checkpoint from before `heads` and `image_pool` existed loads with one head and mean pooling
+    model.save_pretrained(tmp_path / "m")
     config_file = tmp_path / "m" / "config.json"
     payload = json.loads(config_file.read_text())
-    del payload["config"]["heads"]
+    del payload["config"]["heads"], payload["config"]["image_pool"]
     config_file.write_text(json.dumps(payload))
     assert AlignedModel.from_pretrained(tmp_path / "m").digest() == model.digest()
 
@@ -199,3 +201,24 @@ def test_last_epoch_kept_unless_selecting_on_val(tiny_crossclip, slice_data, ima
     res = train_aligned(config, slice_data["train"], slice_data["test"], encoder=image_encoder, progress=False)
     accs = [h["val_i2t_acc@1"] for h in res.history]
     assert res.best_epoch == int(np.argmax(accs)) + 1
+
+
+def test_attention_pool_starts_as_mean_pooling_and_learns(slice_data, image_encoder, tmp_path):
+    tokens = torch.randn(3, 49, 40)
+    pooled = AttentionPool(40, 8, queries=2)(tokens)
+    assert pooled.shape == (3, 2, 40)
+    torch.testing.assert_close(pooled, tokens.mean(dim=1, keepdim=True).expand(-1, 2, -1))
+    with pytest.raises(ValueError, match="image_pool='max'"):
+        AlignConfig(image_pool="max")
+    config = AlignConfig(image_pool="attention", pool_key_dim=8, embed_dim=32, heads=2, adapter_hidden=16, fusion=False,
+                         epochs=3, batch_size=6, lr=3e-3, image_views=1, text_views=2)
+    model = train_aligned(config, slice_data["train"], None, encoder=image_encoder, progress=False).model
+    assert float(model.pool.query.detach().abs().sum()) > 0  # the heads' queries moved away from uniform weights
+    x = lift_features(slice_data["test"].images, image_encoder, config.split_stage).clean
+    with torch.inference_mode():
+        z = model.encode_image(x)
+    torch.testing.assert_close(z.norm(dim=-1), torch.ones(len(z)))
+    model.save_pretrained(tmp_path / "m")
+    reloaded = AlignedModel.from_pretrained(tmp_path / "m")
+    with torch.inference_mode():
+        torch.testing.assert_close(reloaded.encode_image(x), z)
