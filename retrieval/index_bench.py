@@ -76,6 +76,11 @@ class TiledVectors:
         base = np.asarray(base, dtype=np.float32)
         if base.ndim != 2 or len(base) == 0:
             raise ValueError(f"base must be a non-empty (M, D) array, got shape {base.shape}")
+        norms = np.linalg.norm(base, axis=1)
+        bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+        if len(bad):
+            raise ValueError(f"base rows {bad[:10].tolist()} ({len(bad)} in all) are zero or not finite: "
+                             "drop them (e.g. items without an image)")
         self.base, self.noise, self.dim = _normalise(base.copy()), noise, base.shape[1]
 
     def describe(self) -> str:

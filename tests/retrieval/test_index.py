@@ -326,6 +326,11 @@ def test_cli_bench_writes_json(tmp_path, capsys):
     args = parser.parse_args(["--json", str(tmp_path / "r.json"), "--sizes", "500", "--kinds", "flat",
                               "--queries", "10", "--base", str(tmp_path / "base.npy")])
     assert run_bench_from_args(args) == 0 and json.loads((tmp_path / "r.json").read_text())["dim"] == 12
+    zero_row = np.random.default_rng(1).normal(size=(4, 12)).astype(np.float32)
+    zero_row[2] = 0.0
+    np.save(tmp_path / "zero.npy", zero_row)
+    with pytest.raises(ValueError, match=r"base rows \[2\]"):
+        run_bench_from_args(parser.parse_args(["--json", "x", "--base", str(tmp_path / "zero.npy")]))
     np.save(tmp_path / "flat.npy", np.zeros(5, np.float32))
     with pytest.raises(SystemExit, match="expected a non-empty float"):
         run_bench_from_args(parser.parse_args(["--json", "x", "--base", str(tmp_path / "flat.npy")]))
