@@ -397,11 +397,12 @@ def _write(results: dict, out_dir: Path) -> EvalReport:
         ax.set_title(f"MovieLens 100K test, {title}")
         ax.legend()
     ax = axes[2]
-    for i, (key, label) in enumerate((("mm_gain_ndcg@10", "all items"), ("mm_gain_cold_ndcg@10", "cold items"))):
+    gain_keys = {"all items": "mm_gain_ndcg@10", "cold items": "mm_gain_cold_ndcg@10"}
+    for i, key in enumerate(gain_keys.values()):
         ax.scatter(np.full(sd["n"], i), sd[key], alpha=0.7)
         ax.hlines(np.mean(sd[key]), i - 0.25, i + 0.25, colors="k")
     ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set_xticks([0, 1], ["all items", "cold items"])
+    ax.set_xticks(range(len(gain_keys)), list(gain_keys))
     ax.set_xlim(-0.6, 1.6)
     ax.set_title("multimodal gain per seed\n(NDCG@10; bar: mean)")
     fig.tight_layout()

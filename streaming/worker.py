@@ -427,8 +427,6 @@ def consume_stream(
     worker that happens in the same consumer; with several, the index has a single writer: a
     consumer group of its own (``<group_id>-items``) in this process, next to the worker pool.
     """
-    if workers < 1:
-        raise ValueError(f"workers={workers!r}: at least 1 worker process is required")
     if workers == 1:
         handlers, close = worker_handlers(config)
         if index_dir is not None:
@@ -439,10 +437,11 @@ def consume_stream(
             return run_consumer(config, handlers)
         finally:
             close()
-    pool = WorkerPool(config, workers)
     if index_dir is None:
-        return pool.join()
+        return run_workers(config, workers)
     from recsys.profiles import ProfileStore
+
+    pool = WorkerPool(config, workers)  # started before the index consumer, which blocks this process
 
     store = ProfileStore(config.store_path)  # new items' vectors reach the workers through the shared file
     try:
