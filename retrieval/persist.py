@@ -99,8 +99,12 @@ def saved_kind(directory: str | os.PathLike) -> str | None:
     return _read_payload(directory)[1].get("kind")
 
 
-def load_config(cls: type[C], directory: str | os.PathLike, kind: str) -> C:
-    """Read ``config.json`` from ``directory`` into dataclass ``cls``; check it is of ``kind``."""
+def load_config(cls: type[C], directory: str | os.PathLike, kind: str, predated: dict[str, Any] | None = None) -> C:
+    """Read ``config.json`` from ``directory`` into dataclass ``cls``; check it is of ``kind``.
+
+    ``predated``: values for fields the file lacks because it was saved before they existed (the
+    values that reproduce the saved model), instead of the dataclass defaults.
+    """
     file, payload = _read_payload(directory)
     if payload.get("kind") != kind:
         raise ModelLoadError(f"{directory!s} holds a {payload.get('kind')!r}, not a {kind!r}")
@@ -111,4 +115,4 @@ def load_config(cls: type[C], directory: str | os.PathLike, kind: str) -> C:
         raise ModelLoadError(f"{file}: unknown config fields {unknown} for {cls.__name__}")
     # JSON has no tuples: restore them where the dataclass default is a tuple.
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    return cls(**values)
+    return cls(**{**(predated or {}), **values})

@@ -14,9 +14,7 @@ no fusion and no trainable stages: frozen features plus linear projections.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from torch.nn import functional as F
 
 from retrieval.encoders.mobilenet import FEATURE_DIM, MobileNetV2
 from retrieval.errors import ModelLoadError
-from retrieval.persist import CONFIG_NAME, atomic_directory, load_config, save_config
+from retrieval.persist import atomic_directory, load_config, save_config
 
 __all__ = ["AlignConfig", "ResidualAdapter", "AttentionPool", "CrossAttentionFusion", "AlignedModel", "MODEL_KIND"]
 
@@ -241,10 +239,7 @@ class AlignedModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> "AlignedModel":
-        config = load_config(AlignConfig, directory, MODEL_KIND)
-        saved = json.loads((Path(directory) / CONFIG_NAME).read_text("utf-8")).get("config", {})
-        # a field a checkpoint predates takes the value that reproduces the model it was saved as
-        config = dataclasses.replace(config, **{k: v for k, v in _PREDATED.items() if k not in saved})
+        config = load_config(AlignConfig, directory, MODEL_KIND, predated=_PREDATED)
         weights = Path(directory) / "model.safetensors"
         try:
             state = load_file(str(weights))
