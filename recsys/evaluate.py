@@ -359,12 +359,10 @@ def _progress(items: list, enabled: bool, desc: str):
 
 
 def _write(results: dict, out_dir: Path) -> EvalReport:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from retrieval.persist import atomic_write_text
+    from retrieval.plots import pyplot, save_figure
+
+    plt = pyplot()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path, png_path = out_dir / "metrics.json", out_dir / "metrics.md", out_dir / "metrics.png"
@@ -406,6 +404,5 @@ def _write(results: dict, out_dir: Path) -> EvalReport:
     ax.set_xlim(-0.6, 1.6)
     ax.set_title("multimodal gain per seed\n(NDCG@10; bar: mean)")
     fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png_path)
     return EvalReport(results, json_path, md_path, png_path)

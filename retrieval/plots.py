@@ -8,10 +8,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["plot_training_curves", "plot_retrieval_grid"]
+__all__ = ["plot_training_curves", "plot_retrieval_grid", "pyplot", "save_figure"]
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: plots are written to files, no display needed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,9 +21,18 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (parents created) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 def plot_training_curves(training: dict, path: str | os.PathLike) -> Path:
     """``training``: model name -> record with ``history`` (loss, val_i2t_acc@1 per epoch)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for name, rec in training.items():
         hist = rec["history"]
@@ -36,11 +46,7 @@ def plot_training_curves(training: dict, path: str | os.PathLike) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_retrieval_grid(queries: Sequence[str | os.PathLike], query_titles: Sequence[str],
@@ -49,7 +55,7 @@ def plot_retrieval_grid(queries: Sequence[str | os.PathLike], query_titles: Sequ
     """One row per query image: the query, then its top hits (green frame = correct)."""
     from PIL import Image
 
-    plt = _pyplot()
+    plt = pyplot()
     rows, cols = len(queries), 1 + max(len(r) for r in results)
     fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows), squeeze=False)
     for r in range(rows):
@@ -73,8 +79,4 @@ def plot_retrieval_grid(queries: Sequence[str | os.PathLike], query_titles: Sequ
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
