@@ -35,6 +35,8 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--out-dir", default="runs/retrieval_eval", help="folder for the Markdown table and plots")
     ev.add_argument("--quick", action="store_true", help="a slice, fewer epochs and 2 folds: a smoke run of a few minutes")
     ev.add_argument("--folds", type=int, default=5)
+    ev.add_argument("--seeds", type=int, default=1,
+                    help="seeded trainings of each model per grocery open-set fold, averaged per fold (default 1)")
     ev.add_argument("--text-encoder", default="minilm")
     ev.set_defaults(func=_eval)
 
@@ -70,7 +72,8 @@ def _eval(args) -> int:
     from retrieval.evaluate import EvalOptions
     from retrieval.pipeline import run_retrieval_eval
 
-    opts = EvalOptions(data_dir=args.data_dir, quick=args.quick, folds=args.folds, text_encoder=args.text_encoder)
+    opts = EvalOptions(data_dir=args.data_dir, quick=args.quick, folds=args.folds, seeds=args.seeds,
+                       text_encoder=args.text_encoder)
     report = run_retrieval_eval(args.dataset, opts, args.out_dir, args.json)
     print(report.to_markdown() if args.dataset != "ml100k" else json.dumps(report.data, indent=2)[:4000])
     print(f"wrote {args.json or args.out_dir + '/retrieval_eval.json'} and plots under {args.out_dir}")

@@ -48,13 +48,18 @@ class EvalOptions:
     folds: int = 5
     cache_dir: str | None = None     # default: $CROSSREC_HOME/cache/features
     text_encoder: str = "minilm"
-    seed: int = 0
+    seed: int = 0                    # folds, augmentation and the first training seed
+    # independently seeded trainings per open-set fold, averaged per fold: one seed's fold figures
+    # move by up to 7 points from seed to seed, more than the effect measured
+    seeds: int = 1
     progress: bool = True
     test_time_flip: bool = True      # query photo = mean of it and its mirror image, for every model
     crossclip: dict = field(default_factory=dict)   # AlignConfig overrides
     baseline: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"seeds={self.seeds!r}: at least 1 training per open-set fold is required")
         if self.cache_dir is None:
             object.__setattr__(self, "cache_dir", str(default_cache_dir()))
 
@@ -127,6 +132,12 @@ def paired_stats(a: list[float], b: list[float]) -> dict:
     return {"p_value": p, "cohens_d": float(diff.mean() / sd) if sd > 0 else None, "mean_diff": float(diff.mean())}
 
 
+def _mean_metrics(runs: list[dict]) -> dict:
+    """Metric dicts of seeded runs on one fold (``{task: {metric: value}}``) -> their mean."""
+    return {task: {m: v if m == "n" else float(np.mean([r[task][m] for r in runs])) for m, v in runs[0][task].items()}
+            for task in runs[0]}
+
+
 def _fold_summary(per_fold: list[dict]) -> dict:
     """Mean of every metric over folds, with ``<metric>_std`` beside it (sample std)."""
     out = {}
@@ -191,7 +202,9 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
             res.model.save_pretrained(model_out)
 
     folds = 2 if opts.quick else opts.folds
+    seeds = [opts.seed + i for i in range(opts.seeds)]
     per_fold: dict[str, list[dict]] = {m: [] for m in configs}
+    per_seed: dict[str, list[list[float]]] = {m: [[] for _ in seeds] for m in configs}
     for k, held in enumerate(_fold_ids(len(g.products), folds, opts.seed)):
         held_ids = set(product_labels[held].tolist())
         keep = {s: np.array([l not in held_ids for l in labels[s]]) for s in labels}
@@ -199,17 +212,24 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
             at = {s: lifted[s][cfg.split_stage] for s in lifted}
             train = PairData(at["train"].subset(np.flatnonzero(keep["train"])), labels["train"][keep["train"]], texts)
             val = PairData(at["val"].subset(np.flatnonzero(keep["val"])), labels["val"][keep["val"]], texts)
-            res = train_aligned(cfg, train, val, encoder=encoder, progress=opts.progress)
             test_idx = np.flatnonzero(~keep["test"])
-            held_texts = TextFeatures(texts.clean[held], None)
-            per_fold[name].append(score_model(res.model, encoder, at["test"].subset(test_idx), labels["test"][test_idx],
-                                              held_texts, product_labels[held], at["iconic"].subset(held),
-                                              test_time_flip=opts.test_time_flip))
+            runs = []
+            for i, seed in enumerate(seeds):
+                res = train_aligned(dataclasses.replace(cfg, seed=seed), train, val, encoder=encoder, progress=opts.progress)
+                runs.append(score_model(res.model, encoder, at["test"].subset(test_idx), labels["test"][test_idx],
+                                        TextFeatures(texts.clean[held], None), product_labels[held],
+                                        at["iconic"].subset(held), test_time_flip=opts.test_time_flip))
+                per_seed[name][i].append(runs[-1]["i2t"]["acc@1"])
+            per_fold[name].append(_mean_metrics(runs))
     open_set = {name: _fold_summary(per_fold[name]) for name in configs}
     open_set.update(paired_stats([f["i2t"]["acc@1"] for f in per_fold["baseline"]],
                                  [f["i2t"]["acc@1"] for f in per_fold["crossclip"]]))
     open_set["folds"] = folds
     open_set["per_fold_i2t_acc@1"] = {n: [f["i2t"]["acc@1"] for f in per_fold[n]] for n in configs}
+    means = {n: [float(np.mean(v)) for v in per_seed[n]] for n in configs}
+    open_set["seeds"] = {"n": len(seeds), "training_seeds": seeds, "per_seed_per_fold_i2t_acc@1": per_seed,
+                         "per_seed_i2t_acc@1": means,
+                         "i2t_acc@1_seed_std": {n: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for n, v in means.items()}}
     report["open_set"] = open_set
     return EvalReport(report), models
 
@@ -289,6 +309,10 @@ def markdown_table(report: dict) -> str:
             rows.append(f"| open set ({open_set['folds']} folds) {label} acc@1 | {_fmt(open_set['baseline'], task, 'acc@1', True)} | {_fmt(open_set['crossclip'], task, 'acc@1', True)} |")
         p, d = open_set.get("p_value"), open_set.get("cohens_d")
         rows.append(f"| open set i2t paired t-test p / Cohen's d | | {p if p is None else f'{p:.2g}'} / {d if d is None else f'{d:.2f}'} |")
+        seeds = open_set.get("seeds")
+        if seeds and seeds["n"] > 1:
+            per_seed = {n: ", ".join(f"{100 * v:.1f}%" for v in seeds["per_seed_i2t_acc@1"][n]) for n in MODELS}
+            rows.append(f"| open set image→text acc@1 of each of {seeds['n']} training seeds | {per_seed['baseline']} | {per_seed['crossclip']} |")
     ml = report.get("ml100k")
     if ml:
         for task, label in (("i2t", "poster→overview"), ("t2i", "overview→poster")):

@@ -15,7 +15,7 @@ from retrieval.align.features import CACHE_STAGE, augment_text, extract_image_fe
 from retrieval.align.model import AlignConfig, AlignedModel, AttentionPool, ResidualAdapter
 from retrieval.align.train import PairData, model_image_inputs, train_aligned
 from retrieval.errors import ModelLoadError
-from retrieval.evaluate import paired_stats, score_model
+from retrieval.evaluate import EvalOptions, _mean_metrics, markdown_table, paired_stats, score_model
 from retrieval.metrics import retrieval_metrics
 
 
@@ -130,6 +130,17 @@ def test_retrieval_metrics_ranks():
 def test_paired_stats_direction():
     stats = paired_stats([0.30, 0.35, 0.40, 0.32, 0.38], [0.45, 0.47, 0.55, 0.44, 0.50])
     assert stats["p_value"] < 0.01 and stats["cohens_d"] > 1 and stats["mean_diff"] > 0
+
+
+def test_open_set_seeds_are_averaged_per_fold_and_reported(tmp_path):
+    with pytest.raises(ValueError, match="seeds=0"):
+        EvalOptions(seeds=0, cache_dir=str(tmp_path))
+    runs = [{"i2t": {"acc@1": 0.4, "mrr": 0.5, "n": 7}}, {"i2t": {"acc@1": 0.6, "mrr": 0.7, "n": 7}}]
+    assert _mean_metrics(runs) == {"i2t": {"acc@1": pytest.approx(0.5), "mrr": pytest.approx(0.6), "n": 7}}
+    block = {t: {"acc@1": 0.5, "acc@1_std": 0.1} for t in ("i2t", "t2i", "i2i")}
+    report = {"open_set": {"folds": 5, "baseline": block, "crossclip": block, "p_value": 0.01, "cohens_d": 2.0,
+                           "seeds": {"n": 2, "per_seed_i2t_acc@1": {"baseline": [0.38, 0.39], "crossclip": [0.47, 0.45]}}}}
+    assert "| open set image→text acc@1 of each of 2 training seeds | 38.0%, 39.0% | 47.0%, 45.0% |" in markdown_table(report)
 
 
 def test_mirrored_view_is_cached_apart_and_follows_subsets(grocery, image_encoder, tmp_path):
