@@ -49,7 +49,7 @@ class EvalOptions:
     cache_dir: str | None = None     # default: $CROSSREC_HOME/cache/features
     text_encoder: str = "minilm"
     seed: int = 0                    # folds, augmentation and the first training seed
-    # independently seeded trainings per open-set fold, averaged per fold: one seed's fold figures
+    # independently seeded trainings per grocery open-set fold, averaged per fold: one seed's fold figures
     # move by up to 7 points from seed to seed, more than the effect measured
     seeds: int = 1
     progress: bool = True
