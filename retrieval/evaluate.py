@@ -132,21 +132,16 @@ def paired_stats(a: list[float], b: list[float]) -> dict:
     return {"p_value": p, "cohens_d": float(diff.mean() / sd) if sd > 0 else None, "mean_diff": float(diff.mean())}
 
 
-def _mean_metrics(runs: list[dict]) -> dict:
-    """Metric dicts of seeded runs on one fold (``{task: {metric: value}}``) -> their mean."""
-    return {task: {m: v if m == "n" else float(np.mean([r[task][m] for r in runs])) for m, v in runs[0][task].items()}
-            for task in runs[0]}
-
-
-def _fold_summary(per_fold: list[dict]) -> dict:
-    """Mean of every metric over folds, with ``<metric>_std`` beside it (sample std)."""
+def _fold_summary(per_fold: list[dict], spread: bool = True) -> dict:
+    """Mean of every metric of ``{task: {metric: value}}`` dicts (folds, or seeded runs on one fold),
+    with ``<metric>_std`` beside it (sample std) when ``spread``."""
     out = {}
     for task in per_fold[0]:
         out[task] = {}
         for metric in per_fold[0][task]:
             values = np.array([f[task][metric] for f in per_fold], float)
             out[task][metric] = float(values.mean())
-            if metric != "n":
+            if spread and metric != "n":
                 out[task][f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     return out
 
@@ -203,29 +198,30 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
 
     folds = 2 if opts.quick else opts.folds
     seeds = [opts.seed + i for i in range(opts.seeds)]
-    per_fold: dict[str, list[dict]] = {m: [] for m in configs}
-    per_seed: dict[str, list[list[float]]] = {m: [[] for _ in seeds] for m in configs}
+    runs: dict[str, list[list[dict]]] = {m: [] for m in configs}  # model -> fold -> one metric dict per seed
     for k, held in enumerate(_fold_ids(len(g.products), folds, opts.seed)):
         held_ids = set(product_labels[held].tolist())
         keep = {s: np.array([l not in held_ids for l in labels[s]]) for s in labels}
+        test_idx = np.flatnonzero(~keep["test"])
+        held_texts = TextFeatures(texts.clean[held], None)
         for name, cfg in configs.items():
             at = {s: lifted[s][cfg.split_stage] for s in lifted}
             train = PairData(at["train"].subset(np.flatnonzero(keep["train"])), labels["train"][keep["train"]], texts)
             val = PairData(at["val"].subset(np.flatnonzero(keep["val"])), labels["val"][keep["val"]], texts)
-            test_idx = np.flatnonzero(~keep["test"])
-            runs = []
-            for i, seed in enumerate(seeds):
-                res = train_aligned(dataclasses.replace(cfg, seed=seed), train, val, encoder=encoder, progress=opts.progress)
-                runs.append(score_model(res.model, encoder, at["test"].subset(test_idx), labels["test"][test_idx],
-                                        TextFeatures(texts.clean[held], None), product_labels[held],
-                                        at["iconic"].subset(held), test_time_flip=opts.test_time_flip))
-                per_seed[name][i].append(runs[-1]["i2t"]["acc@1"])
-            per_fold[name].append(_mean_metrics(runs))
+            queries, catalogue = at["test"].subset(test_idx), at["iconic"].subset(held)
+            runs[name].append([
+                score_model(train_aligned(dataclasses.replace(cfg, seed=seed), train, val, encoder=encoder,
+                                          progress=opts.progress).model,
+                            encoder, queries, labels["test"][test_idx], held_texts, product_labels[held], catalogue,
+                            test_time_flip=opts.test_time_flip)
+                for seed in seeds])
+    per_fold = {n: [_fold_summary(fold, spread=False) for fold in runs[n]] for n in configs}
     open_set = {name: _fold_summary(per_fold[name]) for name in configs}
     open_set.update(paired_stats([f["i2t"]["acc@1"] for f in per_fold["baseline"]],
                                  [f["i2t"]["acc@1"] for f in per_fold["crossclip"]]))
     open_set["folds"] = folds
     open_set["per_fold_i2t_acc@1"] = {n: [f["i2t"]["acc@1"] for f in per_fold[n]] for n in configs}
+    per_seed = {n: [[fold[i]["i2t"]["acc@1"] for fold in runs[n]] for i in range(len(seeds))] for n in configs}
     means = {n: [float(np.mean(v)) for v in per_seed[n]] for n in configs}
     open_set["seeds"] = {"n": len(seeds), "training_seeds": seeds, "per_seed_per_fold_i2t_acc@1": per_seed,
                          "per_seed_i2t_acc@1": means,

@@ -15,7 +15,7 @@ from retrieval.align.features import CACHE_STAGE, augment_text, extract_image_fe
 from retrieval.align.model import AlignConfig, AlignedModel, AttentionPool, ResidualAdapter
 from retrieval.align.train import PairData, model_image_inputs, train_aligned
 from retrieval.errors import ModelLoadError
-from retrieval.evaluate import EvalOptions, _mean_metrics, markdown_table, paired_stats, score_model
+from retrieval.evaluate import EvalOptions, _fold_summary, markdown_table, paired_stats, score_model
 from retrieval.metrics import retrieval_metrics
 
 
@@ -136,7 +136,7 @@ def test_open_set_seeds_are_averaged_per_fold_and_reported(tmp_path):
     with pytest.raises(ValueError, match="seeds=0"):
         EvalOptions(seeds=0, cache_dir=str(tmp_path))
     runs = [{"i2t": {"acc@1": 0.4, "mrr": 0.5, "n": 7}}, {"i2t": {"acc@1": 0.6, "mrr": 0.7, "n": 7}}]
-    assert _mean_metrics(runs) == {"i2t": {"acc@1": pytest.approx(0.5), "mrr": pytest.approx(0.6), "n": 7}}
+    assert _fold_summary(runs, spread=False) == {"i2t": {"acc@1": pytest.approx(0.5), "mrr": pytest.approx(0.6), "n": 7}}
     block = {t: {"acc@1": 0.5, "acc@1_std": 0.1} for t in ("i2t", "t2i", "i2i")}
     report = {"open_set": {"folds": 5, "baseline": block, "crossclip": block, "p_value": 0.01, "cohens_d": 2.0,
                            "seeds": {"n": 2, "per_seed_i2t_acc@1": {"baseline": [0.38, 0.39], "crossclip": [0.47, 0.45]}}}}
