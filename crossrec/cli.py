@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from retrieval.errors import CrossrecError
+    from crossrec_core.errors import CrossrecError
 
     try:
         return int(args.func(args) or 0)

@@ -294,7 +294,7 @@ def _reset_stream_outputs(out: Path) -> None:
 def _replay(bootstrap: str, topics, store, options: DemoOptions, echo) -> tuple[StreamFigures, list]:
     """Publish the first ``options.n_events`` ratings (and one malformed message, to show the
     dead-letter topic) while one consumer applies them to ``store``."""
-    from retrieval.errors import CrossrecError
+    from crossrec_core.errors import CrossrecError
     from streaming import ConsumerConfig, EventProducer, ProfileHandler, movielens_events, publish, run_consumer
 
     events = movielens_events(options.data_dir, options.n_events)
@@ -378,7 +378,7 @@ def _click_and_upsert(broker, topics, store, engine, catalogue, user: int, last_
                       stop: threading.Event, echo) -> tuple[RecommendationChange, NewItemSearch]:
     """Recommend, publish a click on the top item and a new catalogue item, consume both, recommend
     and search again."""
-    from retrieval.errors import CrossrecError
+    from crossrec_core.errors import CrossrecError
     from streaming import ConsumerConfig, EventProducer, ItemEvent, ItemIndexHandler, ProfileHandler, UserEvent, run_consumer
 
     profile = store.get(user)
@@ -485,7 +485,7 @@ def run_demo(options: DemoOptions = DemoOptions(), echo: Callable[[str], None] =
     ``<out_dir>/summary.json`` and returns the figures."""
     from crossrec_datasets import resolve_data_dir
     from retrieval.align.embedder import default_model_dir
-    from retrieval.persist import atomic_write_text
+    from crossrec_core.persist import atomic_write_text
 
     data_root = resolve_data_dir(options.data_dir)  # fails early, naming the options, when there is no data
     out = Path(options.out_dir)

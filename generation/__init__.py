@@ -1,4 +1,6 @@
-"""Personalised creative generation (posters, ad copy, trailers). Not built yet: no issue has
-asked for it so far; streaming already publishes the creative requests it will consume."""
+"""Personalised creative generation: ad copy, posters and trailers for a (user, item) pair,
+scored, gated, labelled as AI-generated and traceable."""
 
-__all__: list[str] = []
+from generation.types import LANGUAGES, NEUTRAL_TONE, ControlSignals, CreativeItem
+
+__all__ = ["ControlSignals", "CreativeItem", "LANGUAGES", "NEUTRAL_TONE"]

@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 
 from recsys.data import Catalogue, check_log
-from retrieval.errors import ModelLoadError
-from retrieval.persist import atomic_write_text, save_config
+from crossrec_core.errors import ModelLoadError
+from crossrec_core.persist import atomic_write_text, save_config
 from recsys.profiles import ProfileStore, UserProfile, interactions_from_ratings
 
 __all__ = ["Recommendations", "Filters", "Recommender", "MAX_K", "POPULARITY", "ScoredItems"]

@@ -18,8 +18,8 @@ import scipy.sparse as sp
 from recsys.base import Recommender
 from recsys.data import Catalogue, user_item_matrix
 from recsys.profiles import ProfileStore, UserProfile
-from retrieval.errors import ModelLoadError
-from retrieval.persist import atomic_directory, load_config, saved_kind
+from crossrec_core.errors import ModelLoadError
+from crossrec_core.persist import atomic_directory, load_config, saved_kind
 
 __all__ = [
     "ALSConfig",

@@ -12,7 +12,8 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from retrieval.errors import CrossrecError, EmbeddingDimensionError
+from crossrec_core.errors import CrossrecError, EmbeddingDimensionError
+from crossrec_core.paths import cache_dir as default_cache_dir
 
 __all__ = [
     "Catalogue",
@@ -176,9 +177,10 @@ def load_item_features(
     texts: list[str],
     images: list[Any],
     embedder: Any = None,
-    cache_dir: str | os.PathLike = ".cache/recsys",
+    cache_dir: str | os.PathLike | None = None,
 ) -> ItemFeatures:
-    """Embed items with the aligned ``retrieval`` item embedder, cached by its fingerprint.
+    """Embed items with the aligned ``retrieval`` item embedder, cached by its fingerprint under
+    ``cache_dir`` (default ``$CROSSREC_HOME/cache/recsys``).
 
     ``embedder=None`` loads ``retrieval.load_item_embedder()`` (the default aligned model). Any
     object with ``embed(texts, images)`` returning image/text/fused/image_ok and a ``fingerprint``
@@ -190,7 +192,7 @@ def load_item_features(
         from retrieval.align.embedder import load_item_embedder
 
         embedder = load_item_embedder()
-    cache = _cache_file(Path(cache_dir), embedder.fingerprint, list(texts), list(images))
+    cache = _cache_file(Path(cache_dir) if cache_dir else default_cache_dir("recsys"), embedder.fingerprint, list(texts), list(images))
     if cache.is_file():
         z = np.load(cache)
         return ItemFeatures(np.asarray(item_ids, np.int64), z["image"], z["text"], z["fused"], z["image_ok"],

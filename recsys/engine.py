@@ -36,8 +36,8 @@ from recsys.ranker import (
     torch_threads,
     train_ranker,
 )
-from retrieval.errors import EmbeddingDimensionError, ModelLoadError
-from retrieval.persist import atomic_directory, load_config
+from crossrec_core.errors import EmbeddingDimensionError, ModelLoadError
+from crossrec_core.persist import atomic_directory, load_config
 
 __all__ = ["EngineConfig", "RankingEngine"]
 

@@ -109,9 +109,9 @@ def load_ml100k(data_dir: str | None = None, *, embedder: Any = None, embedder_d
 def default_engine_dir() -> Path:
     """``$CROSSREC_HOME/models/ranker-ml100k``, beside the aligned models: where ``crossrec rank
     train`` and the demo save the engine and ``crossrec recommend`` reads it."""
-    from retrieval.align.embedder import crossrec_home
+    from crossrec_core.paths import models_dir
 
-    return crossrec_home() / "models" / "ranker-ml100k"
+    return models_dir() / "ranker-ml100k"
 
 
 def train_ml100k(out_dir: str | os.PathLike, config: EngineConfig = EngineConfig(), data_dir: str | None = None,
@@ -359,8 +359,8 @@ def _progress(items: list, enabled: bool, desc: str):
 
 
 def _write(results: dict, out_dir: Path) -> EvalReport:
-    from retrieval.persist import atomic_write_text
-    from retrieval.plots import pyplot, save_figure
+    from crossrec_core.persist import atomic_write_text
+    from crossrec_core.plots import pyplot, save_figure
 
     plt = pyplot()
 

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from retrieval.errors import EmbeddingDimensionError
+from crossrec_core.errors import EmbeddingDimensionError
 
 __all__ = [
     "INTERACTION_KINDS",

@@ -13,7 +13,7 @@ _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 _EXPORTS = {
-    "retrieval.errors": ("CrossrecError", "EmbeddingDimensionError", "ImageDecodeError", "IncompatibleIndexError",
+    "crossrec_core.errors": ("CrossrecError", "EmbeddingDimensionError", "ImageDecodeError", "IncompatibleIndexError",
                          "ModelLoadError", "UnknownIdError"),
     "retrieval.encoders": ("Encoder", "load_encoder"),
     "retrieval.align.model": ("AlignConfig", "AlignedModel"),

@@ -31,7 +31,7 @@ from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.align.train import PairData, TrainResult, embed_cached, model_image_inputs, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
 from retrieval.metrics import retrieval_metrics
-from retrieval.persist import atomic_write_text
+from crossrec_core.persist import atomic_write_text
 
 __all__ = [
     "EvalOptions", "EvalReport", "score_model", "evaluate_grocery", "evaluate_ml100k",

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, UnidentifiedImageError
 
-from retrieval.errors import ImageDecodeError
+from crossrec_core.errors import ImageDecodeError
 
 __all__ = ["ImageInput", "load_image", "preprocess", "augment", "IMAGE_SIZE"]
 

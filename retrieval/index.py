@@ -46,8 +46,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from retrieval.errors import EmbeddingDimensionError, IncompatibleIndexError, ModelLoadError, UnknownIdError
-from retrieval.persist import atomic_directory, atomic_write_text, load_config, save_config
+from crossrec_core.errors import EmbeddingDimensionError, IncompatibleIndexError, ModelLoadError, UnknownIdError
+from crossrec_core.persist import atomic_directory, atomic_write_text, load_config, save_config
 
 __all__ = [
     "INDEX_TYPES",

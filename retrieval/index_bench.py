@@ -33,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from retrieval.index import INDEX_TYPES, FaissIndex, create_index, recall_at_k
-from retrieval.persist import atomic_write_text
+from crossrec_core.persist import atomic_write_text
 
 __all__ = ["BenchRow", "BenchReport", "ClusteredVectors", "TiledVectors", "run_index_benchmark"]
 

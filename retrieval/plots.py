@@ -8,26 +8,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["plot_training_curves", "plot_retrieval_grid", "pyplot", "save_figure"]
+from crossrec_core.plots import pyplot, save_figure
 
-
-def pyplot():
-    """matplotlib's pyplot on the Agg backend: plots are written to files, no display needed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Write ``fig`` to ``path`` (parents created) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)
-    return path
+__all__ = ["plot_training_curves", "plot_retrieval_grid"]
 
 
 def plot_training_curves(training: dict, path: str | os.PathLike) -> Path:

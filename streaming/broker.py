@@ -32,8 +32,9 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from retrieval.errors import CrossrecError
-from retrieval.persist import atomic_write_text
+from crossrec_core.errors import CrossrecError
+from crossrec_core.paths import BROKER_DIR_ENV, default_broker_dir
+from crossrec_core.persist import atomic_write_text
 
 __all__ = [
     "BROKER_DIR_ENV",
@@ -48,7 +49,6 @@ __all__ = [
     "find_weed",
 ]
 
-BROKER_DIR_ENV = "CROSSREC_BROKER_DIR"
 BOOTSTRAP_ENV = "CROSSREC_BOOTSTRAP"
 STATE_NAME = "broker.json"
 STORAGES = ("s3", "memory")
@@ -59,11 +59,6 @@ _S3_KEY, _S3_SECRET, _S3_BUCKET = "crossrec", "crossrec-local-secret", "tansu"
 
 class BrokerError(CrossrecError):
     """The embedded broker could not be started, reached or stopped."""
-
-
-def default_broker_dir() -> Path:
-    """``$CROSSREC_BROKER_DIR`` or ``./runs/broker`` (``runs/`` is git-ignored)."""
-    return Path(os.environ.get(BROKER_DIR_ENV) or Path.cwd() / "runs" / "broker")
 
 
 def find_tansu() -> Path:

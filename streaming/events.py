@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from retrieval.errors import CrossrecError
+from crossrec_core.errors import CrossrecError
 
 __all__ = [
     "SCHEMA_VERSION",

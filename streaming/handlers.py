@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Collection, Protocol, Sequence
 
 import numpy as np
 
-from retrieval.persist import atomic_write_text
+from crossrec_core.persist import atomic_write_text
 from streaming.events import CreativeRequest, Event, ItemEvent, Topics, UserEvent
 
 __all__ = [

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from retrieval.errors import CrossrecError
+from crossrec_core.errors import CrossrecError
 from streaming.events import DeadLetter, Event, Topics
 from streaming.handlers import Handler, ProfileHandler
 from streaming.producer import EventProducer, ensure_topics

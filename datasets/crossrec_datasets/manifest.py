@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from crossrec_datasets.paths import DatasetNotFoundError
+from crossrec_core.errors import DatasetNotFoundError
 
 __all__ = ["Manifest", "load_manifest"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from crossrec_datasets.manifest import load_manifest
-from crossrec_datasets.paths import resolve_data_dir
+from crossrec_core.paths import resolve_data_dir
 
 __all__ = ["GENRES", "MovieLens", "load_movielens"]
 

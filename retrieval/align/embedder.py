@@ -15,32 +15,24 @@ from retrieval.align.features import frozen_stages
 from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.encoders import Encoder, MobileNetV2Encoder, load_encoder, load_images
 from retrieval.encoders.text import check_texts
-from retrieval.errors import ImageDecodeError
+from crossrec_core.errors import ImageDecodeError
+from crossrec_core.paths import cache_dir, models_dir
 from retrieval.images import ImageInput
 
 __all__ = [
-    "ItemEmbeddings", "ItemEmbedder", "load_item_embedder", "default_model_dir", "default_cache_dir", "crossrec_home",
-    "CROSSREC_HOME_ENV",
+    "ItemEmbeddings", "ItemEmbedder", "load_item_embedder", "default_model_dir", "default_cache_dir",
 ]
-
-CROSSREC_HOME_ENV = "CROSSREC_HOME"
-
-
-def crossrec_home() -> Path:
-    """``$CROSSREC_HOME``, by default ``~/.cache/crossrec``: trained models and feature caches."""
-    return Path(os.environ.get(CROSSREC_HOME_ENV, Path.home() / ".cache" / "crossrec")).expanduser()
-
 
 def default_model_dir(dataset: str = "ml100k") -> Path:
     """``$CROSSREC_HOME/models/crossclip-<dataset>``: where ``crossrec retrieval train`` saves
     and everything else looks first."""
-    return crossrec_home() / "models" / f"crossclip-{dataset}"
+    return models_dir() / f"crossclip-{dataset}"
 
 
 def default_cache_dir() -> Path:
     """``$CROSSREC_HOME/cache/features``: cached frozen-encoder features, shared by every run
     whatever its working directory."""
-    return crossrec_home() / "cache" / "features"
+    return cache_dir("features")
 
 
 @dataclass(frozen=True)

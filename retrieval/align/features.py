@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from retrieval.encoders import Encoder, MobileNetV2Encoder, load_encoder
 from retrieval.encoders.text import text_digest
-from retrieval.errors import ImageDecodeError
+from crossrec_core.errors import ImageDecodeError
 from retrieval.images import ImageInput, augment, load_image, preprocess
 
 __all__ = [

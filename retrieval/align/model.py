@@ -26,8 +26,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from retrieval.encoders.mobilenet import FEATURE_DIM, MobileNetV2
-from retrieval.errors import ModelLoadError
-from retrieval.persist import atomic_directory, load_config, save_config
+from crossrec_core.errors import ModelLoadError
+from crossrec_core.persist import atomic_directory, load_config, save_config
 
 __all__ = ["AlignConfig", "ResidualAdapter", "AttentionPool", "CrossAttentionFusion", "AlignedModel", "MODEL_KIND"]
 

@@ -13,7 +13,7 @@ import torch
 
 from retrieval.encoders.base import Encoder
 from retrieval.encoders.text import check_texts
-from retrieval.errors import ModelLoadError
+from crossrec_core.errors import ModelLoadError
 from retrieval.images import load_image
 
 __all__ = ["HFDualEncoder", "is_hf_dual_encoder"]

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from retrieval.encoders.base import Encoder
 from retrieval.encoders.mobilenet import FEATURE_DIM, MobileNetV2, mobilenet_v2_imagenet
-from retrieval.errors import ImageDecodeError
+from crossrec_core.errors import ImageDecodeError
 from retrieval.images import ImageInput, load_image, preprocess
 
 __all__ = ["MobileNetV2Encoder", "LoadedImages", "load_images"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from retrieval.errors import ModelLoadError
+from crossrec_core.errors import ModelLoadError
 
 __all__ = ["MobileNetV2", "mobilenet_v2_imagenet", "default_weights_path", "FEATURE_DIM"]
 

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from retrieval.encoders.base import Encoder
-from retrieval.errors import ModelLoadError
+from crossrec_core.errors import ModelLoadError
 
 __all__ = ["SentenceTransformerEncoder", "E5Encoder", "minilm_path", "check_texts"]
 

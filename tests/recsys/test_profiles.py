@@ -16,7 +16,7 @@ from recsys import (
     event_weights,
     interactions_from_ratings,
 )
-from retrieval.errors import EmbeddingDimensionError
+from crossrec_core.errors import EmbeddingDimensionError
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ from recsys.candidates import ALSConfig, ALSRecommender, BPRConfig, BPRRecommend
 from recsys.data import users_from_movielens
 from recsys.engine import EngineConfig, RankingEngine
 from recsys.profiles import Interaction, ProfileStore
-from retrieval.errors import ModelLoadError
+from crossrec_core.errors import ModelLoadError
 
 
 class RecommenderContract:
@@ -204,7 +204,7 @@ def test_engine_config_is_validated():
 
 
 def test_load_recommender_refuses_other_models(tmp_path):
-    from retrieval.persist import save_config
+    from crossrec_core.persist import save_config
 
     (tmp_path / "other").mkdir()
     save_config(EngineConfig(), tmp_path / "other", "retrieval.something")
@@ -214,7 +214,7 @@ def test_load_recommender_refuses_other_models(tmp_path):
 
 def test_empty_catalogue_is_refused():
     from recsys import Catalogue
-    from retrieval.errors import CrossrecError
+    from crossrec_core.errors import CrossrecError
 
     with pytest.raises(CrossrecError, match="catalogue is empty"):
         Catalogue(np.zeros(0, np.int64), np.zeros((0, 2), bool), ("a", "b"), ())

@@ -14,7 +14,7 @@ from retrieval.align.embedder import ItemEmbedder, load_item_embedder
 from retrieval.align.features import CACHE_STAGE, augment_text, extract_image_features, lift_features
 from retrieval.align.model import AlignConfig, AlignedModel, AttentionPool, ResidualAdapter
 from retrieval.align.train import PairData, model_image_inputs, train_aligned
-from retrieval.errors import ModelLoadError
+from crossrec_core.errors import ModelLoadError
 from retrieval.evaluate import EvalOptions, _fold_summary, markdown_table, paired_stats, score_model
 from retrieval.metrics import retrieval_metrics
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from retrieval.encoders import E5Encoder, MobileNetV2Encoder, SentenceTransformerEncoder, load_encoder
-from retrieval.errors import ImageDecodeError, ModelLoadError
+from crossrec_core.errors import ImageDecodeError, ModelLoadError
 
 
 class EncoderContract:

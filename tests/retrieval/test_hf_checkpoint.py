@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from retrieval.encoders import load_encoder
-from retrieval.errors import ModelLoadError
+from crossrec_core.errors import ModelLoadError
 from retrieval.encoders.hf import HFDualEncoder
 
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from retrieval.errors import EmbeddingDimensionError, IncompatibleIndexError, ModelLoadError, UnknownIdError
+from crossrec_core.errors import EmbeddingDimensionError, IncompatibleIndexError, ModelLoadError, UnknownIdError
 from retrieval.index import FaissIndex, IndexConfig, SearchResult, choose_index_type, create_index, recall_at_k
 from retrieval.index_bench import ClusteredVectors, run_index_benchmark
 

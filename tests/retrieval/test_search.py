@@ -6,7 +6,7 @@ import pytest
 
 from retrieval.align.embedder import ItemEmbedder
 from retrieval.align.model import AlignConfig, AlignedModel
-from retrieval.errors import ImageDecodeError, IncompatibleIndexError, UnknownIdError
+from crossrec_core.errors import ImageDecodeError, IncompatibleIndexError, UnknownIdError
 from retrieval.search import CatalogueSearch
 
 

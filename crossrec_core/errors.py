@@ -13,6 +13,7 @@ __all__ = [
     "UnknownIdError",
     "EmbeddingDimensionError",
     "ImageDecodeError",
+    "DatasetNotFoundError",
 ]
 
 
@@ -41,3 +42,7 @@ class EmbeddingDimensionError(CrossrecError, ValueError):
 
 class ImageDecodeError(CrossrecError, ValueError):
     """An image file is missing, truncated or not an image."""
+
+
+class DatasetNotFoundError(CrossrecError, FileNotFoundError):
+    """A data set is missing or not laid out as its manifest says."""

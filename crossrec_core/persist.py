@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, TypeVar
 
-from retrieval.errors import ModelLoadError
+from crossrec_core.errors import ModelLoadError
 
 __all__ = [
     "atomic_write_bytes",
