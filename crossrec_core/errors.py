@@ -14,6 +14,7 @@ __all__ = [
     "EmbeddingDimensionError",
     "ImageDecodeError",
     "DatasetNotFoundError",
+    "DataFormatError",
 ]
 
 
@@ -46,3 +47,12 @@ class ImageDecodeError(CrossrecError, ValueError):
 
 class DatasetNotFoundError(CrossrecError, FileNotFoundError):
     """A data set is missing or not laid out as its manifest says."""
+
+
+class DataFormatError(CrossrecError, ValueError):
+    """A data file is unreadable or does not follow the user-data schema (the message names the
+    file, the column or row, and what is expected)."""
+
+
+class InvalidQueryError(CrossrecError, ValueError):
+    """A search query or its filters cannot be answered as given (empty, too long, unknown field)."""
