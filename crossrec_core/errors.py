@@ -15,6 +15,7 @@ __all__ = [
     "ImageDecodeError",
     "DatasetNotFoundError",
     "DataFormatError",
+    "InvalidQueryError",
 ]
 
 
