@@ -1,0 +1,337 @@
+"""The offline poster generator: a layout engine over the item's own image.
+
+Layers, bottom to top: a background made from the item image restyled by the mixed style vector
+(the user's style weighted by ``controls.personalisation`` against the item's own) and blurred;
+the product or poster image (never upscaled more than ``max_upscale``); the headline and tagline,
+fitted to a text column, placed where the background is least salient and away from text already
+printed on the source, in a colour that reaches WCAG 4.5:1 or over an underlay panel; a badge; a
+strip of the palette. Variant ``i`` changes the layout template, the background blend and the
+accent colour, deterministically from ``seed + i``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
+
+from crossrec_core.errors import ImageDecodeError
+from generation.poster.base import RGB, Box, PosterCopy, PosterGenerator, PosterVariant, TextLayer, TextLine
+from generation.poster.text import WCAG_AA, FittedText, contrast_ratio, fit_text, load_font, relative_luminance
+from generation.poster.vision import FoundText, TextReader, default_text_reader, saliency_map
+from generation.style import StyleConfig, StyleModel, mix_styles, open_rgb, palette
+from generation.types import ControlSignals, CreativeItem
+
+__all__ = ["LayoutConfig", "LayoutPosterGenerator", "NEUTRAL_PALETTE"]
+
+# The documented default for users without history and items without an image: slate, sand, teal.
+NEUTRAL_PALETTE: tuple[RGB, ...] = ((38, 50, 72), (232, 221, 203), (42, 157, 143), (244, 162, 97), (231, 111, 81))
+_WHITE, _INK = (255, 255, 255), (17, 17, 17)
+
+# Per shape: (product region, text column) as fractions of (W, H, W, H); one template per entry.
+_TEMPLATES: dict[str, tuple[tuple[tuple[float, ...], tuple[float, ...], str], ...]] = {
+    "square": (
+        ((0.04, 0.08, 0.50, 0.92), (0.54, 0.08, 0.96, 0.90), "left"),
+        ((0.50, 0.08, 0.96, 0.92), (0.04, 0.08, 0.46, 0.90), "left"),
+        ((0.20, 0.04, 0.80, 0.60), (0.06, 0.63, 0.94, 0.95), "center"),
+    ),
+    "landscape": (
+        ((0.03, 0.06, 0.38, 0.94), (0.42, 0.08, 0.97, 0.92), "left"),
+        ((0.62, 0.06, 0.97, 0.94), (0.03, 0.08, 0.58, 0.92), "left"),
+    ),
+    "story": (
+        ((0.10, 0.04, 0.90, 0.56), (0.07, 0.60, 0.93, 0.95), "center"),
+        ((0.10, 0.42, 0.90, 0.95), (0.07, 0.04, 0.93, 0.39), "center"),
+    ),
+}
+_FULL_COLUMN = (0.08, 0.08, 0.92, 0.90)
+
+
+@dataclass(frozen=True)
+class LayoutConfig:
+    """``max_upscale``: the most a source image is enlarged on the product layer.
+    ``find_source_text``: run OCR on the item image to keep new text off text already there.
+    ``threads``: onnxruntime threads for style transfer and OCR."""
+
+    max_upscale: float = 2.0
+    find_source_text: bool = True
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= float(self.max_upscale) <= 2.0:
+            raise ValueError(f"max_upscale={self.max_upscale!r}: must be in [0.1, 2.0] (no upscaling beyond 2x)")
+
+
+def _scaled(frac: tuple[float, ...], w: int, h: int) -> Box:
+    return (round(frac[0] * w), round(frac[1] * h), round(frac[2] * w), round(frac[3] * h))
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+class LayoutPosterGenerator(PosterGenerator):
+    """Compositional posters; the offline default. Models (style transfer, OCR) load on first use;
+    pass ``style_model``/``text_reader`` to share them with scoring."""
+
+    name = "layout"
+
+    def __init__(self, config: LayoutConfig = LayoutConfig(), *, style_model: StyleModel | None = None,
+                 text_reader: TextReader | None = None):
+        self.config = config
+        self.style_model = style_model or StyleModel(StyleConfig(threads=config.threads))
+        self.text_reader = text_reader or default_text_reader()
+        self._source_cache: dict[tuple[str, float], tuple[Image.Image, np.ndarray, list[FoundText]]] = {}
+        self._lock = threading.Lock()
+
+    # -- the item's image, its style and its text, once per file --------------------------------
+    def _source(self, item: CreativeItem) -> tuple[Image.Image, np.ndarray, list[FoundText]]:
+        path = Path(item.image)
+        key = (str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0)
+        with self._lock:
+            if key in self._source_cache:
+                return self._source_cache[key]
+        image = open_rgb(path, "item.image")
+        style = self.style_model.style_vector(image)[0]
+        found = self.text_reader.find(image) if self.config.find_source_text and min(image.size) >= 24 else []
+        with self._lock:
+            if len(self._source_cache) > 512:
+                self._source_cache.clear()
+            self._source_cache[key] = (image, style, found)
+        return image, style, found
+
+    def generate(self, item: CreativeItem, copy: PosterCopy, controls: ControlSignals, *,
+                 n_variants: int = 4, shape: str = "square", seed: int = 0) -> list[PosterVariant]:
+        """See :meth:`PosterGenerator.generate`. An item without an image, or with an unreadable
+        one, gets a layout without product over a palette gradient (said in ``notes``)."""
+        width, height = self._check_request(n_variants, shape)
+        notes: list[str] = []
+        source = None
+        if item.image is None:
+            notes.append("item has no image: layout without product")
+        else:
+            try:
+                source = self._source(item)
+            except ImageDecodeError as exc:
+                notes.append(f"item image unreadable ({exc}): layout without product")
+        weight = float(controls.personalisation)
+        if source is not None:
+            image, item_style, found = source
+            item_palette = [tuple(int(v) for v in c) for c in palette([image], k=5, seed=seed)]
+            vector = mix_styles(controls.style_vector, item_style, weight)
+            styled = self.style_model.stylize(image, vector, (width, height))
+            plain = ImageOps.fit(image, (width, height), Image.LANCZOS)
+        else:
+            image, found, item_palette = None, [], list(NEUTRAL_PALETTE)
+            styled = plain = _gradient((width, height), list(controls.palette) or item_palette)
+        user_palette = [tuple(int(v) for v in c) for c in controls.palette]
+        # The personalisation knob also decides whose colours lead the accents.
+        accents = (user_palette + item_palette) if (user_palette and weight >= 0.5) else (item_palette + user_palette)
+        variants = []
+        for i in range(n_variants):
+            variants.append(self._render(item, copy, shape, (width, height), seed + i, image, styled, plain, found,
+                                         accents, weight, tuple(notes)))
+        return variants
+
+    # -- one variant ----------------------------------------------------------------------------
+    def _render(self, item, copy: PosterCopy, shape: str, size: tuple[int, int], seed: int, image, styled, plain,
+                found: list[FoundText], accents: list[RGB], weight: float, notes: tuple[str, ...]) -> PosterVariant:
+        width, height = size
+        rng = np.random.default_rng(seed)
+        templates = _TEMPLATES[shape]
+        product_frac, column_frac, align = templates[seed % len(templates)]
+        accent = accents[int(rng.integers(min(3, len(accents))))]
+
+        # background: the styled image over a blurred plain copy, tinted towards the accent
+        blend = float(rng.uniform(0.6, 1.0))
+        canvas = Image.blend(plain.filter(ImageFilter.GaussianBlur(6)), styled, blend)
+        canvas = canvas.filter(ImageFilter.GaussianBlur(float(rng.uniform(1.5, 4.0)) * width / 540))
+        canvas = Image.blend(canvas, Image.new("RGB", size, accent), float(rng.uniform(0.08, 0.22)))
+
+        avoid: list[Box] = []
+        product_box, scale = None, None
+        if image is not None:
+            region = _scaled(product_frac, width, height)
+            scale = min(self.config.max_upscale, (region[2] - region[0]) / image.width, (region[3] - region[1]) / image.height)
+            pw, ph = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+            x0 = region[0] + (region[2] - region[0] - pw) // 2
+            y0 = region[1] + (region[3] - region[1] - ph) // 2
+            product_box = (x0, y0, x0 + pw, y0 + ph)
+            _paste_product(canvas, image.resize((pw, ph), Image.LANCZOS), product_box)
+            avoid.append(product_box)
+            # text printed on the source, where it lands on the (cropped, scaled) background
+            avoid += [_map_fit_box(t.box, image.size, size) for t in found]
+            column = _scaled(column_frac, width, height)
+        else:
+            column = _scaled(_FULL_COLUMN, width, height)
+
+        cost = saliency_map(canvas)
+        for box in avoid:
+            cost[box[1]:box[3], box[0]:box[2]] = 1.0
+
+        layers: list[TextLayer] = []
+        head_size = fit_text(copy.headline, column[2] - column[0], int((column[3] - column[1]) * 0.55), bold=True,
+                             max_size=max(14, height // 9), max_lines=3)
+        tag_size = None
+        if copy.tagline.strip():
+            cap = max(10, int((head_size.size if head_size else 24) * 0.55))
+            tag_size = fit_text(copy.tagline, column[2] - column[0], int((column[3] - column[1]) * 0.30), max_size=cap,
+                                max_lines=3)
+        if head_size is None:
+            notes = notes + ("headline does not fit its column at the minimum size: truncated",)
+            head_size = fit_text(_truncate(copy.headline, 40), column[2] - column[0], column[3] - column[1], bold=True,
+                                 max_lines=4)
+        gap = int(head_size.line_height * 0.4) if head_size else 0
+        block_h = (head_size.height if head_size else 0) + (gap + tag_size.height if tag_size else 0)
+        top = _least_salient_top(cost, column, block_h, avoid)
+        draw_y = top
+        for role, fitted in (("headline", head_size), ("tagline", tag_size)):
+            if fitted is None:
+                continue
+            layers.append(_draw_text(canvas, role, fitted, column, draw_y, align,
+                                     accent if role == "headline" else None, accents))
+            draw_y += fitted.height + gap
+        if copy.badge.strip():
+            badge = _draw_badge(canvas, copy.badge, accents[(1 + seed) % len(accents)], cost,
+                                avoid + [layer.box for layer in layers])
+            if badge is not None:
+                layers.append(badge)
+        _palette_strip(canvas, accents[:5])
+        return PosterVariant(
+            image=canvas, item_id=item.item_id, shape=shape, seed=seed, generator=self.name, text_layers=tuple(layers),
+            product_box=product_box, product_scale=None if scale is None else round(float(scale), 4),
+            style_weight=weight, palette=tuple(accents[:5]), avoid=tuple(avoid), notes=notes,
+        )
+
+
+# -- drawing helpers ----------------------------------------------------------------------------
+
+def _gradient(size: tuple[int, int], colours: list[RGB]) -> Image.Image:
+    """A vertical gradient between the first two colours (the no-image background)."""
+    a, b = np.asarray(colours[0], np.float32), np.asarray(colours[1 % len(colours)], np.float32)
+    t = np.linspace(0.0, 1.0, size[1], dtype=np.float32)[:, None, None]
+    rows = (a * (1 - t) + b * t).repeat(size[0], axis=1)
+    return Image.fromarray(np.clip(rows + 0.5, 0, 255).astype(np.uint8))
+
+
+def _map_fit_box(box: Box, src: tuple[int, int], dst: tuple[int, int]) -> Box:
+    """Where ``box`` of a ``src``-sized image lands after ``ImageOps.fit`` to ``dst``."""
+    scale = max(dst[0] / src[0], dst[1] / src[1])
+    ox, oy = (src[0] * scale - dst[0]) / 2, (src[1] * scale - dst[1]) / 2
+    x0, y0 = max(0, int(box[0] * scale - ox)), max(0, int(box[1] * scale - oy))
+    x1, y1 = min(dst[0], int(np.ceil(box[2] * scale - ox))), min(dst[1], int(np.ceil(box[3] * scale - oy)))
+    return (x0, y0, max(x0, x1), max(y0, y1))
+
+
+def _paste_product(canvas: Image.Image, product: Image.Image, box: Box) -> None:
+    shadow = Image.new("L", canvas.size, 0)
+    ImageDraw.Draw(shadow).rectangle((box[0] + 4, box[1] + 6, box[2] + 4, box[3] + 6), fill=110)
+    shadow = shadow.filter(ImageFilter.GaussianBlur(6))
+    canvas.paste(Image.new("RGB", canvas.size, (0, 0, 0)), (0, 0), shadow)
+    ImageDraw.Draw(canvas).rectangle((box[0] - 3, box[1] - 3, box[2] + 2, box[3] + 2), fill=_WHITE)
+    canvas.paste(product, box[:2])
+
+
+def _least_salient_top(cost: np.ndarray, column: Box, block_h: int, avoid: list[Box]) -> int:
+    """The top y of a ``block_h`` block in ``column`` with the least mean cost (saliency, or 1
+    inside boxes to avoid), over positions every 4 px."""
+    x0, y0, x1, y1 = column
+    last = max(y0, y1 - block_h)
+    best, best_cost = y0, np.inf
+    for y in range(y0, last + 1, 4):
+        box = (x0, y, x1, y + block_h)
+        c = float(cost[y:y + block_h, x0:x1].mean()) if block_h > 0 else 0.0
+        c += sum(1.0 for a in avoid if _overlaps(box, a))
+        if c < best_cost - 1e-6:
+            best, best_cost = y, c
+    return best
+
+
+def _worst_contrast(colour: RGB, region: np.ndarray) -> float:
+    """Contrast of ``colour`` against the 5th and 95th luminance percentiles of ``region``."""
+    lum = relative_luminance(region.reshape(-1, 3))
+    return min(contrast_ratio(colour, float(np.percentile(lum, 5))), contrast_ratio(colour, float(np.percentile(lum, 95))))
+
+
+def _draw_text(canvas: Image.Image, role: str, fitted: FittedText, column: Box, top: int, align: str,
+               preferred: RGB | None, accents: list[RGB]) -> TextLayer:
+    font = load_font(fitted.size, fitted.bold, fitted.cjk)
+    x0 = column[0] if align == "left" else column[0] + (column[2] - column[0] - fitted.width) // 2
+    block = (x0, top, x0 + fitted.width, top + fitted.height)
+    pad = max(4, fitted.size // 3)
+    padded = (max(0, block[0] - pad), max(0, block[1] - pad), min(canvas.width, block[2] + pad),
+              min(canvas.height, block[3] + pad))
+    region = np.asarray(canvas.crop(padded))
+    candidates = ([preferred] if preferred else []) + [_WHITE, _INK] + list(accents)
+    colour = max(candidates, key=lambda c: _worst_contrast(c, region))
+    if preferred and _worst_contrast(preferred, region) >= WCAG_AA:
+        colour = preferred
+    underlay = _worst_contrast(colour, region) < WCAG_AA
+    if underlay:
+        # a panel dark or light enough that white or ink reaches the ratio; opaque as needed
+        dark = relative_luminance(region.reshape(-1, 3)).mean() < 0.4
+        panel = _INK if dark else (248, 246, 240)
+        for alpha in (200, 235, 255):
+            overlay = canvas.copy()
+            ImageDraw.Draw(overlay).rounded_rectangle(padded, radius=pad, fill=panel)
+            trial = Image.blend(canvas, overlay, alpha / 255)
+            region = np.asarray(trial.crop(padded))
+            colour = max([_WHITE, _INK] + list(accents), key=lambda c: _worst_contrast(c, region))
+            if _worst_contrast(colour, region) >= WCAG_AA:
+                break
+        canvas.paste(trial)
+    contrast = _worst_contrast(colour, region)
+    draw = ImageDraw.Draw(canvas)
+    lines = []
+    for n, line in enumerate(fitted.lines):
+        lx = x0 if align == "left" else column[0] + (column[2] - column[0] - int(np.ceil(font.getlength(line)))) // 2
+        ly = top + n * fitted.line_height
+        draw.text((lx, ly), line, font=font, fill=colour)
+        bx = draw.textbbox((lx, ly), line, font=font)
+        lines.append(TextLine(line, (int(bx[0]), int(bx[1]), int(bx[2]), int(bx[3]))))
+    text = (" " if not fitted.cjk else "").join(fitted.lines)
+    return TextLayer(role, text, padded, tuple(lines), fitted.size, tuple(int(v) for v in colour), float(contrast), underlay)
+
+
+def _draw_badge(canvas: Image.Image, text: str, fill: RGB, cost: np.ndarray, taken: list[Box]) -> TextLayer | None:
+    width, height = canvas.size
+    fitted = fit_text(text, int(width * 0.3), int(height * 0.07), bold=True, max_size=max(12, height // 22), max_lines=1)
+    if fitted is None:
+        return None
+    pad = max(4, fitted.size // 2)
+    bw, bh = fitted.width + 2 * pad, fitted.height + pad
+    margin = int(min(width, height) * 0.03)
+    corners = [(margin, margin), (width - margin - bw, margin), (margin, height - margin - bh - 8),
+               (width - margin - bw, height - margin - bh - 8)]
+    boxes = [(x, y, x + bw, y + bh) for x, y in corners]
+    free = [b for b in boxes if not any(_overlaps(b, t) for t in taken)]
+    if not free:
+        return None
+    box = min(free, key=lambda b: float(cost[b[1]:b[3], b[0]:b[2]].mean()))
+    draw = ImageDraw.Draw(canvas)
+    draw.rounded_rectangle(box, radius=bh // 2, fill=fill)
+    colour = max((_WHITE, _INK), key=lambda c: contrast_ratio(c, fill))
+    font = load_font(fitted.size, True, fitted.cjk)
+    draw.text((box[0] + pad, box[1] + pad // 2), fitted.lines[0], font=font, fill=colour)
+    bx = draw.textbbox((box[0] + pad, box[1] + pad // 2), fitted.lines[0], font=font)
+    line = TextLine(fitted.lines[0], (int(bx[0]), int(bx[1]), int(bx[2]), int(bx[3])))
+    return TextLayer("badge", fitted.lines[0], box, (line,), fitted.size, colour, contrast_ratio(colour, fill), True)
+
+
+def _palette_strip(canvas: Image.Image, colours: list[RGB]) -> None:
+    """The palette layer: swatches along the bottom edge."""
+    if not colours:
+        return
+    draw = ImageDraw.Draw(canvas)
+    w, h = canvas.size
+    step = w / len(colours)
+    for i, colour in enumerate(colours):
+        draw.rectangle((round(i * step), h - 6, round((i + 1) * step), h), fill=tuple(colour))
+
+
+def _truncate(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
