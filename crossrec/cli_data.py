@@ -18,6 +18,12 @@ def add_parser(subparsers) -> None:
     synth.add_argument("--images", action="store_true", help="also write a small image and a query photo per item")
     synth.set_defaults(func=_synth)
 
+    check = sub.add_parser("check", help="validate a dataset folder; exit 1 when it cannot be used")
+    check.add_argument("path", help="the folder (catalogue.*, interactions.*, photos.*, users.*)")
+    check.add_argument("--json", default=None, metavar="PATH", help="write the report JSON to PATH")
+    check.add_argument("--no-images", action="store_true", help="skip opening every image")
+    check.set_defaults(func=_check)
+
 
 def _synth(args) -> int:
     import time
@@ -30,3 +36,16 @@ def _synth(args) -> int:
     print(f"wrote {out}: {args.items} items, {args.users} users, {args.interactions} interactions "
           f"in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _check(args) -> int:
+    import json
+
+    from crossrec_core.persist import atomic_write_text
+    from crossrec_datasets.check import check_dataset
+
+    report = check_dataset(args.path, check_images=not args.no_images)
+    print(report.format())
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2))
+    return 0 if report.usable else 1

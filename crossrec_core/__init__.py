@@ -4,7 +4,7 @@ It imports nothing else of the engine, so it sits below ``crossrec_datasets``.
 """
 
 from crossrec_core.errors import (
-    CrossrecError, DatasetNotFoundError, EmbeddingDimensionError, ImageDecodeError, IncompatibleIndexError,
+    CrossrecError, DataFormatError, DatasetNotFoundError, EmbeddingDimensionError, ImageDecodeError, IncompatibleIndexError,
     ModelLoadError, UnknownIdError,
 )
 from crossrec_core.paths import (
@@ -14,7 +14,7 @@ from crossrec_core.paths import (
 from crossrec_core.persist import atomic_directory, atomic_write_bytes, atomic_write_text, load_config, save_config
 
 __all__ = [
-    "CrossrecError", "DatasetNotFoundError", "EmbeddingDimensionError", "ImageDecodeError", "IncompatibleIndexError",
+    "CrossrecError", "DataFormatError", "DatasetNotFoundError", "EmbeddingDimensionError", "ImageDecodeError", "IncompatibleIndexError",
     "ModelLoadError", "UnknownIdError",
     "BROKER_DIR_ENV", "CROSSREC_HOME_ENV", "DATA_DIR_ENV", "cache_dir", "crossrec_home", "default_broker_dir",
     "models_dir", "resolve_data_dir",

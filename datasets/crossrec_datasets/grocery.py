@@ -9,10 +9,12 @@ from pathlib import Path
 
 import polars as pl
 
+from crossrec_datasets.base import Dataset
 from crossrec_datasets.manifest import load_manifest
+from crossrec_datasets.schema import polars_schema
 from crossrec_core.paths import resolve_data_dir
 
-__all__ = ["GroceryProduct", "GroceryPhoto", "GroceryStore", "load_grocery", "SPLITS"]
+__all__ = ["GroceryProduct", "GroceryPhoto", "GroceryStore", "GroceryDataset", "load_grocery", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
 
@@ -108,3 +110,32 @@ def load_grocery(data_dir: str | os.PathLike | None = None) -> GroceryStore:
             rel, fine, coarse = (part.strip() for part in line.split(","))
             photos.append(GroceryPhoto(dataset / rel, int(fine), int(coarse), split))
     return GroceryStore(root=root, products=tuple(sorted(products, key=lambda p: p.class_id)), photos=tuple(photos))
+
+
+class GroceryDataset(Dataset):
+    """The grocery catalogue through the dataset interface: 81 products (catalogue image and
+    description), the shop photos as query photos (with their ``split``), no interactions."""
+
+    def __init__(self, data_dir: str | os.PathLike | None = None) -> None:
+        self._store = load_grocery(data_dir)
+        self.root, self.name = self._store.root, "grocery"
+
+    @property
+    def store(self) -> GroceryStore:
+        return self._store
+
+    def catalogue(self) -> pl.LazyFrame:
+        p = self._store.products
+        return pl.LazyFrame({
+            "item_id": [str(x.class_id) for x in p], "title": [x.name.replace("-", " ") for x in p],
+            "text": [x.description for x in p], "image": [str(x.iconic_image) for x in p],
+            "category": [x.category for x in p], "coarse_name": [x.coarse_name for x in p],
+        })
+
+    def photos(self) -> pl.LazyFrame:
+        ph = self._store.photos
+        return pl.LazyFrame({"item_id": [str(x.class_id) for x in ph], "image": [str(x.path) for x in ph],
+                             "split": [x.split for x in ph]})
+
+    def interactions(self) -> pl.LazyFrame:
+        return pl.LazyFrame(schema=polars_schema("interactions"))

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import polars as pl
 
+from crossrec_datasets.base import Dataset
 from crossrec_datasets.manifest import load_manifest
+from crossrec_datasets.schema import Positives
 from crossrec_core.paths import resolve_data_dir
 
-__all__ = ["GENRES", "MovieLens", "load_movielens"]
+__all__ = ["GENRES", "MovieLens", "MovieLensDataset", "load_movielens"]
 
 GENRES = (
     "genre_unknown", "Action", "Adventure", "Animation", "Children", "Comedy", "Crime",
@@ -64,3 +66,34 @@ def load_movielens(data_dir: str | os.PathLike | None = None) -> MovieLens:
         pl.col("title").fill_null(""),
     )
     return MovieLens(root=root, ratings=ratings, users=users, items=items)
+
+
+class MovieLensDataset(Dataset):
+    """MovieLens 100K through the dataset interface: ratings are ``rating`` events and, as in the
+    project's published protocol, every rating counts as a positive (``Positives(kinds=("rating",))``)."""
+
+    def __init__(self, data_dir: str | os.PathLike | None = None) -> None:
+        self._ml = load_movielens(data_dir)
+        self.root, self.name = self._ml.root, "ml100k"
+        self.positives = Positives(kinds=("rating",), min_rating=None)
+
+    @property
+    def movielens(self) -> MovieLens:
+        return self._ml
+
+    def catalogue(self) -> pl.LazyFrame:
+        items = self._ml.items
+        first_genre = pl.concat_list([pl.when(pl.col(g) == 1).then(pl.lit(g)) for g in GENRES[1:]]).list.drop_nulls().list.first()
+        return items.lazy().select(
+            pl.col("item_id").cast(pl.Utf8), pl.col("title"),
+            pl.Series("text", self._ml.item_texts()), pl.col("poster").alias("image"),
+            first_genre.fill_null("").alias("category"), *[pl.col(g) for g in GENRES],
+        )
+
+    def interactions(self) -> pl.LazyFrame:
+        return self._ml.ratings.lazy().select(
+            pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8), pl.col("timestamp").cast(pl.Int64),
+            pl.lit("rating").alias("kind"), pl.col("rating").cast(pl.Float64).alias("value"))
+
+    def users(self) -> pl.LazyFrame:
+        return self._ml.users.lazy().with_columns(pl.col("user_id").cast(pl.Utf8))

@@ -32,7 +32,7 @@ from crossrec_core.persist import atomic_directory, atomic_write_text
 
 __all__ = ["SynthConfig", "make_shop", "CATEGORIES", "KINDS"]
 
-KINDS = ("view", "click", "add_to_cart", "purchase", "rating")
+from crossrec_datasets.schema import KINDS
 
 # category -> sub-category -> nouns. Several sub-categories per category so that "category" and
 # "subcategory" are both meaningful filters and text signals.

@@ -1,0 +1,108 @@
+"""The dataset interface every command reads: a catalogue, optional query photos, interactions and
+optional users, as polars lazy frames with the columns of ``crossrec_datasets.schema``.
+
+``open_dataset(source)`` takes a data set name (``grocery``, ``ml100k``) or a folder (the user-data
+layout, or RecBole atomic files) and returns a :class:`Dataset`.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from functools import cached_property
+from pathlib import Path
+
+import polars as pl
+
+from crossrec_core.errors import DatasetNotFoundError
+from crossrec_datasets.schema import IdMap, Positives
+
+__all__ = ["Dataset", "NAMES", "DEFAULT_DATASET", "open_dataset", "is_named"]
+
+NAMES = ("grocery", "ml100k")
+DEFAULT_DATASET = "grocery"  # the one default of every command that takes a dataset
+
+
+class Dataset(ABC):
+    """One data set. Frames carry the user's ids (strings) in ``item_id``/``user_id``; ``items`` and
+    ``users_map`` turn them into the engine's int64 ids. Image paths are absolute (or null).
+
+    - ``catalogue()``: item_id, title, text, image, category, [price, in_stock, attributes...]
+    - ``interactions()``: user_id, item_id, timestamp (int64 s), kind, value
+    - ``photos()``: item_id, image, or ``None``
+    - ``users()``: user_id, attributes..., or ``None``
+    """
+
+    name: str
+    root: Path
+    positives: Positives = Positives()
+
+    @abstractmethod
+    def catalogue(self) -> pl.LazyFrame: ...
+
+    @abstractmethod
+    def interactions(self) -> pl.LazyFrame: ...
+
+    def photos(self) -> pl.LazyFrame | None:
+        return None
+
+    def users(self) -> pl.LazyFrame | None:
+        return None
+
+    @cached_property
+    def items(self) -> IdMap:
+        """The item id map (built from the catalogue)."""
+        return IdMap.build("item", self.catalogue().select("item_id").collect()["item_id"])
+
+    @cached_property
+    def users_map(self) -> IdMap:
+        """The user id map (built from the interactions and the users table)."""
+        ids = self.interactions().select("user_id")
+        if (users := self.users()) is not None:
+            ids = pl.concat([ids, users.select("user_id")])
+        return IdMap.build("user", ids.unique().collect()["user_id"])
+
+    def item_texts(self) -> list[str]:
+        """Title + text of every catalogue item, in catalogue order (the aligned model's item text)."""
+        frame = self.catalogue().select(
+            pl.concat_str([pl.col("title"), pl.col("text")], separator=". ", ignore_nulls=True).alias("t")).collect()
+        return frame["t"].to_list()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, root={str(self.root)!r})"
+
+
+def is_named(source: str | os.PathLike) -> bool:
+    return isinstance(source, str) and source in NAMES
+
+
+def open_dataset(source: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
+                 positives: Positives | None = None) -> Dataset:
+    """A data set by name (``grocery``, ``ml100k``; read from ``data_dir``) or a folder path.
+
+    A folder holds either the user-data layout (``catalogue.{parquet,csv,jsonl}`` ...) or RecBole
+    atomic files (``<name>.inter``, ``<name>.item``, ``<name>.user``).
+    """
+    if is_named(source):
+        if source == "grocery":
+            from crossrec_datasets.grocery import GroceryDataset
+
+            ds: Dataset = GroceryDataset(data_dir)
+        else:
+            from crossrec_datasets.movielens import MovieLensDataset
+
+            ds = MovieLensDataset(data_dir)
+    else:
+        path = Path(source).expanduser()
+        if not path.is_dir():
+            raise DatasetNotFoundError(
+                f"dataset={str(source)!r} is neither a data set name {NAMES} nor a folder")
+        from crossrec_datasets.folder import FolderDataset, RecBoleDataset
+
+        if any(path.glob("*.inter")) and not any(path.glob("catalogue.*")):
+            ds = RecBoleDataset(path)
+        else:
+            ds = FolderDataset(path)
+    if positives is not None:
+        ds.positives = positives
+    return ds
