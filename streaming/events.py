@@ -1,9 +1,12 @@
 """Typed, versioned JSON events and the topics that carry them.
 
-Every message is one UTF-8 JSON object ``{"schema": <name>, "v": <version>, ...fields}``;
-``decode_event`` checks size, JSON, schema name, version, field names and field types and raises
-``EventSchemaError`` (with the reason that goes to the dead-letter topic) on anything else. Both
-ends validate: ``to_json`` encodes only a dataclass that passed the same checks at construction.
+Every message is one UTF-8 JSON object ``{"schema": <name>, "v": <version>, ...fields}``. Each
+schema is a pydantic model (strict types, no extra fields, finite numbers): the Kafka codec and the
+HTTP API validate with the same model, so an event the API accepts is exactly one the consumers
+accept, and ``model_json_schema()`` is the published JSON Schema. ``decode_event`` checks size,
+JSON, schema name and version, then the model, and raises ``EventSchemaError`` (with the reason that
+goes to the dead-letter topic) on anything else. Both ends validate: constructing an event runs the
+same checks, so ``to_json`` only encodes valid events.
 
 Keys give per-entity ordering: user events and creative messages are keyed by user id (all events
 of a user land on one partition, in order), item events by item id.
@@ -11,13 +14,12 @@ of a user land on one partition, in order), item events by item id.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
-import math
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from crossrec_core.errors import CrossrecError
 
@@ -42,8 +44,10 @@ SCHEMA_VERSION = 1
 # Larger messages are dead-lettered: catalogue images are small JPEGs (the grocery ones are
 # <= 256 px, ~20 KB), and this stays below Kafka's default 1 MB message limit.
 MAX_EVENT_BYTES = 256 * 1024
-USER_EVENT_KINDS = ("view", "click", "add_to_cart", "purchase", "rating")
-ITEM_OPS = ("upsert", "delete")
+UserEventKind = Literal["view", "click", "add_to_cart", "purchase", "rating"]
+ItemOp = Literal["upsert", "delete"]
+USER_EVENT_KINDS: tuple[str, ...] = get_args(UserEventKind)
+ITEM_OPS: tuple[str, ...] = get_args(ItemOp)
 
 
 class EventSchemaError(CrossrecError, ValueError):
@@ -85,71 +89,59 @@ class Topics:
         return (self.user_events, self.item_events, self.creative_requests, self.creative_results, self.dead_letter)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_float(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _reason(schema: str, exc: ValidationError) -> str:
+    """One line naming the schema, the field and what is allowed (the dead-letter reason).
+    Unknown and missing fields first, as they usually explain the other errors."""
+    errors = exc.errors(include_url=False)
+    by_type: dict[str, list[str]] = {}
+    for err in errors:
+        by_type.setdefault(err["type"], []).append(".".join(str(p) for p in err["loc"]))
+    if "extra_forbidden" in by_type:
+        return f"{schema}: unknown fields {sorted(by_type['extra_forbidden'])[:5]}"
+    if "missing" in by_type:
+        return f"{schema}: missing required fields {sorted(by_type['missing'])}"
+    err = errors[0]
+    if err["type"] == "value_error" and not err["loc"]:  # a model-level check: its own message
+        return str(err["ctx"]["error"])
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{schema}.{where}={err['input']!r:.80}: {err['msg']}"
 
 
-_CHECKERS = {
-    "str": lambda v: isinstance(v, str),
-    "int": _is_int,
-    "float": _is_float,
-    "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-}
-
-
-@functools.cache
-def _field_names(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(cls))
-
-
-@functools.cache
-def _field_checks(cls: type) -> tuple[tuple[str, str, bool, Any], ...]:
-    """(name, type name, optional, checker) per field, from the annotations (computed once)."""
-    out = []
-    for f in dataclasses.fields(cls):
-        base = f.type.replace("| None", "").strip()
-        out.append((f.name, base, f.type.endswith("| None"), _CHECKERS[base]))
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class Event:
+class Event(BaseModel):
     """Base of all events: ``event_id`` is the idempotency key, ``timestamp`` the event time
-    (unix seconds); ``sent_at`` is the producer's wall clock, used for end-to-end latency."""
+    (unix seconds); ``sent_at`` (where a schema has it) is the producer's wall clock, used for
+    end-to-end latency. Strict: no type coercion (``true`` is not an id, ``"3"`` is not a number),
+    finite numbers only, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     SCHEMA: ClassVar[str] = ""
-    event_id: str
-    timestamp: float
+    event_id: str = Field(min_length=1, max_length=128, description="Idempotency key: a redelivered event with the same id is applied once.")
+    timestamp: float = Field(description="Event time, unix seconds.")
 
-    def __post_init__(self) -> None:
-        for name, base, optional, check in _field_checks(type(self)):
-            value = getattr(self, name)
-            if value is None:
-                if not optional:
-                    raise EventSchemaError(f"{self.SCHEMA}.{name} is null; a {base} is required")
-            elif not check(value):
-                raise EventSchemaError(f"{self.SCHEMA}.{name}={value!r:.80} is not a {base}")
-        if not self.event_id or len(self.event_id) > 128:
-            raise EventSchemaError(f"{type(self).__name__}.event_id={self.event_id!r:.80}: 1..128 characters required")
-        self.validate()
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise EventSchemaError(_reason(self.SCHEMA, exc)) from None
 
-    def validate(self) -> None:
-        """Schema-specific checks beyond field types (overridden)."""
+    @classmethod
+    def parse(cls, data: Any) -> "Event":
+        """Validate decoded JSON fields (without ``schema``/``v``); raises EventSchemaError."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise EventSchemaError(_reason(cls.SCHEMA, exc)) from None
 
     def key(self) -> bytes:
         """Partitioning key (per-entity ordering)."""
         raise NotImplementedError
 
     def to_dict(self) -> dict:
-        # Fields are flat (str, numbers, lists of str): no deep copy (dataclasses.asdict) needed.
-        out = {"schema": self.SCHEMA, "v": SCHEMA_VERSION}
-        for name, *_ in _field_checks(type(self)):
-            out[name] = getattr(self, name)
-        return out
+        """The wire object: ``schema``, ``v``, then every field (None included)."""
+        return {"schema": self.SCHEMA, "v": SCHEMA_VERSION, **self.__dict__}
 
     def to_json(self, sent_at: float | None = None) -> bytes:
         """UTF-8 JSON; ``sent_at`` stamps the producer's clock (for latency) without a copy of the event."""
@@ -172,30 +164,29 @@ class Event:
         return event
 
 
-@dataclass(frozen=True)
+_Id = Annotated[int, Field(ge=0)]
+
+
 class UserEvent(Event):
     """An interaction of a user with an item; ``value`` is the rating (1..5) for kind ``rating``."""
 
     SCHEMA: ClassVar[str] = "user_event"
-    user_id: int = 0
-    item_id: int = 0
-    kind: str = "view"
-    value: float | None = None
+    user_id: _Id = 0
+    item_id: _Id = 0
+    kind: UserEventKind = "view"
+    value: float | None = Field(None, description="The rating, for kind 'rating' only.")
     sent_at: float | None = None
 
-    def validate(self) -> None:
-        if self.kind not in USER_EVENT_KINDS:
-            raise EventSchemaError(f"user_event.kind={self.kind!r} is not one of {USER_EVENT_KINDS}")
-        if self.user_id < 0 or self.item_id < 0:
-            raise EventSchemaError(f"user_event ids must be >= 0 (user_id={self.user_id}, item_id={self.item_id})")
+    @model_validator(mode="after")
+    def _value_with_rating(self) -> "UserEvent":
         if (self.kind == "rating") != (self.value is not None):
             raise EventSchemaError(f"user_event.value={self.value!r}: required for kind 'rating' only (kind={self.kind!r})")
+        return self
 
     def key(self) -> bytes:
         return str(self.user_id).encode()
 
 
-@dataclass(frozen=True)
 class ItemEvent(Event):
     """Catalogue change. ``upsert`` carries ``text`` and optionally an image: ``image_path`` (a
     file the workers can read) or ``image_b64`` (inline JPEG/PNG, bounded by MAX_EVENT_BYTES).
@@ -203,27 +194,24 @@ class ItemEvent(Event):
     one for that item is ignored (counted as ``stale``)."""
 
     SCHEMA: ClassVar[str] = "item_event"
-    item_id: int = 0
-    op: str = "upsert"
+    item_id: _Id = 0
+    op: ItemOp = "upsert"
     text: str | None = None
-    categories: list[str] = field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
     image_path: str | None = None
     image_b64: str | None = None
     sent_at: float | None = None
 
-    def validate(self) -> None:
-        if self.op not in ITEM_OPS:
-            raise EventSchemaError(f"item_event.op={self.op!r} is not one of {ITEM_OPS}")
-        if self.item_id < 0:
-            raise EventSchemaError(f"item_event.item_id={self.item_id} must be >= 0")
+    @model_validator(mode="after")
+    def _upsert_has_content(self) -> "ItemEvent":
         if self.op == "upsert" and not (self.text or self.image_path or self.image_b64):
             raise EventSchemaError(f"item_event {self.event_id}: an upsert needs text, image_path or image_b64")
+        return self
 
     def key(self) -> bytes:
         return str(self.item_id).encode()
 
 
-@dataclass(frozen=True)
 class CreativeRequest(Event):
     """Ask the generation module for a personalised creative of ``item_id`` for ``user_id``."""
 
@@ -238,7 +226,6 @@ class CreativeRequest(Event):
         return str(self.user_id).encode()
 
 
-@dataclass(frozen=True)
 class CreativeResult(Event):
     """A generated creative (``uri`` of the asset, ``text`` of the copy) answering ``request_id``."""
 
@@ -255,7 +242,6 @@ class CreativeResult(Event):
         return str(self.user_id).encode()
 
 
-@dataclass(frozen=True)
 class DeadLetter(Event):
     """A message that could not be applied, with where it came from, why, and its (truncated) bytes."""
 
@@ -277,7 +263,7 @@ _SCHEMAS: dict[str, type[Event]] = {
 
 
 def decode_event(raw: bytes | str | None) -> Event:
-    """Parse one message into its event dataclass; raises EventSchemaError with the reason."""
+    """Parse one message into its event model; raises EventSchemaError with the reason."""
     if raw is None:
         raise EventSchemaError("empty message (null value)")
     size = len(raw)
@@ -296,14 +282,4 @@ def decode_event(raw: bytes | str | None) -> Event:
         raise EventSchemaError(f"unknown schema={schema!r:.60}; allowed: {sorted(_SCHEMAS)}")
     if version != SCHEMA_VERSION:
         raise EventSchemaError(f"{schema}: schema version v={version!r:.20} not supported (this worker reads v={SCHEMA_VERSION})")
-    unknown = sorted(set(data).difference(_field_names(cls)))
-    if unknown:
-        raise EventSchemaError(f"{schema}: unknown fields {unknown[:5]}")
-    missing = sorted(n for n in ("event_id", "timestamp") if n not in data)
-    if missing:
-        raise EventSchemaError(f"{schema}: missing required fields {missing}")
-    try:
-        return cls(**data)
-    except TypeError as exc:
-        raise EventSchemaError(f"{schema}: {exc}") from None
-
+    return cls.parse(data)
