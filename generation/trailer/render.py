@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -46,22 +47,32 @@ def ffmpeg_exe(path: str | os.PathLike | None = None) -> str:
 
 
 class RssPeak:
-    """This process's resident memory above its level at ``start()``, peak, sampled every 10 ms
-    (the kernel's high-water mark cannot be reset without privileges on every system)."""
+    """This process's resident memory above its level at ``start()``, at its peak, sampled every
+    10 ms (the kernel's high-water mark cannot be reset without privileges everywhere); ``watch(pid)``
+    also samples a child (the encoder), whose peak is ``child_peak`` bytes."""
 
     def __init__(self, interval_s: float = 0.01) -> None:
-        self.interval_s, self.base, self.peak = interval_s, 0, 0
+        self.interval_s, self.base, self.peak, self.child_peak = interval_s, 0, 0, 0
+        self._child: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    def rss(pid: int | str = "self") -> int:
+        try:
+            with open(f"/proc/{pid}/statm") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            return 0  # the child exited
+
+    def _sample(self) -> None:
+        self.peak = max(self.peak, self.rss())
+        if self._child is not None:
+            self.child_peak = max(self.child_peak, self.rss(self._child))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.peak = max(self.peak, self.rss())
+            self._sample()
 
     def start(self) -> "RssPeak":
         self.base = self.peak = self.rss()
@@ -69,12 +80,15 @@ class RssPeak:
         self._thread.start()
         return self
 
+    def watch(self, pid: int) -> None:
+        self._child = pid
+
     def stop(self) -> float:
         """Megabytes added at the peak."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.peak = max(self.peak, self.rss())
+        self._sample()
         return (self.peak - self.base) / 2**20
 
 
@@ -150,6 +164,7 @@ def render_trailer(plan: TrailerPlan, source: FrameSource, out_path: str | os.Pa
                                     stdout=subprocess.DEVNULL, stderr=err_file)
         except OSError as exc:
             raise TrailerError(f"ffmpeg={exe!r} could not be started: {exc}") from None
+        memory.watch(proc.pid)
         seed: np.ndarray | None = None
         frame_index = 0
         for shot_index, shot in enumerate(plan.shots):
@@ -169,7 +184,7 @@ def render_trailer(plan: TrailerPlan, source: FrameSource, out_path: str | os.Pa
                 if c == 0 and seed is not None:  # dissolve from the frame the viewer saw last
                     for k in range(config.dissolve_frames):
                         s = (k + 1) / (config.dissolve_frames + 1)
-                        frames[k] = (seed * (1.0 - s) + frames[k] * s + 0.5).astype(np.uint8)
+                        cv2.addWeighted(seed, 1.0 - s, frames[k], s, 0.0, dst=frames[k])
                 if caption is not None:
                     for k in range(chunk):
                         fade = min(1.0, (c * chunk + k + 1) / max(1, config.caption_fade_frames),
@@ -182,7 +197,7 @@ def render_trailer(plan: TrailerPlan, source: FrameSource, out_path: str | os.Pa
                     mark_s += time.perf_counter() - t1
                 seed = frames[-1].copy()
                 try:
-                    proc.stdin.write(frames.tobytes())
+                    proc.stdin.write(memoryview(frames).cast("B"))  # no copy of the chunk
                 except BrokenPipeError:
                     break  # ffmpeg died: its exit status and stderr say why, below
                 frame_index += chunk
@@ -195,8 +210,7 @@ def render_trailer(plan: TrailerPlan, source: FrameSource, out_path: str | os.Pa
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.wait()
         encode_wait_s = time.perf_counter() - t_wait
         if proc.returncode != 0 or frame_index < plan.chunks * chunk:
             err_file.seek(0)
@@ -214,5 +228,5 @@ def render_trailer(plan: TrailerPlan, source: FrameSource, out_path: str | os.Pa
         added = memory.stop()
     wall = time.perf_counter() - started
     return TrailerResult(out_path, frame_index, config.fps, (w, h), frame_index / config.fps, render_s,
-                         encode_wait_s, mark_s, wall, added, usage.ru_maxrss / 1024,  # ru_maxrss: KiB on Linux
+                         encode_wait_s, mark_s, wall, added, memory.child_peak / 2**20,
                          captions, key_frames, type(source).__name__)
