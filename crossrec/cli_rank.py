@@ -6,15 +6,18 @@ import argparse
 import json
 from dataclasses import asdict, replace
 
+from crossrec.options import add_data_dir, add_dataset, add_json
+
 __all__ = ["add_parser"]
 
-_MODEL_HELP = "engine directory (default: $CROSSREC_HOME/models/ranker-ml100k)"
+_MODEL_HELP = "engine directory (default: $CROSSREC_HOME/models/ranker-<dataset>)"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=["ml100k"], default="ml100k")
-    p.add_argument("--data-dir", default=None, help="folder holding ml100k-posters/ (default: $CROSSREC_DATA_DIR or ../shared/data)")
-    p.add_argument("--embedder", default=None, help="aligned item embedder directory (default: the default aligned model)")
+    add_dataset(p, "ml100k", names=("ml100k",))
+    add_data_dir(p)
+    p.add_argument("--embedder", default=None,
+                   help="aligned item embedder directory (default: the model trained on the dataset, if any)")
 
 
 def add_parser(subparsers) -> None:
@@ -31,7 +34,7 @@ def add_parser(subparsers) -> None:
 
     ev = sub.add_parser("eval", help="offline evaluation (chronological 80/10/10 split)")
     _common(ev)
-    ev.add_argument("--json", required=True, help="where to write the metrics JSON")
+    add_json(ev, required=True)
     ev.add_argument("--out-dir", default="runs/rank_eval", help="folder for metrics.md and metrics.png")
     ev.add_argument("--epochs", type=int, default=None, help="ranker epochs (default: EngineConfig.epochs)")
     ev.add_argument("--n-models", type=int, default=None, help="rankers averaged (default: EngineConfig.n_models)")
@@ -42,17 +45,18 @@ def add_parser(subparsers) -> None:
 
     bench = sub.add_parser("bench", help="training samples/s and recommend latency")
     _common(bench)
-    bench.add_argument("--json", default=None)
+    add_json(bench)
     bench.add_argument("--model", default=None, help="a saved engine (default: train one for 1 epoch)")
     bench.set_defaults(func=_bench)
 
     rec = subparsers.add_parser("recommend", help="top-k items for a user from a saved engine")
-    rec.add_argument("--user", type=int, required=True)
+    rec.add_argument("--user", required=True, help="the user's id (as in your data: a number or a string)")
     rec.add_argument("-k", type=int, default=10)
+    add_dataset(rec, "ml100k", names=("ml100k",))
     rec.add_argument("--model", default=None, help=_MODEL_HELP)
     rec.add_argument("--profiles", default=None, help="a live profile store (SQLite) to read instead of the saved snapshot")
     rec.add_argument("--genres", nargs="*", default=None)
-    rec.add_argument("--json", action="store_true", help="print JSON")
+    add_json(rec)
     rec.set_defaults(func=_recommend)
 
 
@@ -64,58 +68,78 @@ def _engine_config(config, args):
 
 def _train(args) -> int:
     from recsys import EngineConfig
-    from recsys.evaluate import default_engine_dir, train_ml100k
+    from recsys.training import default_engine_dir, train_engine
 
     config = _engine_config(EngineConfig(multimodal=not args.no_multimodal), args)
-    out = args.out or default_engine_dir()
-    engine = train_ml100k(out, config, data_dir=args.data_dir, embedder_dir=args.embedder)
+    out = args.out or default_engine_dir(args.dataset)
+    engine = train_engine(out, config, args.dataset, data_dir=args.data_dir, embedder_dir=args.embedder)
     s = engine.train_stats
     print(f"saved to {out}: {s.samples} training samples, {s.samples_per_s:.0f} samples/s, final loss {s.final_loss:.4f}")
     return 0
 
 
 def _eval(args) -> int:
-    from pathlib import Path
-
-    from recsys.evaluate import EvalConfig, evaluate_ml100k
+    from crossrec_core.persist import atomic_write_text
+    from recsys.evaluate import EvalConfig, evaluate_ranking
 
     base = EvalConfig()
-    config = replace(base, data_dir=args.data_dir, out_dir=args.out_dir, max_users=args.max_users,
+    config = replace(base, dataset=args.dataset, data_dir=args.data_dir, out_dir=args.out_dir, max_users=args.max_users,
                      embedder_dir=args.embedder, engine=_engine_config(base.engine, args),
                      seeds=base.seeds if args.seeds is None else args.seeds)
-    report = evaluate_ml100k(config)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report.results, indent=2))
+    report = evaluate_ranking(config)
+    atomic_write_text(args.json, json.dumps(report.results, indent=2))
     print(report.markdown_path.read_text())
     print(f"JSON: {args.json}  table: {report.markdown_path}  plot: {report.plot_path}")
     return 0
 
 
 def _bench(args) -> int:
-    from recsys.bench import BenchConfig, benchmark_ml100k
+    from recsys.bench import BenchConfig, benchmark_ranking
 
-    report = benchmark_ml100k(BenchConfig(model_dir=args.model, data_dir=args.data_dir, embedder_dir=args.embedder),
-                              json_path=args.json)
+    report = benchmark_ranking(BenchConfig(model_dir=args.model, dataset=args.dataset, data_dir=args.data_dir,
+                                           embedder_dir=args.embedder), json_path=args.json)
     print(json.dumps(asdict(report), indent=2))
     return 0
 
 
 def _recommend(args) -> int:
+    from crossrec_core.persist import atomic_write_text
     from recsys import ProfileStore, RankingEngine
-    from recsys.evaluate import default_engine_dir
+    from recsys.training import default_engine_dir, load_id_maps
 
+    model = args.model or default_engine_dir(args.dataset)
     profiles = ProfileStore.open(args.profiles) if args.profiles else None
-    engine = RankingEngine.from_pretrained(args.model or default_engine_dir(), profiles=profiles)
+    engine = RankingEngine.from_pretrained(model, profiles=profiles)
+    items, users = load_id_maps(model)
+    user = _engine_user(args.user, users)
     filters = {"genres": tuple(args.genres)} if args.genres else None
-    rec = engine.recommend(args.user, k=args.k, filters=filters)
+    rec = engine.recommend(user, k=args.k, filters=filters)
     titles = engine.catalogue.titles
     pos = engine.catalogue.positions(rec.item_ids)
+    # the user's own ids at the edge: SKUs for a folder with string ids
+    item_ids = items.external(rec.item_ids) if items is not None else [int(i) for i in rec.item_ids]
     if args.json:
-        print(json.dumps({"user_id": rec.user_id, "item_ids": rec.item_ids.tolist(), "scores": rec.scores.tolist(),
-                          "sources": rec.sources, "top_feature_group": rec.top_feature_group,
-                          "cold_start": rec.cold_start, "reason": rec.reason}, indent=2))
-        return 0
-    print(f"user {rec.user_id}: {rec.reason}")
-    for rank, (i, s, src, g, p) in enumerate(zip(rec.item_ids, rec.scores, rec.sources, rec.top_feature_group, pos), 1):
-        print(f"{rank:3d}. {int(i):5d} {s:8.3f}  {titles[p][:50]:50s} via {'+'.join(src)}; top feature group: {g}")
+        atomic_write_text(args.json, json.dumps({
+            "user_id": args.user, "item_ids": item_ids, "titles": [titles[p] for p in pos], "scores": rec.scores.tolist(),
+            "sources": rec.sources, "top_feature_group": rec.top_feature_group, "cold_start": rec.cold_start,
+            "reason": rec.reason}, indent=2))
+    print(f"user {args.user}: {rec.reason}")
+    for rank, (i, s, src, g, p) in enumerate(zip(item_ids, rec.scores, rec.sources, rec.top_feature_group, pos), 1):
+        print(f"{rank:3d}. {str(i):>10s} {s:8.3f}  {titles[p][:50]:50s} via {'+'.join(src)}; top feature group: {g}")
     return 0
+
+
+def _engine_user(user: str, users) -> int:
+    """The engine's int64 id of the user's id ``user``; a user the engine never saw gets an id
+    outside the map (the engine answers with its cold-start fallback)."""
+    from crossrec_core.errors import UnknownIdError
+
+    if users is None:
+        try:
+            return int(user)
+        except ValueError:
+            raise ValueError(f"--user={user!r}: this engine was saved without an id map, so user ids are integers") from None
+    try:
+        return users.internal([user])[0]
+    except UnknownIdError:
+        return int(user) if users.identity and user.lstrip("-").isdigit() else -1

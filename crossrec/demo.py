@@ -40,9 +40,9 @@ _ASSIGN_TIMEOUT_S, _CONSUME_TIMEOUT_S = 120.0, 900.0
 
 def ranker_dir() -> Path:
     """Where the demo keeps the ranking engine: the one ``crossrec recommend`` reads by default."""
-    from recsys.evaluate import default_engine_dir
+    from recsys.training import default_engine_dir
 
-    return default_engine_dir()
+    return default_engine_dir("ml100k")
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ def _ensure_ranker(options: DemoOptions, echo, features_changed: bool) -> str:
     """Train the ranking engine unless it exists and its item features (the MovieLens aligned
     model) were not retrained in this run."""
     from recsys.engine import EngineConfig
-    from recsys.evaluate import train_ml100k
+    from recsys.training import train_engine
     from retrieval.align.embedder import default_model_dir
 
     out = ranker_dir()
@@ -268,7 +268,7 @@ def _ensure_ranker(options: DemoOptions, echo, features_changed: bool) -> str:
     config = EngineConfig(epochs=1) if options.quick else EngineConfig()
     echo(f"  training candidates (ALS, BPR, ANN, popularity) and the TorchRec ranker ({config.epochs} epoch(s)) "
          f"into {out} ...")
-    engine = train_ml100k(out, config, data_dir=options.data_dir,
+    engine = train_engine(out, config, "ml100k", data_dir=options.data_dir,
                           embedder_dir=str(default_model_dir("ml100k")), progress=options.progress)
     s = engine.train_stats
     echo(f"  ranker: {s.samples} samples at {s.samples_per_s:.0f}/s, final loss {s.final_loss:.4f}")

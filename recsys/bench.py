@@ -6,21 +6,21 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from crossrec_core.persist import atomic_write_text
 from recsys.engine import EngineConfig, RankingEngine
-from recsys.evaluate import load_ml100k
 from recsys.profiles import ProfileStore
 
-__all__ = ["BenchConfig", "BenchReport", "benchmark_ml100k"]
+__all__ = ["BenchConfig", "BenchReport", "benchmark_ranking"]
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    model_dir: str | None = None  # a saved engine; None trains one (epochs below) on all ratings
+    model_dir: str | None = None  # a saved engine; None trains one (epochs below) on all of ``dataset``
+    dataset: str = "ml100k"  # a data set name or a folder
     data_dir: str | None = None
     embedder_dir: str | None = None
     epochs: int = 1
@@ -51,17 +51,20 @@ def _percentiles(times: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def benchmark_ml100k(config: BenchConfig = BenchConfig(), embedder: Any = None, json_path: str | os.PathLike | None = None,
-                     progress: bool = True) -> BenchReport:
-    """Time training (unless ``model_dir`` is given) and ``recommend`` on MovieLens 100K."""
+def benchmark_ranking(config: BenchConfig = BenchConfig(), embedder: Any = None, json_path: str | os.PathLike | None = None,
+                      progress: bool = True) -> BenchReport:
+    """Time training (unless ``model_dir`` is given) and ``recommend`` on ``config.dataset``."""
     import torch
+
+    from recsys.training import load_rank_inputs
 
     if config.model_dir is not None:
         engine = RankingEngine.from_pretrained(config.model_dir)
     else:
-        data = load_ml100k(config.data_dir, embedder=embedder, embedder_dir=config.embedder_dir)
-        engine = RankingEngine(data.catalogue, data.users, data.features, ProfileStore(None), EngineConfig(epochs=config.epochs))
-        engine.fit(data.ratings, progress=progress)
+        data = load_rank_inputs(config.dataset, config.data_dir, embedder=embedder, embedder_dir=config.embedder_dir)
+        engine = RankingEngine(data.catalogue, data.users, data.features, ProfileStore(None),
+                               EngineConfig(epochs=config.epochs, multimodal=data.features is not None))
+        engine.fit(data.log, progress=progress)
     users = engine.profiles.users()
     rng = np.random.default_rng(config.seed)
     for u in users[:5]:  # warm-up
@@ -98,6 +101,5 @@ def benchmark_ml100k(config: BenchConfig = BenchConfig(), embedder: Any = None, 
         single_p50_ms=p50, single_p99_ms=p99, single_rounds=rounds, batch=batch, torch_threads=torch.get_num_threads(),
     )
     if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(asdict(report), indent=2))
+        atomic_write_text(json_path, json.dumps(asdict(report), indent=2))
     return report

@@ -26,6 +26,9 @@ __all__ = [
     "user_item_matrix",
     "catalogue_from_movielens",
     "users_from_movielens",
+    "catalogue_from_dataset",
+    "users_from_dataset",
+    "log_from_dataset",
     "load_item_features",
     "check_log",
     "ItemTrend",
@@ -107,10 +110,11 @@ class ItemFeatures:
 
 
 def check_log(log: pl.DataFrame, name: str = "interactions") -> pl.DataFrame:
+    """``log`` with ``LOG_COLUMNS`` (and ``positive``, the evaluation's relevance flag, when present)."""
     missing = [c for c in LOG_COLUMNS if c not in log.columns]
     if missing:
         raise ValueError(f"{name} lacks columns {missing}; expected {LOG_COLUMNS}")
-    return log.select(LOG_COLUMNS)
+    return log.select([*LOG_COLUMNS, *(["positive"] if "positive" in log.columns else [])])
 
 
 def chronological_split(log: pl.DataFrame, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Split:
@@ -165,6 +169,57 @@ def users_from_movielens(ml: Any) -> UserTable:
         for r in users.iter_rows(named=True)
     }
     return UserTable(demographics=demo, occupations=tuple(sorted(users["occupation"].unique().to_list())))
+
+
+def catalogue_from_dataset(ds: Any, items: Any) -> Catalogue:
+    """The catalogue of a ``crossrec_datasets.Dataset`` with int64 ids from ``items`` (its IdMap);
+    genres are the data set's multi-hot ``genre_columns``, else one flag per category."""
+    cat = ds.catalogue().with_columns(items.to_internal("item_id").alias("_id")).collect()
+    if ds.genre_columns:
+        names = tuple(ds.genre_columns)
+        genres = cat.select(names).to_numpy().astype(bool)
+    else:
+        category = cat["category"].fill_null("").to_list()
+        names = tuple(sorted(set(category) - {""})) or ("none",)
+        genres = np.array([[c == g for g in names] for c in category], dtype=bool).reshape(len(category), len(names))
+    return Catalogue(item_ids=cat["_id"].to_numpy().astype(np.int64), genres=genres, genre_names=names,
+                     titles=tuple(cat["title"].fill_null("").to_list()))
+
+
+def users_from_dataset(ds: Any, users: Any) -> UserTable:
+    """Demographics (``age``, ``sex``, ``occupation`` where the users table has them) by int64 user id."""
+    frame = ds.users()
+    if frame is None:
+        return UserTable({}, ())
+    frame = frame.with_columns(users.to_internal("user_id").alias("_id")).collect()
+    cols = [c for c in ("age", "sex", "occupation") if c in frame.columns]
+    if "age" in cols:
+        frame = frame.with_columns(pl.col("age").cast(pl.Int64, strict=False))
+    demo = {int(r["_id"]): {c: r[c] for c in cols if r[c] is not None} for r in frame.iter_rows(named=True)}
+    occupations = tuple(sorted(frame["occupation"].drop_nulls().cast(pl.Utf8).unique().to_list())) if "occupation" in cols else ()
+    return UserTable(demographics=demo, occupations=occupations)
+
+
+def log_from_dataset(ds: Any, items: Any, users: Any) -> pl.DataFrame:
+    """The engine's log (``LOG_COLUMNS`` + ``positive``) from a data set's interactions, int64 ids.
+
+    ``rating`` is the rating for rating events; for the other kinds it is the value whose profile
+    weight equals the kind's (``KIND_WEIGHTS``), so implicit events weigh in profiles as they would
+    streamed. Events for unknown items, of unknown kinds or without a timestamp are skipped.
+    """
+    from recsys.profiles import KIND_WEIGHTS
+
+    scale = {k: 5.0 * w / KIND_WEIGHTS["rating"] for k, w in KIND_WEIGHTS.items() if k != "rating"}
+    frame = ds.interactions().filter(pl.col("kind").is_in(list(KIND_WEIGHTS)) & pl.col("timestamp").is_not_null()
+                                     & (pl.col("timestamp") >= 0))
+    frame = frame.filter((pl.col("kind") != "rating") | pl.col("value").is_not_null())
+    out = frame.select(
+        users.to_internal("user_id").alias("user_id"), items.to_internal("item_id").alias("item_id"),
+        pl.when(pl.col("kind") == "rating").then(pl.col("value"))
+        .otherwise(pl.col("kind").replace_strict(scale, default=None, return_dtype=pl.Float64)).alias("rating"),
+        pl.col("timestamp").cast(pl.Int64), ds.positives.expr().fill_null(False).alias("positive"),
+    ).collect()
+    return out.drop_nulls(["user_id", "item_id"])
 
 
 def _cache_file(cache_dir: Path, fingerprint: str, texts: list[str], images: list[Any]) -> Path:

@@ -1,5 +1,5 @@
-"""Offline evaluation on MovieLens 100K: per-user chronological 80/10/10 split, full ranking over
-unseen items, Recall@10/20, NDCG@10 and AUC for popularity, ALS (tuned on validation), BPR, the
+"""Offline ranking evaluation on a data set (MovieLens 100K by default, or a user's folder):
+per-user chronological 80/10/10 split, full ranking over unseen items, Recall@10/20, NDCG@10 and AUC for popularity, ALS (tuned on validation), BPR, the
 ranker without multimodal features and the full ranker; plus a cold-item slice.
 
 Protocol. Every model is fitted on the train split. ALS hyper-parameters are picked by validation
@@ -29,22 +29,13 @@ from scipy.stats import rankdata
 
 from recsys.base import Recommender
 from recsys.candidates import ALSConfig, ALSRecommender, BPRRecommender, PopularityRecommender
-from recsys.data import (
-    Catalogue,
-    ItemFeatures,
-    UserTable,
-    Split,
-    catalogue_from_movielens,
-    chronological_split,
-    load_item_features,
-    users_from_movielens,
-)
+from recsys.data import Split, chronological_split
 from recsys.engine import EngineConfig, RankingEngine
 from recsys.profiles import ProfileStore, interactions_from_ratings
 
 __all__ = [
-    "COLD_THRESHOLD", "MODEL_ROWS", "EvalConfig", "EvalReport", "Ml100kInputs", "load_ml100k", "train_ml100k",
-    "ranking_metrics", "per_user_metrics", "paired_bootstrap", "gain_gap_bootstrap", "evaluate_ml100k",
+    "COLD_THRESHOLD", "MODEL_ROWS", "EvalConfig", "EvalReport",
+    "ranking_metrics", "per_user_metrics", "paired_bootstrap", "gain_gap_bootstrap", "evaluate_ranking",
 ]
 
 COLD_THRESHOLD = 5
@@ -54,6 +45,7 @@ METRICS = ("ndcg@10", "recall@10", "recall@20", "auc")
 
 @dataclass(frozen=True)
 class EvalConfig:
+    dataset: str = "ml100k"  # a data set name or a folder (crossrec_datasets.open_dataset)
     data_dir: str | None = None
     out_dir: str = "runs/rank_eval"
     max_users: int | None = None  # evaluate on the first users only (tests)
@@ -76,57 +68,6 @@ class EvalReport:
     json_path: Path
     markdown_path: Path
     plot_path: Path
-
-
-@dataclass(frozen=True)
-class Ml100kInputs:
-    catalogue: Catalogue
-    users: UserTable
-    ratings: pl.DataFrame
-    features: ItemFeatures | None
-
-
-def load_ml100k(data_dir: str | None = None, *, embedder: Any = None, embedder_dir: str | None = None,
-                max_users: int | None = None, multimodal: bool = True) -> Ml100kInputs:
-    """MovieLens 100K as engine inputs; item features from the aligned embedder (cached under .cache/)."""
-    from crossrec_datasets import load_movielens
-
-    ml = load_movielens(data_dir)
-    ratings = ml.ratings
-    if max_users is not None:
-        ratings = ratings.filter(pl.col("user_id").is_in(sorted(ratings["user_id"].unique().to_list())[:max_users]))
-    catalogue = catalogue_from_movielens(ml)
-    feats = None
-    if multimodal:
-        if embedder is None and embedder_dir is not None:
-            from retrieval.align.embedder import load_item_embedder
-
-            embedder = load_item_embedder(embedder_dir)
-        feats = load_item_features(catalogue.item_ids, ml.item_texts(), ml.poster_paths(), embedder=embedder)
-    return Ml100kInputs(catalogue, users_from_movielens(ml), ratings, feats)
-
-
-def default_engine_dir() -> Path:
-    """``$CROSSREC_HOME/models/ranker-ml100k``, beside the aligned models: where ``crossrec rank
-    train`` and the demo save the engine and ``crossrec recommend`` reads it."""
-    from crossrec_core.paths import models_dir
-
-    return models_dir() / "ranker-ml100k"
-
-
-def train_ml100k(out_dir: str | os.PathLike, config: EngineConfig = EngineConfig(), data_dir: str | None = None,
-                 embedder: Any = None, embedder_dir: str | None = None, progress: bool = True) -> RankingEngine:
-    """Fit the engine on all MovieLens 100K ratings and save it (with its profile store) to ``out_dir``.
-
-    Runs as is in one process, or under ``torchrun --nproc_per_node N`` (the ranker trains with N
-    ranks; each rank fits the candidate models itself).
-    """
-    data = load_ml100k(data_dir, embedder=embedder, embedder_dir=embedder_dir, multimodal=config.multimodal)
-    engine = RankingEngine(data.catalogue, data.users, data.features, ProfileStore(None), config)
-    engine.fit(data.ratings, progress=progress)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank trains, rank 0 saves
-        engine.save_pretrained(out_dir)
-    return engine
 
 
 def ranking_metrics(scores: np.ndarray, relevant: Sequence[np.ndarray], excluded: Sequence[np.ndarray]) -> dict[str, float]:
@@ -229,18 +170,24 @@ def _score(model: Recommender, users: list[int], all_items: bool = False) -> np.
     return model.score_users(profiles)
 
 
-def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, progress: bool = True) -> EvalReport:
-    """Run the whole evaluation and write ``metrics.json``, ``metrics.md`` and ``metrics.png``."""
+def evaluate_ranking(config: EvalConfig = EvalConfig(), embedder: Any = None, progress: bool = True) -> EvalReport:
+    """Run the whole evaluation on ``config.dataset`` and write ``metrics.json``, ``metrics.md`` and
+    ``metrics.png``. Relevant items are the held-out events the data set's positives setting counts
+    (MovieLens: every rating); users without such an event in the test period are not scored."""
+    from recsys.training import load_rank_inputs
+
     t0 = time.perf_counter()
     timings: dict[str, float] = {"load_avg_1min_at_start": os.getloadavg()[0]}
-    data = load_ml100k(config.data_dir, embedder=embedder, embedder_dir=config.embedder_dir, max_users=config.max_users)
+    data = load_rank_inputs(config.dataset, config.data_dir, embedder=embedder, embedder_dir=config.embedder_dir,
+                            max_users=config.max_users, multimodal=config.engine.multimodal)
     catalogue, users_table, feats = data.catalogue, data.users, data.features
-    split = chronological_split(data.ratings)
+    split = chronological_split(data.log)
     timings["load_and_embed_s"] = time.perf_counter() - t0
-    users = sorted(split.test["user_id"].unique().to_list())
+    positive = lambda frame: frame.filter(pl.col("positive"))  # noqa: E731
+    users = sorted(positive(split.test)["user_id"].unique().to_list())
     train_seen = _rows_per_user(split.train, users, catalogue)
-    val_rel = _rows_per_user(split.val, users, catalogue)
-    test_rel = _rows_per_user(split.test, users, catalogue)
+    val_rel = _rows_per_user(positive(split.val), users, catalogue)
+    test_rel = _rows_per_user(positive(split.test), users, catalogue)
 
     # ALS tuned on validation only.
     t = time.perf_counter()
@@ -263,7 +210,9 @@ def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, pro
     }
     # Ranker seeds never overlap: each training is an ensemble of n_models consecutive seeds.
     engine_seeds = [engine_cfg.seed + k * engine_cfg.n_models for k in range(config.seeds)]
-    ranker_cfgs = {"ranker_no_mm": (replace(engine_cfg, multimodal=False), None), "ranker": (engine_cfg, feats)}
+    # without item features (a folder with no aligned model yet) the "ranker" row is the ranker without them
+    ranker_cfgs = {"ranker_no_mm": (replace(engine_cfg, multimodal=False), None),
+                   "ranker": (replace(engine_cfg, multimodal=feats is not None), feats)}
     counts = np.bincount(np.concatenate(train_seen + [np.zeros(0, np.int64)]).astype(np.int64), minlength=len(catalogue))
     cold_items = np.flatnonzero(counts < COLD_THRESHOLD)
     not_cold = np.setdiff1d(np.arange(len(catalogue)), cold_items)
@@ -320,7 +269,8 @@ def evaluate_ml100k(config: EvalConfig = EvalConfig(), embedder: Any = None, pro
     results["validation"] = validation
     results["als_best"] = {"factors": best_cfg.factors, "alpha": best_cfg.alpha,
                            "regularization": best_cfg.regularization, "iterations": best_cfg.iterations}
-    results["protocol"] = {"split": "per-user chronological 80/10/10", "test_users": len(users),
+    results["protocol"] = {"dataset": data.dataset.name, "positives": data.dataset.positives.model_dump(),
+                           "split": "per-user chronological 80/10/10", "test_users": len(users),
                            "cold_threshold": COLD_THRESHOLD, "n_cold_items": int(len(cold_items)),
                            "ranker_seeds": config.seeds,
                            "item_features": None if feats is None else feats.fingerprint}
@@ -392,7 +342,7 @@ def _write(results: dict, out_dir: Path) -> EvalReport:
         for i, metric in enumerate(METRICS[:3]):
             ax.bar(x + (i - 1) * 0.27, [rows[m][metric] for m in MODEL_ROWS], 0.27, label=metric)
         ax.set_xticks(x, MODEL_ROWS, rotation=20)
-        ax.set_title(f"MovieLens 100K test, {title}")
+        ax.set_title(f"{results['protocol']['dataset']} test, {title}")
         ax.legend()
     ax = axes[2]
     gain_keys = {"all items": "mm_gain_ndcg@10", "cold items": "mm_gain_cold_ndcg@10"}

@@ -36,6 +36,7 @@ class Dataset(ABC):
     name: str
     root: Path
     positives: Positives = Positives()
+    genre_columns: tuple[str, ...] | None = None  # multi-hot catalogue columns the ranker uses as genres (None: category)
 
     @abstractmethod
     def catalogue(self) -> pl.LazyFrame: ...

@@ -76,6 +76,7 @@ class MovieLensDataset(Dataset):
         self._ml = load_movielens(data_dir)
         self.root, self.name = self._ml.root, "ml100k"
         self.positives = Positives(kinds=("rating",), min_rating=None)
+        self.genre_columns = GENRES
 
     @property
     def movielens(self) -> MovieLens:
