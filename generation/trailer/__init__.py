@@ -9,9 +9,12 @@ from generation.trailer.base import (
     TrailerResult, plan_trailer,
 )
 from generation.trailer.compose import ComposedFrames
+from generation.trailer.mark import VideoWatermark, read_video_watermark, sign_trailer, watermark_marker
+from generation.trailer.quality import TrailerScores, score_trailer
 from generation.trailer.render import RssPeak, ffmpeg_exe, render_trailer
 
 __all__ = [
     "ORIENTATIONS", "SHOT_KINDS", "CaptionPlacement", "FrameSource", "Shot", "TrailerConfig", "TrailerError",
     "TrailerPlan", "TrailerResult", "plan_trailer", "ComposedFrames", "RssPeak", "ffmpeg_exe", "render_trailer",
+    "VideoWatermark", "read_video_watermark", "sign_trailer", "watermark_marker", "TrailerScores", "score_trailer",
 ]

@@ -14,14 +14,14 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
 
 from generation.trailer.base import TrailerResult
 
-__all__ = ["JUMP", "TrailerScores", "ImageEmbedder", "read_frames", "score_trailer"]
+__all__ = ["JUMP", "TrailerScores", "ImageEmbedder", "iter_frames", "read_frames", "score_trailer"]
 
 JUMP = 40.0  # mean |difference| (0..255) of consecutive frames above which a frame pair is a cut
 
@@ -47,17 +47,21 @@ class TrailerScores:
         return dict(self.__dict__)
 
 
-def read_frames(path: str | Path, keep: Sequence[int] = ()) -> tuple[np.ndarray, dict[int, Image.Image]]:
-    """Decode ``path``: consecutive-frame differences ``(T - 1,)`` and the frames at ``keep``."""
+def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """Decode ``path`` frame by frame: ``(H, W, 3)`` uint8 arrays (one in memory at a time)."""
     import imageio_ffmpeg
 
     reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    meta = next(reader)
-    w, h = meta["size"]
+    w, h = next(reader)["size"]
+    for raw in reader:
+        yield np.frombuffer(raw, np.uint8).reshape(h, w, 3)
+
+
+def read_frames(path: str | Path, keep: Sequence[int] = ()) -> tuple[np.ndarray, dict[int, Image.Image]]:
+    """Decode ``path``: consecutive-frame differences ``(T - 1,)`` and the frames at ``keep``."""
     wanted, kept, diffs = set(keep), {}, []
     prev = None
-    for i, raw in enumerate(reader):
-        frame = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
+    for i, frame in enumerate(iter_frames(path)):
         grey = frame[::4, ::4].astype(np.float32).mean(-1)
         if prev is not None:
             diffs.append(float(np.abs(grey - prev).mean()))

@@ -93,3 +93,23 @@ def test_bad_plans_are_refused(tmp_path, items):
     with pytest.raises(TrailerError, match="expected \\(16, 720, 480, 3\\)"):
         render_trailer(plan, Wrong(), tmp_path / "never.mp4", TrailerConfig(seconds=1.0))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_watermark_survives_h264_and_the_manifest_covers_the_mp4(tmp_path, items, monkeypatch):
+    from generation.trailer.mark import read_video_watermark, sign_trailer, watermark_marker
+    from generation.trust import verify
+
+    monkeypatch.setenv("CROSSREC_HOME", str(tmp_path / "home"))  # the local CA is created here
+    config = TrailerConfig(seconds=3.0)
+    plan = plan_trailer(items[:1], ["Toys"], CONTROLS, config)
+    path = tmp_path / "trailer.mp4"
+    render_trailer(plan, ComposedFrames(config, CONTROLS), path, config, marker=watermark_marker(4242))
+    plain = tmp_path / "plain.mp4"
+    render_trailer(plan, ComposedFrames(config, CONTROLS), plain, config)
+    read = read_video_watermark(path)
+    assert read.payload_id == 4242 and read.agreeing >= read.chunks // 2
+    assert read_video_watermark(plain).payload_id is None
+    sign_trailer(path, payload_id=4242, title="trailer")
+    found = verify(path)
+    assert found.manifest == "valid" and found.trusted and found.label and found.ours
+    assert verify(plain).manifest == "absent" and not verify(plain).ours
