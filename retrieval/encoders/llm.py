@@ -102,11 +102,13 @@ class LocalLanguageModel:
         return f"{system}\n\n{prompt}\n" if system else prompt
 
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 48, num_return_sequences: int = 1,
-                 temperature: float = 0.8, seed: int = 0, system: str | None = None) -> list[list[str]]:
+                 temperature: float = 0.8, seed: int = 0, system: str | None = None,
+                 response_prefix: str = "") -> list[list[str]]:
         """``num_return_sequences`` completions for each prompt: ``[len(prompts)][num_return_sequences]``.
 
         ``temperature`` 0 decodes greedily (then every sequence of a prompt is the same). ``seed``
-        makes sampling reproducible.
+        makes sampling reproducible. ``response_prefix`` starts the answer (e.g. ``"Headline:"``,
+        to hold a small model to a format); it is not part of the returned text.
         """
         import torch
 
@@ -122,7 +124,7 @@ class LocalLanguageModel:
         if temperature < 0:
             raise ValueError(f"temperature={temperature}: must be >= 0")
         loaded = self._loaded
-        texts = [self.prompt_text(p, system) for p in prompts]
+        texts = [self.prompt_text(p, system) + response_prefix for p in prompts]
         batch = loaded.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         sample = temperature > 0
         options = dict(do_sample=True, temperature=float(temperature), top_p=0.95) if sample else dict(do_sample=False)
