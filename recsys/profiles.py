@@ -381,6 +381,15 @@ class ProfileStore:
                 affinity = {c: w / total for c, w in sorted(totals.items())}
         return UserProfile(user_id, demographics, history, vector, affinity, len(history))
 
+    def user_version(self, user_id: int) -> int:
+        """A number that changes exactly when the user's history does: the count of the user's
+        applied events (events are only ever added, so it only grows). 0 for an unknown user.
+        Caches of per-user outputs (creatives) key on it."""
+        with self._lock:
+            self._sync()
+            row = self._conn.execute("SELECT COUNT(*) FROM events WHERE user_id = ?", (int(user_id),)).fetchone()
+        return int(row[0])
+
     def users(self) -> list[int]:
         """Ids of every user with events or demographics, ascending."""
         with self._lock:
