@@ -1,0 +1,228 @@
+"""``crossrec creative``: personalised creatives (copy + poster) for a (user, item) pair.
+
+- ``crossrec creative --user ID --item ID --out DIR [--dataset ml100k|grocery]``: writes
+  ``poster.png``, ``copy.json``, ``scores.json``.
+- ``crossrec creative verify FILE``: label, watermark, C2PA manifest, verdict.
+- ``crossrec creative eval --json PATH [--quick]``: the issue-11 evaluation and a contact sheet.
+
+Each action is one ``_add_<name>(actions)`` function below; a new action adds one such function
+and one line in :func:`add_parser`.
+
+Whose taste (:func:`user_taste`): MovieLens users are read from a profile store (``--profiles``,
+the live store the stream workers write) or, by default, from the ratings file; grocery users are
+shoppers from the simulator of ``streaming.replay`` (``--shoppers``/``--shopper-seed``), or the
+items listed in ``--liked``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from crossrec.options import add_data_dir, add_json
+
+__all__ = ["add_parser", "UserTaste", "user_taste", "make_creative"]
+
+DATASETS = ("ml100k", "grocery")
+
+
+@dataclass(frozen=True)
+class UserTaste:
+    """The liked items of a user and the version of their profile (the cache key part)."""
+
+    user_id: str | None
+    liked: tuple  # LikedItem
+    profile_version: int | None
+    source: str
+
+
+def _ratings_store(data_dir, user_ids: Sequence[int] | None = None):
+    """An in-memory profile store fed with the MovieLens ratings (of ``user_ids`` only, if given)."""
+    import polars as pl
+
+    from crossrec_datasets import load_movielens
+    from recsys.profiles import ProfileStore, interactions_from_ratings
+
+    ratings = load_movielens(data_dir).ratings
+    if user_ids is not None:
+        ratings = ratings.filter(pl.col("user_id").is_in([int(u) for u in user_ids]))
+    store = ProfileStore(None)
+    store.apply(interactions_from_ratings(ratings, source="ml100k"))
+    return store
+
+
+def _shopper_store(items: Mapping, n_shoppers: int, seed: int):
+    from recsys.profiles import Interaction, ProfileStore
+    from streaming.replay import shopper_events
+
+    ids = sorted(int(i) for i in items)
+    events = shopper_events(ids, [items[str(i)].attributes.get("group", items[str(i)].category) for i in ids],
+                            n_users=n_shoppers, n_events=40 * n_shoppers, seed=seed)
+    store = ProfileStore(None)
+    store.apply([Interaction(e.event_id, e.user_id, e.item_id, e.kind, e.timestamp) for e in events])
+    return store
+
+
+def user_taste(dataset: str, user: str | None, items: Mapping, *, liked: Sequence[str] = (), profiles: str | None = None,
+               data_dir=None, n_shoppers: int = 50, shopper_seed: int = 0, store=None) -> UserTaste:
+    """Resolve ``user`` (or an explicit ``liked`` list) to liked items; see the module docstring.
+    An unknown user raises ``UnknownIdError``; a known user without likes gets the neutral default
+    (empty ``liked``)."""
+    from crossrec_core.errors import UnknownIdError
+    from generation.control import LikedItem, liked_from_profile, require_item
+    from recsys.profiles import ProfileStore
+
+    if liked:
+        chosen = tuple(LikedItem(require_item(items, i), 1.0) for i in liked)
+        return UserTaste(user, chosen, None, "explicit --liked list")
+    if user is None:
+        return UserTaste(None, (), None, "no user: neutral default")
+    try:
+        uid = int(user)
+    except ValueError:
+        raise UnknownIdError(f"user={user!r}: user ids of {dataset} are integers") from None
+    if store is None:
+        if profiles:
+            store, source = ProfileStore.open(profiles), f"profile store {profiles}"
+        elif dataset == "ml100k":
+            store, source = _ratings_store(data_dir, [uid]), "ml100k ratings"
+        else:
+            store, source = _shopper_store(items, n_shoppers, shopper_seed), f"shopper simulator (seed {shopper_seed})"
+    else:
+        source = "given profile store"
+    profile = store.get(uid)
+    if profile is None:
+        if profiles or dataset == "ml100k" and not _known_ml_user(uid, data_dir):
+            raise UnknownIdError(f"user={user!r} is not known to the {source}")
+        if dataset == "grocery" and not 1 <= uid <= n_shoppers:
+            raise UnknownIdError(f"user={user!r}: the shopper simulator has users 1..{n_shoppers}")
+    chosen = tuple(liked_from_profile(profile, items, half_life_days=store.half_life_days))
+    return UserTaste(str(uid), chosen, store.user_version(uid), source)
+
+
+def _known_ml_user(uid: int, data_dir) -> bool:
+    from crossrec_datasets import load_movielens
+
+    return uid in set(load_movielens(data_dir).users["user_id"].to_list())
+
+
+def make_creative(dataset: str, item: str, out: str | os.PathLike, *, user: str | None = None,
+                  liked: Sequence[str] = (), profiles: str | None = None, data_dir=None, language: str = "en",
+                  shape: str = "square", variants: int = 4, personalisation: float = 0.5, lm: str | None = None,
+                  use_cache: bool = True, shopper_seed: int = 0):
+    """One creative into ``out``; returns (:class:`~generation.studio.CreativeResult`, taste)."""
+    from generation.cache import CreativeCache
+    from generation.catalogue import load_catalogue
+    from generation.copy import LanguageModelCopyWriter
+    from generation.studio import Studio, StudioConfig
+
+    items = load_catalogue(dataset, data_dir)
+    from generation.control import require_item
+
+    require_item(items, item)  # an unknown item fails before any model loads
+    taste = user_taste(dataset, user, items, liked=liked, profiles=profiles, data_dir=data_dir, shopper_seed=shopper_seed)
+    writer = None
+    if lm is not None:
+        from retrieval.encoders import load_language_model
+
+        writer = LanguageModelCopyWriter(load_language_model(lm))
+    studio = Studio(items, copy_writer=writer, cache=CreativeCache() if use_cache else None,
+                    config=StudioConfig(shape=shape, variants=variants, personalisation=personalisation, language=language))
+    result = studio.make(item, user_id=taste.user_id, liked=taste.liked, profile_version=taste.profile_version, out_dir=out)
+    return result, taste
+
+
+# -- subcommands -------------------------------------------------------------------------------------
+
+def _cmd_make(args) -> int:
+    if args.item is None or args.out is None:
+        raise ValueError("crossrec creative: --item and --out are required (or use an action: verify, eval)")
+    liked = [s for s in (args.liked or "").split(",") if s.strip()]
+    result, taste = make_creative(args.dataset, args.item, args.out, user=args.user, liked=liked, profiles=args.profiles,
+                                  data_dir=args.data_dir, language=args.language, shape=args.shape, variants=args.variants,
+                                  personalisation=args.personalisation, lm=args.lm, use_cache=not args.no_cache,
+                                  shopper_seed=args.shopper_seed)
+    report = {**result.to_dict(), "taste": {"source": taste.source, "liked": len(taste.liked),
+                                            "profile_version": taste.profile_version},
+              "copy": {k: v for k, v in result.copy.to_dict().items() if k in ("headline", "tagline", "body", "source")}}
+    print(f"wrote {', '.join(str(Path(args.out) / n) for n in ('poster.png', 'copy.json', 'scores.json'))}")
+    print(f"  user {taste.user_id or '-'} ({taste.source}, {len(taste.liked)} liked items); item {result.item_id}; "
+          f"copy from {result.copy.source}; gate {'passed' if result.gate_passed else 'failed (fallback)'}; "
+          f"{'cache hit' if result.cache_hit else 'generated'}; watermark id {result.payload_id}")
+    print(f"  headline: {result.copy.headline}\n  tagline:  {result.copy.tagline}")
+    if args.json:
+        from crossrec_core.persist import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(report, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _add_verify(actions) -> None:
+    p = actions.add_parser("verify", help="check a file for the AI-generated label, our watermark and a C2PA manifest")
+    p.add_argument("file", help="an image (PNG/JPEG) or any file type C2PA supports")
+    add_json(p)
+    p.set_defaults(func=_cmd_verify)
+
+
+def _cmd_verify(args) -> int:
+    from generation.trust import verify
+
+    result = verify(args.file)
+    print(result.summary())
+    if args.json:
+        from crossrec_core.persist import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def _add_eval(actions) -> None:
+    p = actions.add_parser("eval", help="personalisation, fidelity, trust and latency of the creatives (ML-100K)")
+    add_json(p, required=True)
+    add_data_dir(p)
+    p.add_argument("--quick", action="store_true", help="10 users x 5 items (about 10 minutes); default 50 x 20")
+    p.add_argument("--users", type=int, default=None, help="number of users (overrides the mode's)")
+    p.add_argument("--items", type=int, default=None, help="items per user (overrides the mode's)")
+    p.add_argument("--sheet", default=None, metavar="PNG", help="contact sheet path (default: beside the JSON)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args) -> int:
+    from generation.evaluate import EvalOptions, run_eval
+
+    options = EvalOptions.quick() if args.quick else EvalOptions()
+    overrides = {k: v for k, v in (("users", args.users), ("items", args.items)) if v is not None}
+    options = options.with_(seed=args.seed, **overrides)
+    report = run_eval(options, json_path=args.json, sheet_path=args.sheet, data_dir=args.data_dir, progress=True)
+    print(report.format())
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("creative", help="personalised ad copy and posters for a (user, item) pair",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=DATASETS, default="ml100k", help="catalogue (default: ml100k)")
+    add_data_dir(p)
+    p.add_argument("--user", default=None, help="user id (ml100k: a MovieLens user; grocery: a simulated shopper 1..50); "
+                                                "omitted: the neutral default")
+    p.add_argument("--item", default=None, help="item id")
+    p.add_argument("--out", default=None, metavar="DIR", help="folder for poster.png, copy.json, scores.json")
+    p.add_argument("--liked", default=None, metavar="ID,ID", help="explicit liked item ids (instead of --user's history)")
+    p.add_argument("--profiles", default=None, metavar="DB", help="a profile store file (the stream workers' live store)")
+    p.add_argument("--shopper-seed", type=int, default=0, help="grocery: seed of the shopper simulator (default 0)")
+    p.add_argument("--language", choices=("en", "zh"), default="en")
+    p.add_argument("--shape", choices=("square", "landscape", "story"), default="square")
+    p.add_argument("--variants", type=int, default=4, help="poster variants per attempt (default 4)")
+    p.add_argument("--personalisation", type=float, default=0.5, help="user-style weight in [0, 1] (default 0.5)")
+    p.add_argument("--lm", default=None, metavar="DIR", help="a local HF causal-LM directory (default: SmolLM2-135M)")
+    p.add_argument("--no-cache", action="store_true", help="always generate (do not read or fill the creative cache)")
+    add_json(p)
+    p.set_defaults(func=_cmd_make)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    _add_verify(actions)
+    _add_eval(actions)
