@@ -49,6 +49,19 @@ def add_parser(subparsers) -> None:
     bench.add_argument("--model", default=None, help="a saved engine (default: train one for 1 epoch)")
     bench.set_defaults(func=_bench)
 
+    scale = sub.add_parser("bench-scale", help="train + evaluate ranking on synthetic shops of growing size: "
+                           "time and peak memory per stage (JSON + plot)")
+    scale.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000], help="interaction counts")
+    scale.add_argument("--items", type=int, default=100_000)
+    scale.add_argument("--interactions-per-user", type=int, default=50)
+    scale.add_argument("--eval-users", type=int, default=10_000)
+    scale.add_argument("--epochs", type=int, default=1)
+    scale.add_argument("--work-dir", default="runs/rank_scale", help="where the synthetic shops are generated")
+    scale.add_argument("--threads", type=int, default=None, help="torch and BLAS threads (default: their own; "
+                       "1 on a shared machine)")
+    add_json(scale, default_help="default: <work-dir>/rank_scale.json; the plot goes beside it")
+    scale.set_defaults(func=_bench_scale)
+
     rec = subparsers.add_parser("recommend", help="top-k items for a user from a saved engine")
     rec.add_argument("--user", required=True, help="the user's id (as in your data: a number or a string)")
     rec.add_argument("-k", type=int, default=10)
@@ -99,6 +112,23 @@ def _bench(args) -> int:
     report = benchmark_ranking(BenchConfig(model_dir=args.model, dataset=args.dataset, data_dir=args.data_dir,
                                            embedder_dir=args.embedder), json_path=args.json)
     print(json.dumps(asdict(report), indent=2))
+    return 0
+
+
+def _bench_scale(args) -> int:
+    from recsys.scale_bench import ScaleConfig, run_scale_bench
+
+    report = run_scale_bench(ScaleConfig(sizes=tuple(args.sizes), items=args.items,
+                                         interactions_per_user=args.interactions_per_user, eval_users=args.eval_users,
+                                         epochs=args.epochs, work_dir=args.work_dir, threads=args.threads),
+                             json_path=args.json)
+    for row in report.rows:
+        stages = ", ".join(f"{s} {c['seconds']:.1f} s / {c['peak_rss_gib']:.2f} GiB" for s, c in row["stages"].items())
+        print(f"{row['interactions']:>11,d} interactions, {row['users']:,d} users: {stages}; "
+              f"NDCG@10 {row['metrics']['ndcg@10']:.4f} on {row['eval_users']:,d} users")
+    if report.growth:
+        print("time ~ size^b: " + ", ".join(f"{s} b={b:.2f}" for s, b in report.growth.items()))
+    print(f"JSON: {report.json_path}  plot: {report.plot_path}")
     return 0
 
 

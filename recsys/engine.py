@@ -191,12 +191,14 @@ class RankingEngine(Recommender):
         # Similarity to the latest items (ALS item space): taste drifts, the last few items say most.
         factors = stage.als.item_factors
         unit = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-6)
-        recent = np.zeros_like(als)
+        # mean cosine to the last items = cosine-sum with their mean unit vector: one (B, F) @ (F, N)
+        mean_last = np.zeros((len(profiles), unit.shape[1]), unit.dtype)
         for b, p in enumerate(profiles):
             last = self.catalogue.positions([h[0] for h in p.history[-RECENT_ITEMS:]])
             last = last[last >= 0]
             if len(last):
-                recent[b] = (unit[last] @ unit.T).mean(axis=0)
+                mean_last[b] = unit[last].mean(axis=0)
+        recent = (mean_last @ unit.T).astype(als.dtype, copy=False)
         return _Signals(als, _zscore(als), _zscore(stage.bpr.score_users(profiles)), stage.trend.at(latest), recent)
 
     def _features(self, stage: _Stage, profiles: Sequence[UserProfile], rows: Sequence[np.ndarray],
