@@ -1,0 +1,216 @@
+"""``crossrec retrieval eval-queries``: search quality on the natural query sets.
+
+Fusion weights are learned on the dev half only (grid search per query language, its choice
+checked by 5-fold cross-validation over dev groups); every figure is reported on the held-out half
+(used for no choice) and on dev, per language and per query type. The hybrid is compared with each
+single signal by a paired bootstrap over held-out queries.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from crossrec_core.persist import atomic_write_text
+from retrieval.hybrid import SIGNALS, DenseSignal, HybridConfig, SignalHits, fuse, learn_weights, ndcg_at
+from retrieval.searcher import Searcher, query_language
+
+__all__ = ["Judged", "load_query_set", "rank_metrics", "QueryEvalOptions", "evaluate_queries", "REPORT_NAMES"]
+
+# JSON name -> what it ranks by
+REPORT_NAMES = {
+    "hybrid": "weighted fusion of every signal, weights learned on dev per language",
+    "rrf": "reciprocal-rank fusion of every signal",
+    "bm25": "BM25 over item texts (stemmed words, jieba for Chinese)",
+    "trigram": "BM25 over character trigrams",
+    "dense_text": "frozen multilingual e5-small, query vs item text",
+    "dense_text_minilm": "frozen all-MiniLM-L6-v2, query vs item text (title, classes, description)",
+    "dense_title": "frozen multilingual e5-small, query vs title and classes",
+    "dense_title_minilm": "frozen all-MiniLM-L6-v2, query vs title and classes",
+    "aligned_image": "aligned text tower vs catalogue images",
+    "fused": "aligned text tower vs fused image+text item vectors",
+    "reference_frozen_text": "frozen all-MiniLM-L6-v2, query vs the raw description (the issue's reference)",
+}
+_SIGNAL_OF = {"bm25": "bm25", "trigram": "trigram", "dense_text": "e5", "dense_text_minilm": "minilm",
+              "dense_title": "e5_title", "dense_title_minilm": "minilm_title",
+              "aligned_image": "image", "fused": "fused", "reference_frozen_text": "reference"}
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One query with graded relevance ``gains`` (catalogue row -> 1 or 2)."""
+
+    id: str
+    group: str
+    lang: str
+    type: str
+    query: str
+    split: str
+    gains: dict[int, int]
+
+
+def load_query_set(dataset: str, row_of: Mapping[str, int], path: str | Path | None = None) -> list[Judged]:
+    """The committed query set of ``dataset`` (or ``path``); ``row_of`` maps a judgement key
+    (grocery: product name; ml100k: item id as str) to its catalogue row."""
+    if path is None:
+        text = resources.files("crossrec_datasets").joinpath("queries", f"{dataset}.jsonl").read_text("utf-8")
+    else:
+        text = Path(path).read_text("utf-8")
+    out = []
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        unknown = [key for key in r["relevance"] if key not in row_of]
+        if unknown:
+            raise ValueError(f"query set {dataset!r} line {line_no}: items {unknown[:5]} are not in the catalogue")
+        out.append(Judged(r["id"], r["group"], r["lang"], r["type"], r["query"], r["split"],
+                          {row_of[key]: int(g) for key, g in r["relevance"].items() if int(g) > 0}))
+    return out
+
+
+def rank_metrics(ranked: Sequence[int], gains: Mapping[int, int], k: int = 10) -> dict[str, float]:
+    """nDCG@k (gains 2^g - 1), MRR (first item of grade >= 1; 0 when none is listed) and
+    Recall@k (share of the grade >= 1 items in the top k)."""
+    ranked = list(ranked)
+    first = next((i for i, r in enumerate(ranked) if gains.get(r, 0) > 0), None)
+    return {"ndcg@10": ndcg_at(ranked, gains, k), "mrr": 0.0 if first is None else 1.0 / (first + 1),
+            "recall@10": sum(1 for r in ranked[:k] if gains.get(r, 0) > 0) / max(1, len(gains))}
+
+
+def _summary(per_query: list[dict[str, float]]) -> dict[str, float]:
+    if not per_query:
+        return {"ndcg@10": None, "mrr": None, "recall@10": None, "n": 0}
+    return {m: float(np.mean([q[m] for q in per_query])) for m in per_query[0]} | {"n": len(per_query)}
+
+
+def _bootstrap(a: np.ndarray, b: np.ndarray, n: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Paired bootstrap over queries of mean(a - b): the difference, its 95% interval and the
+    one-sided p (share of resamples where a does not beat b)."""
+    d = np.asarray(a) - np.asarray(b)
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n, len(d)))
+    means = d[idx].mean(axis=1)
+    return {"diff": float(d.mean()), "ci95": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))],
+            "p": float((means <= 0).mean()), "n": int(len(d))}
+
+
+@dataclass(frozen=True)
+class QueryEvalOptions:
+    dataset: str = "grocery"
+    data_dir: str | None = None
+    model_dir: str | None = None
+    folds: int = 5
+    query_set: str | None = None  # another JSONL (tests); default: the committed set
+
+
+def _row_keys(searcher: Searcher, dataset: str) -> dict[str, int]:
+    if dataset == "grocery":
+        return {t.replace(" ", "-"): i for i, t in enumerate(searcher.items.titles)}
+    return {str(i): row for row, i in enumerate(searcher.items.ids)}
+
+
+def _rank(hits: Mapping[str, SignalHits], weights: Mapping[str, float] | None, fusion: str = "weighted") -> list[int]:
+    return fuse(hits, fusion=fusion, weights=weights).rows.tolist()
+
+
+def _learn(train: list[tuple[dict, dict]], signals: Sequence[str]) -> dict[str, float]:
+    return learn_weights(train, signals)[0] if train else {s: 1.0 for s in signals}
+
+
+def evaluate_queries(opts: QueryEvalOptions, searcher: Searcher | None = None, progress: bool = True) -> dict:
+    """The report dict (see ``REPORT_NAMES``); ``learned_weights`` are the dev-fitted weights."""
+    start = time.perf_counter()
+    searcher = searcher or Searcher.load(opts.dataset, model_dir=opts.model_dir, data_dir=opts.data_dir)
+    queries = load_query_set(opts.dataset, _row_keys(searcher, opts.dataset), opts.query_set)
+    signals = list(searcher.signals)
+    hits = searcher.signal_hits([q.query for q in queries])
+    # the reference: frozen MiniLM over the raw item description, no training, no fusion
+    minilm = searcher.text_encoders["minilm"][1]
+    ref = DenseSignal(minilm.encode(searcher.items.aligned_texts or searcher.items.texts))
+    qv = minilm.encode([q.query for q in queries])
+    for h, v in zip(hits, qv):
+        rows, scores = ref.search(v, searcher.config.candidates)
+        h["reference"] = SignalHits(rows, scores, lambda r, v=v: ref.score(v, r))
+    fusable = [{s: h[s] for s in signals} for h in hits]
+
+    def pairs(idx):
+        return [(fusable[i], queries[i].gains) for i in idx]
+
+    dev = [i for i, q in enumerate(queries) if q.split == "dev"]
+    learned, cv = {}, {}
+    for lang in ("en", "zh"):
+        dev_l = [i for i in dev if queries[i].lang == lang]
+        learned[lang] = _learn(pairs(dev_l), signals)
+        # k-fold over dev groups: does learning weights beat RRF on dev queries it did not see?
+        groups = sorted({queries[i].group for i in dev_l})
+        fold_of = {g: f % opts.folds for f, g in enumerate(np.random.default_rng(0).permutation(groups))}
+        scores = {"weighted": [], "rrf": []}
+        for f in range(opts.folds):
+            test = [i for i in dev_l if fold_of[queries[i].group] == f]
+            train = [i for i in dev_l if fold_of[queries[i].group] != f]
+            if not test:
+                continue
+            w = _learn(pairs(train), signals)
+            for i in test:
+                scores["weighted"].append(ndcg_at(_rank(fusable[i], w), queries[i].gains))
+                scores["rrf"].append(ndcg_at(_rank(fusable[i], None, "rrf"), queries[i].gains))
+        cv[lang] = {k: float(np.mean(v)) if v else None for k, v in scores.items()} | {"n": len(scores["rrf"])}
+
+    def ranking(name: str, i: int) -> list[int]:
+        if name == "hybrid":
+            return _rank(fusable[i], learned[query_language(queries[i].query)])
+        if name == "rrf":
+            return _rank(fusable[i], None, "rrf")
+        signal = _SIGNAL_OF[name]
+        return hits[i][signal].rows.tolist() if signal in hits[i] else []
+
+    names = [n for n in REPORT_NAMES if n in ("hybrid", "rrf") or _SIGNAL_OF[n] in hits[0]]
+    per = {n: [rank_metrics(ranking(n, i), q.gains) for i, q in enumerate(queries)] for n in names}
+    report: dict = {"dataset": opts.dataset, "signals": signals, "systems": {n: REPORT_NAMES[n] for n in names}}
+    for n in names:
+        report[n] = {split: {lang: _summary([per[n][i] for i, q in enumerate(queries) if q.split == split and q.lang == lang])
+                             for lang in ("en", "zh")} for split in ("heldout", "dev")}
+        report[n]["heldout"]["by_type"] = {
+            t: _summary([per[n][i] for i, q in enumerate(queries) if q.split == "heldout" and q.type == t])
+            for t in sorted({q.type for q in queries})}
+    held = [i for i, q in enumerate(queries) if q.split == "heldout"]
+    subsets = {"en": [i for i in held if queries[i].lang == "en"], "zh": [i for i in held if queries[i].lang == "zh"],
+               "all": held}
+    report["bootstrap_hybrid_vs"] = {
+        subset: {n: _bootstrap(np.array([per["hybrid"][i]["ndcg@10"] for i in idx]), np.array([per[n][i]["ndcg@10"] for i in idx]))
+                 for n in names if n != "hybrid"} for subset, idx in subsets.items() if idx}
+    report["learned_weights"] = learned
+    report["default_weights"] = {"en": dict(searcher.config.weights_en), "zh": dict(searcher.config.weights_zh)}
+    report["cv_dev_ndcg@10"] = cv
+    report["queries"] = {"dev": len(dev), "heldout": len(held)}
+    report["per_query_heldout"] = {queries[i].id: {n: round(per[n][i]["ndcg@10"], 4) for n in ("hybrid", "reference_frozen_text", "dense_text")
+                                                   if n in per} for i in held}
+    report["seconds"] = time.perf_counter() - start
+    return report
+
+
+def _row(name: str, block: dict) -> str:
+    cells = []
+    for split in ("heldout", "dev"):
+        for lang in ("en", "zh"):
+            m = block[split][lang]
+            cells.append("-" if m["ndcg@10"] is None else f"{m['ndcg@10']:.3f} / {m['mrr']:.3f} / {m['recall@10']:.3f}")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def markdown(report: dict) -> str:
+    lines = [f"query-set search, {report['dataset']}: nDCG@10 / MRR / Recall@10",
+             "| system | heldout en | heldout zh | dev en | dev zh |", "|---|---|---|---|---|"]
+    lines += [_row(n, report[n]) for n in REPORT_NAMES if n in report]
+    return "\n".join(lines)
+
+
+def write_report(report: dict, path: str | Path) -> Path:
+    atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False))
+    return Path(path)
