@@ -23,6 +23,8 @@ _EXPORTS = {
                         "choose_index_type", "recall_at_k", "INDEX_TYPES"),
     "retrieval.index_bench": ("run_index_benchmark", "BenchReport"),
     "retrieval.search": ("CatalogueSearch", "SearchHit"),
+    "retrieval.searcher": ("Searcher", "CatalogueItems", "RankedHit", "SignalScore", "load_catalogue_items"),
+    "retrieval.hybrid": ("HybridConfig",),
     "retrieval.metrics": ("RetrievalMetrics", "retrieval_metrics"),
     "retrieval.evaluate": ("EvalOptions", "EvalReport"),
     "retrieval.pipeline": ("train_retrieval", "run_retrieval_eval", "search_catalogue"),
