@@ -230,18 +230,19 @@ def _ensure_aligned(dataset: str, options: DemoOptions, echo) -> tuple[bool, str
 
 def _search_examples(options: DemoOptions, echo) -> tuple[SearchExample, ...]:
     from crossrec_datasets import load_grocery
-    from retrieval.pipeline import search_catalogue
+    from retrieval.searcher import Searcher
 
     grocery = load_grocery(options.data_dir)
     names = {p.class_id: p.name for p in grocery.products}
+    searcher = Searcher.load("grocery", data_dir=options.data_dir)  # loaded once for both queries
 
-    def named(hits) -> tuple[NamedHit, ...]:
-        return tuple(NamedHit(h.item_id, (h.metadata or {}).get("name") or names.get(h.item_id, "?"), h.score) for h in hits)
+    def named(result) -> tuple[NamedHit, ...]:
+        return tuple(NamedHit(h.item_id, names.get(h.item_id, h.title), h.score) for h in result.hits)
 
-    text = SearchExample(TEXT_QUERY, "image", named(search_catalogue(TEXT_QUERY, k=5, space="image")))
+    text = SearchExample(TEXT_QUERY, "item", named(searcher.search(TEXT_QUERY, k=5)))
     test = grocery.split("test")
     photo = test[len(test) // 2]  # a fixed test photo: the demo shows the same query every run
-    hits = named(search_catalogue(image=photo.path, k=5, space="text"))
+    hits = named(searcher.search_image(photo.path, k=5, space="text"))
     rank = next((r for r, h in enumerate(hits, 1) if h.item_id == photo.class_id), None)
     image = SearchExample(str(photo.path), "text", hits, photo.class_id, names[photo.class_id], rank)
     for ex, shown in ((text, repr(TEXT_QUERY)), (image, f"shop photo {photo.path.name}")):

@@ -83,7 +83,7 @@ def test_quick_demo_end_to_end(quick_run):
     assert [s.name for s in report.steps][0].startswith("retrieval") and len(report.steps) == 5
     assert all("trained" in s.note for s in report.steps[:3])  # a fresh home: every model was trained
     text, image = report.searches
-    assert text.space == "image" and len(text.hits) == 5 and image.space == "text" and image.target_id is not None
+    assert text.space == "item" and len(text.hits) == 5 and image.space == "text" and image.target_id is not None
     st = report.stream
     assert st.published == 3000 and st.applied == 3000 and st.consumed == 3001 and st.dlq == 1 and st.lag == 0
     c = report.change
