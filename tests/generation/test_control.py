@@ -1,0 +1,70 @@
+"""Profile -> control signals on real MovieLens users and grocery items."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crossrec_datasets import load_movielens
+from generation.catalogue import display_title, grocery_items, movielens_items
+from generation.control import LEXICON, ControlConfig, LikedItem, controls_for, item_terms, liked_from_profile, neutral_controls
+from generation.style import STYLE_DIM
+from recsys.profiles import ProfileStore, interactions_from_ratings
+
+
+@pytest.fixture(scope="module")
+def movies():
+    return movielens_items()
+
+
+@pytest.fixture(scope="module")
+def store():
+    import polars as pl
+
+    ratings = load_movielens().ratings.filter(pl.col("user_id").is_in([1, 2]))
+    s = ProfileStore(None)
+    s.apply(interactions_from_ratings(ratings, source="t"))
+    return s
+
+
+def test_liked_items_are_4_or_5_and_recency_weighted(store, movies):
+    liked = liked_from_profile(store.get(1), movies)
+    ratings = {h[0]: h[2] for h in store.get(1).history}
+    assert liked and all(ratings[int(e.item.item_id)] >= 4 for e in liked)
+    assert len(liked) == sum(1 for v in ratings.values() if v >= 4)
+    weights = [e.weight for e in liked]
+    assert weights == sorted(weights, reverse=True) and len(set(np.round(weights, 9))) > 1
+    assert liked_from_profile(None, movies) == []
+
+
+def test_three_granularities_and_campaign_consistency(store, movies):
+    liked = liked_from_profile(store.get(1), movies)
+    a = controls_for("1", liked, movies["1"], config=ControlConfig(max_images=4))
+    b = controls_for("1", liked, movies["50"])
+    assert a.style_words and a.tone != "clear" and a.theme and len(a.palette) == 5
+    assert len(a.style_vector) == STYLE_DIM and np.isfinite(a.style_vector).all()
+    assert set(a.stress) <= set(item_terms(movies["1"])) and set(b.stress) <= set(item_terms(movies["50"]))
+    assert a.theme == b.theme and a.style_words == b.style_words  # campaign level: one theme per user
+    other = controls_for("2", liked_from_profile(store.get(2), movies), movies["1"])
+    assert (other.style_words, other.palette) != (a.style_words, a.palette)
+
+
+def test_neutral_default_and_broken_liked_images(movies, tmp_path):
+    toy = movies["1"]
+    neutral = controls_for(None, [], toy)
+    assert neutral == neutral_controls(toy) and neutral.user_id is None and neutral.personalisation == 0.0
+    assert neutral.style_vector is None and not neutral.palette and neutral.stress
+    corrupt = tmp_path / "broken.jpg"
+    corrupt.write_bytes(b"not a jpeg")
+    from dataclasses import replace
+
+    liked = [LikedItem(replace(movies["2"], image=corrupt), 1.0), LikedItem(replace(movies["3"], image=None), 1.0)]
+    c = controls_for("9", liked, toy)
+    assert c.style_words and c.style_vector is None and not c.palette  # categories count, images skipped
+
+
+def test_catalogues():
+    assert display_title("Usual Suspects, The (1995)") == "The Usual Suspects"
+    groceries = grocery_items()
+    apple = next(i for i in groceries.values() if i.attributes.get("group") == "Apple")
+    assert apple.category in LEXICON and apple.image.is_file() and item_terms(apple) == [apple.category, "Apple"]

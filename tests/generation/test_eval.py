@@ -1,0 +1,28 @@
+"""The eval's statistics (the run itself is the `crossrec creative eval` command)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from generation.evaluate import EvalOptions, auc, paired_bootstrap
+
+
+def test_auc_and_paired_bootstrap():
+    assert auc([2, 3], [1, 0]) == 1.0 and auc([1], [1]) == 0.5 and auc([0], [1]) == 0.0
+    rng = np.random.default_rng(0)
+    wins = (rng.random(400) < 0.8).astype(float)
+    groups = np.repeat(np.arange(40), 10)
+    lo, hi = paired_bootstrap(wins, groups, n=500)
+    assert lo < wins.mean() < hi and hi - lo < 0.15
+    # clustered wins (whole users win or lose) give a wider interval than independent ones
+    clustered = np.repeat((rng.random(40) < 0.8).astype(float), 10)
+    c_lo, c_hi = paired_bootstrap(clustered, groups, n=500)
+    assert c_hi - c_lo > hi - lo
+
+
+def test_options():
+    quick = EvalOptions.quick()
+    assert (quick.users, quick.items) == (10, 5) and EvalOptions().users * EvalOptions().items >= 1000
+    with pytest.raises(ValueError, match="weights"):
+        EvalOptions(weights=(1.5,))
