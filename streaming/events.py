@@ -35,12 +35,17 @@ __all__ = [
     "ItemEvent",
     "CreativeRequest",
     "CreativeResult",
+    "CreativeAsset",
+    "CreativeImpression",
+    "CreativeClick",
+    "CREATIVE_KINDS",
     "DeadLetter",
     "decode_event",
     "new_event_id",
+    "json_schemas",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the version every schema started at; schemas that grew say so in FIELDS_SINCE
 # Larger messages are dead-lettered: catalogue images are small JPEGs (the grocery ones are
 # <= 256 px, ~20 KB), and this stays below Kafka's default 1 MB message limit.
 MAX_EVENT_BYTES = 256 * 1024
@@ -48,6 +53,8 @@ UserEventKind = Literal["view", "click", "add_to_cart", "purchase", "rating"]
 ItemOp = Literal["upsert", "delete"]
 USER_EVENT_KINDS: tuple[str, ...] = get_args(UserEventKind)
 ITEM_OPS: tuple[str, ...] = get_args(ItemOp)
+CreativeKind = Literal["copy", "poster", "trailer"]
+CREATIVE_KINDS: tuple[str, ...] = get_args(CreativeKind)
 
 
 class EventSchemaError(CrossrecError, ValueError):
@@ -85,8 +92,14 @@ class Topics:
     def dead_letter(self) -> str:
         return f"{self.prefix}.dead-letter"
 
+    @property
+    def creative_feedback(self) -> str:
+        """Impressions of and clicks on creatives: not user events (they trigger no re-ranking)."""
+        return f"{self.prefix}.creative-feedback"
+
     def all(self) -> tuple[str, ...]:
-        return (self.user_events, self.item_events, self.creative_requests, self.creative_results, self.dead_letter)
+        return (self.user_events, self.item_events, self.creative_requests, self.creative_results, self.dead_letter,
+                self.creative_feedback)
 
 
 
@@ -118,6 +131,10 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     SCHEMA: ClassVar[str] = ""
+    # Fields added after version 1 -> the version that added them. A message is written at the
+    # lowest version that can carry it (every added field at its default: v1), so readers of an
+    # older version keep reading everything it can express; a reader accepts versions 1..latest.
+    FIELDS_SINCE: ClassVar[dict[str, int]] = {}
     event_id: str = Field(min_length=1, max_length=128, description="Idempotency key: a redelivered event with the same id is applied once.")
     timestamp: float = Field(description="Event time, unix seconds.")
 
@@ -139,9 +156,23 @@ class Event(BaseModel):
         """Partitioning key (per-entity ordering)."""
         raise NotImplementedError
 
+    @classmethod
+    def latest_version(cls) -> int:
+        return max([SCHEMA_VERSION, *cls.FIELDS_SINCE.values()])
+
+    def version(self) -> int:
+        """The lowest version that carries this event (fields added later left at their default)."""
+        fields = type(self).model_fields
+        return max([SCHEMA_VERSION] + [v for name, v in self.FIELDS_SINCE.items()
+                                       if getattr(self, name) != fields[name].get_default(call_default_factory=True)])
+
     def to_dict(self) -> dict:
-        """The wire object: ``schema``, ``v``, then every field (None included)."""
-        return {"schema": self.SCHEMA, "v": SCHEMA_VERSION, **self.__dict__}
+        """The wire object: ``schema``, ``v``, then every field of that version (None included)."""
+        if not self.FIELDS_SINCE:
+            return {"schema": self.SCHEMA, "v": SCHEMA_VERSION, **self.__dict__}
+        v = self.version()
+        return {"schema": self.SCHEMA, "v": v, **self.model_dump(
+            include={k for k in type(self).model_fields if self.FIELDS_SINCE.get(k, SCHEMA_VERSION) <= v})}
 
     def to_json(self, sent_at: float | None = None) -> bytes:
         """UTF-8 JSON; ``sent_at`` stamps the producer's clock (for latency) without a copy of the event."""
@@ -213,23 +244,46 @@ class ItemEvent(Event):
 
 
 class CreativeRequest(Event):
-    """Ask the generation module for a personalised creative of ``item_id`` for ``user_id``."""
+    """Ask the generation module for a personalised creative of ``item_id`` for ``user_id``.
+    v2: ``kinds``, what to make (copy and a poster by default; a trailer when asked), and
+    ``variants``, how many poster variants."""
 
     SCHEMA: ClassVar[str] = "creative_request"
+    FIELDS_SINCE: ClassVar[dict[str, int]] = {"kinds": 2, "variants": 2}
     user_id: int = 0
     item_id: int = 0
     rank: int = 0
     score: float | None = None
     reason: str = "recommended"
+    kinds: list[CreativeKind] = Field(default_factory=lambda: ["copy", "poster"], min_length=1, max_length=3)
+    variants: int = Field(1, ge=1, le=16)
 
     def key(self) -> bytes:
         return str(self.user_id).encode()
 
 
+class CreativeAsset(BaseModel):
+    """One asset of a v2 creative result: ``asset_id`` in the content-addressed store
+    (``<sha256>.<suffix>``), the poster variant it is (``variant_id``, ``family``) and its score."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+    kind: Literal["copy", "poster", "scores", "trailer"]
+    asset_id: str = Field(min_length=1, max_length=128)
+    uri: str | None = None
+    variant_id: str | None = Field(None, max_length=200)
+    family: str | None = Field(None, max_length=64)
+    score: float | None = None
+
+
 class CreativeResult(Event):
-    """A generated creative (``uri`` of the asset, ``text`` of the copy) answering ``request_id``."""
+    """A generated creative answering ``request_id``: ``uri`` of the main asset and ``text`` of
+    the copy (v1). ``status``: ``ok``, ``expired`` (the request was older than the worker's limit
+    when it came up: answered, not generated) or ``failed``. v2 adds every ``assets`` entry, the
+    poster ``variant_ids`` (what the bandit chooses among) and ``scores``."""
 
     SCHEMA: ClassVar[str] = "creative_result"
+    FIELDS_SINCE: ClassVar[dict[str, int]] = {"assets": 2, "variant_ids": 2, "scores": 2}
     request_id: str = ""
     user_id: int = 0
     item_id: int = 0
@@ -237,6 +291,39 @@ class CreativeResult(Event):
     uri: str | None = None
     text: str | None = None
     error: str | None = None
+    assets: list[CreativeAsset] = Field(default_factory=list, max_length=64)
+    variant_ids: list[str] = Field(default_factory=list, max_length=64)
+    scores: dict[str, float] = Field(default_factory=dict)
+
+    def key(self) -> bytes:
+        return str(self.user_id).encode()
+
+
+class CreativeImpression(Event):
+    """Variant ``variant_id`` (style ``family``) of ``item_id``'s creative was shown to
+    ``user_id``; ``event_id`` is the impression id a click refers to."""
+
+    SCHEMA: ClassVar[str] = "creative_impression"
+    user_id: _Id = 0
+    item_id: _Id = 0
+    variant_id: str = Field("", min_length=1, max_length=200)
+    family: str = Field("", max_length=64)
+    sent_at: float | None = None
+
+    def key(self) -> bytes:
+        return str(self.user_id).encode()  # with the user's clicks: an impression precedes its click
+
+
+class CreativeClick(Event):
+    """A click on the creative shown by impression ``impression_id``."""
+
+    SCHEMA: ClassVar[str] = "creative_click"
+    impression_id: str = Field("", min_length=1, max_length=128)
+    user_id: _Id = 0
+    item_id: _Id = 0
+    variant_id: str = Field("", min_length=1, max_length=200)
+    family: str = Field("", max_length=64)
+    sent_at: float | None = None
 
     def key(self) -> bytes:
         return str(self.user_id).encode()
@@ -258,7 +345,8 @@ class DeadLetter(Event):
 
 
 _SCHEMAS: dict[str, type[Event]] = {
-    cls.SCHEMA: cls for cls in (UserEvent, ItemEvent, CreativeRequest, CreativeResult, DeadLetter)
+    cls.SCHEMA: cls for cls in (UserEvent, ItemEvent, CreativeRequest, CreativeResult, DeadLetter, CreativeImpression,
+                                CreativeClick)
 }
 
 
@@ -280,6 +368,16 @@ def decode_event(raw: bytes | str | None) -> Event:
     cls = _SCHEMAS.get(schema) if isinstance(schema, str) else None
     if cls is None:
         raise EventSchemaError(f"unknown schema={schema!r:.60}; allowed: {sorted(_SCHEMAS)}")
-    if version != SCHEMA_VERSION:
-        raise EventSchemaError(f"{schema}: schema version v={version!r:.20} not supported (this worker reads v={SCHEMA_VERSION})")
+    latest = cls.latest_version()
+    if not isinstance(version, int) or isinstance(version, bool) or not SCHEMA_VERSION <= version <= latest:
+        raise EventSchemaError(f"{schema}: schema version v={version!r:.20} not supported "
+                               f"(this worker reads v={SCHEMA_VERSION}..{latest})")
+    newer = sorted(k for k in data if cls.FIELDS_SINCE.get(k, SCHEMA_VERSION) > version)
+    if newer:
+        raise EventSchemaError(f"{schema}: fields {newer[:5]} are not part of v={version}")
     return cls.parse(data)
+
+
+def json_schemas() -> dict[str, dict]:
+    """The JSON Schema of each event's fields by schema name (the wire object adds ``schema`` and ``v``)."""
+    return {name: cls.model_json_schema() for name, cls in _SCHEMAS.items()}

@@ -77,4 +77,4 @@ def test_producer_side_validation_and_size_limit():
 
 def test_topic_names_share_the_prefix():
     names = Topics(prefix="demo").all()
-    assert len(set(names)) == 5 and all(n.startswith("demo.") for n in names)
+    assert len(set(names)) == 6 and all(n.startswith("demo.") for n in names)
