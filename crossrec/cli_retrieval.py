@@ -1,4 +1,4 @@
-"""``crossrec retrieval train|eval|search|bench``: thin wrappers over ``retrieval``."""
+"""``crossrec retrieval train|eval|search|eval-queries|search-bench|bench``: thin wrappers over ``retrieval``."""
 
 from __future__ import annotations
 
@@ -40,16 +40,37 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--text-encoder", default="minilm")
     ev.set_defaults(func=_eval)
 
-    search = sub.add_parser("search", help="search the trained catalogue by text or by image")
-    search.add_argument("query", nargs="?", default=None, help="query text")
+    search = sub.add_parser("search", help="search the catalogue by text (hybrid by default) or by image")
+    search.add_argument("query", nargs="?", default=None, help="query text (English, Chinese or mixed)")
     search.add_argument("--image", default=None, help="query image path")
     search.add_argument("-k", type=int, default=5)
+    search.add_argument("--mode", default="hybrid",
+                        help="text search: hybrid (learned weights), rrf, or one signal: bm25, trigram, minilm, "
+                             "minilm_title, e5, e5_title, image, fused")
     search.add_argument("--space", choices=["fused", "image", "text"], default="fused",
-                        help="what to match: fused items, catalogue images or item texts")
-    search.add_argument("--dataset", choices=["grocery", "ml100k"], default="grocery")
-    search.add_argument("--model", default=None, help="model directory (default: the one `train` wrote)")
-    search.add_argument("--json", action="store_true", help="print JSON")
+                        help="image search: match fused items, catalogue images or item texts")
+    search.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
+                        help="restrict results, e.g. category=Fruit, price=[0,20], in_stock=true (JSON values; repeatable)")
+    search.add_argument("--dataset", default="grocery", help="grocery, ml100k or a folder holding catalogue.parquet")
+    _data_dir(search)
+    search.add_argument("--model", default=None, help="aligned model directory (default: the one `train` wrote)")
+    search.add_argument("--json", default=None, metavar="PATH", help="write the result JSON to PATH")
     search.set_defaults(func=_search)
+
+    evq = sub.add_parser("eval-queries", help="search quality on the natural query sets (dev-learned fusion, held-out figures)")
+    evq.add_argument("--dataset", choices=["grocery", "ml100k"], default="grocery")
+    _data_dir(evq)
+    evq.add_argument("--model", default=None, help="aligned model directory (default: the one `train` wrote)")
+    evq.add_argument("--json", default=None, metavar="PATH", help="report JSON (default: runs/eval_queries_<dataset>.json)")
+    evq.set_defaults(func=_eval_queries)
+
+    sb = sub.add_parser("search-bench", help="one-query latency p50/p99 of the warm Searcher at 81 and 100k items")
+    sb.add_argument("--sizes", default="81,100000", help="catalogue sizes, comma-separated (81 = the grocery products)")
+    sb.add_argument("--queries", type=int, default=200)
+    _data_dir(sb)
+    sb.add_argument("--model", default=None)
+    sb.add_argument("--json", default="runs/search_bench.json", metavar="PATH", help="report JSON")
+    sb.set_defaults(func=_search_bench)
 
     bench = sub.add_parser("bench", help="FAISS index benchmark: Flat / IVF / HNSW build time, memory, QPS, recall@10")
     add_bench_arguments(bench)
@@ -80,14 +101,60 @@ def _eval(args) -> int:
     return 0
 
 
-def _search(args) -> int:
-    from retrieval.pipeline import search_catalogue
+def _filters(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        field, sep, value = pair.partition("=")
+        if not sep or not field:
+            raise SystemExit(f"--filter {pair!r}: expected FIELD=VALUE")
+        try:
+            out[field] = json.loads(value)
+        except json.JSONDecodeError:
+            out[field] = value  # a bare word: a category name
+    return out
 
-    hits = search_catalogue(args.query, args.image, k=args.k, space=args.space, dataset=args.dataset, model_dir=args.model)
+
+def _search(args) -> int:
+    from crossrec_core.persist import atomic_write_text
+    from retrieval.searcher import Searcher
+
+    if (args.query is None) == (args.image is None):
+        raise SystemExit("give exactly one of a query text or --image PATH")
+    searcher = Searcher.load(args.dataset, model_dir=args.model, data_dir=args.data_dir)
+    filters = _filters(args.filter) or None
+    result = (searcher.search(args.query, k=args.k, filters=filters, mode=args.mode) if args.query is not None
+              else searcher.search_image(args.image, k=args.k, space=args.space, filters=filters))
+    if result.english:
+        print(f"(English signals read: {result.english!r})")
+    for rank, h in enumerate(result.hits, 1):
+        why = ", ".join(f"{n} #{s.rank}" for n, s in sorted(h.signals.items(), key=lambda kv: kv[1].rank or 10**9) if s.rank)
+        print(f"{rank:2d}. {str(h.item_id):<8s} {h.score:7.3f}  {h.title:<40s} [{why}]")
+    if result.note:
+        print(f"note: {result.note}")
     if args.json:
-        print(json.dumps([asdict(h) for h in hits], indent=2))
-    else:
-        for rank, h in enumerate(hits, 1):
-            meta = h.metadata or {}
-            print(f"{rank:2d}. id={h.item_id:<6d} score={h.score:.3f}  {meta.get('name') or meta.get('title') or ''}")
+        atomic_write_text(args.json, json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _eval_queries(args) -> int:
+    from retrieval.query_eval import QueryEvalOptions, evaluate_queries, markdown, write_report
+
+    report = evaluate_queries(QueryEvalOptions(args.dataset, data_dir=args.data_dir, model_dir=args.model))
+    path = write_report(report, args.json or f"runs/eval_queries_{args.dataset}.json")
+    print(markdown(report))
+    print(f"learned weights (dev): {json.dumps(report['learned_weights'])}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _search_bench(args) -> int:
+    from crossrec_core.persist import atomic_write_text
+    from retrieval.search_bench import SearchBenchOptions, run_search_bench
+
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    report = run_search_bench(SearchBenchOptions(sizes=sizes, queries=args.queries, data_dir=args.data_dir,
+                                                 model_dir=args.model))
+    atomic_write_text(args.json, json.dumps(report, indent=2))
+    print(f"wrote {args.json}")
     return 0

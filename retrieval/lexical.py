@@ -142,6 +142,7 @@ class LexicalIndex:
         self.tokenizer = tokenizer
         corpus = [tokenizer(t) for t in texts]
         self._bm25 = bm25s.BM25()
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # its per-index DEBUG lines are noise
         self._bm25.index(corpus, show_progress=False)
         self._vocab = self._bm25.vocab_dict
         self.n = len(corpus)

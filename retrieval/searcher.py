@@ -21,6 +21,8 @@ import hashlib
 import io
 import os
 import re
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -270,6 +272,7 @@ class Searcher:
         ``vectors``: precomputed item vectors per signal (skips encoding, e.g. for benchmarks)."""
         self.items = items
         self.config = config or HybridConfig()
+        self.timings: dict[str, float] | None = None  # set to {} to accumulate seconds per stage (benchmarks)
         self.embedder = embedder
         self.text_encoders = dict(text_encoders or {})
         self._lexical = {"bm25": LexicalIndex(items.texts), "trigram": LexicalIndex(items.texts, char_trigrams)}
@@ -348,18 +351,31 @@ class Searcher:
     def encode_queries(self, queries: Sequence[str]) -> dict[str, np.ndarray]:
         """Query vectors ``(Q, D)`` per dense signal, each encoder run once over the batch; e5
         reads the query as written, the English encoders its glossed form."""
-        english = self.english(queries)
-        out = {name: q_enc.encode(list(queries) if name == "e5" else english)
-               for name, (_, q_enc) in self.text_encoders.items()}
+        with self._timed("gloss"):
+            english = self.english(queries)
+        out = {}
+        for name, (_, q_enc) in self.text_encoders.items():
+            with self._timed(f"encode {name}"):
+                out[name] = q_enc.encode(list(queries) if name == "e5" else english)
         if self.embedder is not None:
             import torch
 
-            enc = self.embedder.text_encoder
-            feats = out.get("minilm") if enc is self.text_encoders.get("minilm", (None, None))[1] else enc.encode(english)
-            with torch.inference_mode():
-                z = self.embedder.model.encode_text(torch.from_numpy(np.ascontiguousarray(feats))).numpy()
+            with self._timed("encode aligned"):
+                enc = self.embedder.text_encoder
+                feats = out.get("minilm") if enc is self.text_encoders.get("minilm", (None, None))[1] else enc.encode(english)
+                with torch.inference_mode():
+                    z = self.embedder.model.encode_text(torch.from_numpy(np.ascontiguousarray(feats))).numpy()
             out["image"] = out["fused"] = z
         return out
+
+    @contextmanager
+    def _timed(self, stage: str):
+        if self.timings is None:
+            yield
+            return
+        start = time.perf_counter()
+        yield
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
     def signal_hits(self, queries: Sequence[str], allowed: np.ndarray | None = None,
                     signals: Sequence[str] | None = None, candidates: int | None = None) -> list[dict[str, SignalHits]]:
@@ -371,16 +387,17 @@ class Searcher:
         for qi, query in enumerate(self.english(queries)):
             hits: dict[str, SignalHits] = {}
             for name in signals:
-                if name in self._lexical:
-                    scores = self._lexical[name].scores(query)
-                    rows, top = top_of_scores(scores, c, allowed)
-                    hits[name] = SignalHits(rows, top, lambda r, s=scores: s[r])
-                else:
-                    q = vecs[name.removesuffix("_title")][qi]
-                    mask = allowed if name != "image" else (self._image_ok if allowed is None else allowed & self._image_ok)
-                    rows, top = self._dense[name].search(q, c, mask)
-                    dense = self._dense[name]
-                    hits[name] = SignalHits(rows, top, lambda r, d=dense, q=q: d.score(q, r))
+                with self._timed(f"search {name}"):
+                    if name in self._lexical:
+                        scores = self._lexical[name].scores(query)
+                        rows, top = top_of_scores(scores, c, allowed)
+                        hits[name] = SignalHits(rows, top, lambda r, s=scores: s[r])
+                    else:
+                        q = vecs[name.removesuffix("_title")][qi]
+                        mask = allowed if name != "image" else (self._image_ok if allowed is None else allowed & self._image_ok)
+                        rows, top = self._dense[name].search(q, c, mask)
+                        dense = self._dense[name]
+                        hits[name] = SignalHits(rows, top, lambda r, d=dense, q=q: d.score(q, r))
             out.append(hits)
         return out
 
@@ -425,7 +442,8 @@ class Searcher:
             lang = query_language(q)
             fusion = "rrf" if mode == "rrf" else "weighted"
             weights = {mode: 1.0} if mode in SIGNALS else self.config.weights(lang)
-            fused = fuse(hits, fusion=fusion, weights=weights, rrf_k=self.config.rrf_k, k=k)
+            with self._timed("fuse"):
+                fused = fuse(hits, fusion=fusion, weights=weights, rrf_k=self.config.rrf_k, k=k)
             results.append(self._result(q, mode, lang, fused, k, matching, note))
         return results
 
