@@ -58,7 +58,7 @@ class ConsumerConfig:
     fetch_max_wait_ms: int = 100  # Kafka fetch wait: the latency floor when the topic is quiet
 
     def __post_init__(self) -> None:
-        names = ("user_events", "item_events", "creative_requests", "creative_results")
+        names = ("user_events", "item_events", "creative_requests", "creative_results", "creative_feedback")
         bad = [c for c in self.consume if c not in names]
         if bad or not self.consume:
             raise ValueError(f"consume={self.consume!r}: choose among {names}")
