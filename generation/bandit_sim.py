@@ -90,10 +90,10 @@ class SimulatedWorld:
         self.categories = [f"cat{c:02d}" for c in range(config.n_categories)]
 
     def user_id(self, u: int) -> str:
-        return f"u{u}"
+        return str(u)  # numeric, as the event schemas' ids are
 
     def item_id(self, i: int) -> str:
-        return f"i{i}"
+        return str(i)
 
     def variant_id(self, i: int, f: int) -> str:
         return f"i{i}:{self.families[f]}"
