@@ -1,0 +1,271 @@
+"""The creative loop on Kafka: the worker that answers creative requests, and the consumer that
+feeds impressions and clicks to the bandit. Both are ``streaming.handlers.Handler`` s run by
+``streaming.worker.run_consumer`` (the application layer wires streaming to generation; streaming
+itself never imports generation's models and generation never imports streaming).
+
+:class:`CreativeWorkerHandler` (creative-request topic -> creative-result topic):
+
+- at-least-once input, idempotent output: every answered request id is kept in a SQLite file
+  committed in ``flush()`` after the results were acknowledged by the broker (and before the
+  worker commits its offsets); a redelivered, answered request is counted as a duplicate and not
+  answered again. A redelivered request that was generated but not yet recorded (the worker died
+  in between) is served by the creative cache: the same asset ids, no second asset; its result
+  is published again, and readers count duplicates by ``request_id``. Kafka transactions were
+  tried with the embedded Tansu broker: ``init_transactions``/``send_offsets_to_transaction``/
+  ``commit_transaction`` are accepted, but an aborted transaction's records are still delivered
+  to ``read_committed`` consumers, so they give no exactly-once here (NOTES.md, issue 12).
+- a request older than ``max_age_s`` when it comes up is answered ``expired``, not generated late;
+  one whose generation fails (unknown user or item, unreadable image, full disk...) is
+  dead-lettered with the reason; the worker stays up. Every request is answered or dead-lettered.
+- backpressure: the consumer fetches at most ``max_batch`` requests at a time (generation is
+  seconds per request), so the queue in the worker is bounded and the rest waits in Kafka as lag.
+
+:class:`FeedbackHandler` (creative-feedback and creative-result topics -> the bandit): v2 results
+register their poster variants, impressions and clicks update the arms, replays are no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from crossrec_core.errors import CrossrecError
+from streaming.events import (
+    CreativeAsset, CreativeClick, CreativeImpression, CreativeRequest, CreativeResult, Event, Topics,
+)
+from streaming.handlers import HandleResult, Handler
+
+__all__ = [
+    "WorkerConfig", "CreativeWorkerHandler", "StudioCreativeGenerator", "FeedbackHandler", "run_creative_worker",
+    "variant_family",
+]
+
+# generate(request) -> the result to publish (status "ok"); raises to dead-letter the request
+Generate = Callable[[CreativeRequest], CreativeResult]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """``state_dir`` holds the answered-request ledger (and, unless given elsewhere, the asset
+    store and creative cache); ``light``: template copy and one unscored-retry poster variant
+    (the burst test's "light requests"), else the language-model copy and ``variants`` posters."""
+
+    state_dir: str
+    dataset: str = "ml100k"
+    max_age_s: float = 600.0
+    max_batch: int = 8
+    light: bool = False
+    variants: int = 4
+    assets_dir: str | None = None
+    cache_path: str | None = None
+    profiles: str | None = None
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.state_dir:
+            raise ValueError("state_dir is empty: the worker keeps its answered-request ledger there")
+        if not self.max_age_s > 0:
+            raise ValueError(f"max_age_s={self.max_age_s!r}: must be > 0 seconds")
+        if not 1 <= self.max_batch <= 256:
+            raise ValueError(f"max_batch={self.max_batch!r}: must be in 1..256")
+        if not 1 <= self.variants <= 16:
+            raise ValueError(f"variants={self.variants!r}: must be in 1..16")
+
+
+class CreativeWorkerHandler(Handler):
+    """Creative requests -> results; see the module docstring."""
+
+    accepts = (CreativeRequest,)
+
+    def __init__(self, generate: Generate, producer, topics: Topics, state_dir: str | os.PathLike, *,
+                 max_age_s: float = 600.0, clock: Callable[[], float] = time.time) -> None:
+        self.generate, self.producer, self.topics = generate, producer, topics
+        self.max_age_s, self.clock = float(max_age_s), clock
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(Path(state_dir) / "answered.sqlite"), check_same_thread=False,
+                                   isolation_level=None, timeout=60.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS answered (request_id TEXT PRIMARY KEY, status TEXT, "
+                         "result_id TEXT, answered_at REAL)")
+        self._in_tx = False
+        self.counts = {"ok": 0, "expired": 0, "failed": 0, "duplicates": 0}
+
+    def answered(self, request_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM answered WHERE request_id = ?", (request_id,)).fetchone() is not None
+
+    def handle(self, events: Sequence[Event]) -> HandleResult:
+        result = HandleResult()
+        with self._lock:
+            for ev in events:
+                if self.answered(ev.event_id):
+                    result.duplicates += 1
+                    self.counts["duplicates"] += 1
+                    continue
+                age = self.clock() - ev.timestamp
+                if age > self.max_age_s:
+                    answer = CreativeResult(event_id=f"cres:{ev.event_id}", timestamp=self.clock(),
+                                            request_id=ev.event_id, user_id=ev.user_id, item_id=ev.item_id,
+                                            status="expired", error=f"request age {age:.1f}s > max_age_s={self.max_age_s:g}")
+                else:
+                    try:
+                        answer = self.generate(ev)
+                    except (CrossrecError, ValueError, KeyError, OSError) as exc:  # bad input or a full disk: DLQ
+                        result.rejected.append((ev, f"generation failed: {type(exc).__name__}: {exc}"))
+                        self.counts["failed"] += 1
+                        continue
+                self.producer.send(self.topics.creative_results, answer)
+                if not self._in_tx:
+                    self._db.execute("BEGIN")
+                    self._in_tx = True
+                self._db.execute("INSERT OR IGNORE INTO answered VALUES (?, ?, ?, ?)",
+                                 (ev.event_id, answer.status, answer.event_id, self.clock()))
+                self.counts[answer.status if answer.status in self.counts else "ok"] += 1
+                result.applied += 1
+                result.published += 1
+        return result
+
+    def flush(self) -> None:
+        """Results acknowledged by the broker first, then the ledger: a crash in between
+        republishes (counted by readers), never loses."""
+        with self._lock:
+            self.producer.flush()
+            if self._in_tx:
+                self._db.execute("COMMIT")
+                self._in_tx = False
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()
+
+
+def variant_family(poster_variant_extra: dict | None, default: str = "photo") -> str:
+    """The style family a poster variant belongs to (its generator's ``extra["family"]`` if it
+    says, else ``default``)."""
+    return str((poster_variant_extra or {}).get("family") or default)
+
+
+class StudioCreativeGenerator:
+    """Answers a request with ``generation.studio.Studio`` (copy + scored poster, from the creative
+    cache when the same (profile version, item, settings) was made before) and, when the request
+    asks, a trailer. Assets go to the studio's content-addressed store."""
+
+    def __init__(self, studio, taste: Callable[[str], object], *, trailer_seconds: float = 8.0) -> None:
+        self.studio, self.taste, self.trailer_seconds = studio, taste, trailer_seconds
+
+    def __call__(self, request: CreativeRequest) -> CreativeResult:
+        item, user = str(request.item_id), str(request.user_id)
+        taste = self.taste(user)
+        made = self.studio.make(item, user_id=taste.user_id, liked=taste.liked, profile_version=taste.profile_version)
+        poster_id = made.assets["poster.png"]
+        chosen = made.scores.get("chosen", {})
+        total = (chosen.get("scores") or {}).get("total")
+        family = variant_family(chosen.get("extra"))
+        variant = f"{item}:{family}:{poster_id[:12]}"
+        score = float(total) if isinstance(total, (int, float)) else None
+        assets = [CreativeAsset(kind="poster", asset_id=poster_id, variant_id=variant, family=family, score=score),
+                  CreativeAsset(kind="copy", asset_id=made.assets["copy.json"]),
+                  CreativeAsset(kind="scores", asset_id=made.assets["scores.json"])]
+        if "trailer" in request.kinds:
+            from crossrec.cli_creative_loop import make_trailer_asset
+
+            assets.append(make_trailer_asset(self.studio, item, taste, seconds=self.trailer_seconds))
+        scores = {"gate_passed": 1.0 if made.gate_passed else 0.0, "cache_hit": 1.0 if made.cache_hit else 0.0}
+        if score is not None:
+            scores["total"] = score
+        return CreativeResult(event_id=f"cres:{request.event_id}", timestamp=time.time(), request_id=request.event_id,
+                              user_id=request.user_id, item_id=request.item_id, status="ok", uri=f"asset:{poster_id}",
+                              text=made.copy.headline, assets=assets, variant_ids=[variant], scores=scores)
+
+
+class FeedbackHandler(Handler):
+    """Creative feedback and v2 results -> ``generation.bandit.Bandit`` (idempotent: event ids)."""
+
+    accepts = (CreativeImpression, CreativeClick, CreativeResult)
+
+    def __init__(self, bandit) -> None:
+        self.bandit = bandit
+
+    def handle(self, events: Sequence[Event]) -> HandleResult:
+        from generation.bandit import Click, FeedbackError, Impression, Variant
+
+        result = HandleResult()
+        feedback, origin = [], {}
+        for ev in events:
+            if isinstance(ev, CreativeResult):
+                variants = [Variant(a.variant_id, str(ev.item_id), a.family or "photo",
+                                    min(1.0, max(0.0, a.score if a.score is not None else 0.5)))
+                            for a in ev.assets if a.kind == "poster" and a.variant_id]
+                try:
+                    result.applied += self.bandit.register_variants(variants)
+                except FeedbackError as exc:
+                    result.rejected.append((ev, str(exc)))
+                continue
+            if isinstance(ev, CreativeImpression):
+                item = Impression(ev.event_id, str(ev.user_id), str(ev.item_id), ev.variant_id)
+            else:
+                item = Click(ev.event_id, ev.impression_id, str(ev.user_id), ev.variant_id)
+            origin[id(item)] = ev
+            feedback.append(item)
+        if feedback:
+            applied = self.bandit.apply(feedback)
+            result.applied += applied.impressions + applied.clicks
+            result.duplicates += applied.duplicates
+            result.rejected.extend((origin[id(item)], reason) for item, reason in applied.rejected)
+        return result
+
+    def flush(self) -> None:
+        self.bandit.flush()
+
+
+def run_creative_worker(config: WorkerConfig, *, bootstrap: str, topics: Topics = Topics(),
+                        group_id: str = "crossrec-creative", max_events: int | None = None,
+                        idle_timeout_s: float | None = None, stop: threading.Event | None = None,
+                        generate: Generate | None = None) -> dict:
+    """Run the creative worker until stopped (SIGTERM/SIGINT, ``stop``, ``max_events`` or idle);
+    returns the consumer's counters, the answers by status and the lag left."""
+    from streaming.producer import EventProducer
+    from streaming.worker import ConsumerConfig, run_consumer
+
+    producer = EventProducer(bootstrap, client_id=f"{group_id}-results")
+    generate = generate or _studio_generator(config)
+    handler = CreativeWorkerHandler(generate, producer, topics, config.state_dir, max_age_s=config.max_age_s)
+    consumer = ConsumerConfig(bootstrap=bootstrap, group_id=group_id, topics=topics, consume=("creative_requests",),
+                              max_batch=config.max_batch, min_batch=1, target_batch_s=60.0, max_events=max_events,
+                              idle_timeout_s=idle_timeout_s)
+    try:
+        stats = run_consumer(consumer, [handler], stop=stop)
+    finally:
+        handler.close()
+        producer.close()
+    return {**stats.summary(), "answers": dict(handler.counts)}
+
+
+def _studio_generator(config: WorkerConfig) -> Generate:
+    from crossrec.cli_creative import _ratings_store, user_taste
+    from generation.assets import AssetStore
+    from generation.cache import CreativeCache
+    from generation.catalogue import load_catalogue
+    from generation.copy import TemplateCopyWriter
+    from generation.studio import Studio, StudioConfig
+    from recsys.profiles import ProfileStore
+
+    items = load_catalogue(config.dataset, config.data_dir)
+    state = Path(config.state_dir)
+    store = ProfileStore.open(config.profiles) if config.profiles else (
+        _ratings_store(config.data_dir) if config.dataset == "ml100k" else None)
+    studio = Studio(items, copy_writer=TemplateCopyWriter() if config.light else None,
+                    assets=AssetStore(config.assets_dir or state / "assets"),
+                    cache=CreativeCache(config.cache_path or state / "cache.sqlite"),
+                    config=StudioConfig(variants=1 if config.light else config.variants,
+                                        attempts=1 if config.light else 2))
+
+    def taste(user: str):
+        return user_taste(config.dataset, user, items, data_dir=config.data_dir, store=store)
+
+    return StudioCreativeGenerator(studio, taste)
