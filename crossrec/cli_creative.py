@@ -226,3 +226,8 @@ def add_parser(sub) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     _add_verify(actions)
     _add_eval(actions)
+    from crossrec import cli_creative_loop  # issue 12: trailer, worker, loop-bench
+
+    cli_creative_loop.add_trailer(actions)
+    cli_creative_loop.add_worker(actions)
+    cli_creative_loop.add_loop_bench(actions)
