@@ -120,8 +120,10 @@ def make_trailer(dataset: str, out: str | os.PathLike, *, user: str | None, item
     out = Path(out)
     result, plan, payload, total_s, captions = _render(studio, chosen, taste, out / "trailer.mp4", seconds=seconds,
                                                        orientation=orientation, diffusers=diffusers, copy_writer=writer)
+    placed = result.to_dict()
     report = {"path": str(out / "trailer.mp4"), "user_id": taste.user_id, "items": ids, "captions": captions,
-              "seconds_total": round(total_s, 3), **{k: v for k, v in result.to_dict().items() if k != "path"},
+              "caption_placements": placed.pop("captions"), "seconds_total": round(total_s, 3),
+              **{k: v for k, v in placed.items() if k != "path"},
               "trust": {"label": "AI-generated (MP4 metadata + C2PA)", "watermark_id": payload, "c2pa": "signed"},
               "load_avg": os.getloadavg()[0]}
     if score:
