@@ -7,7 +7,6 @@ from recsys.candidates import (
     BPRConfig,
     BPRRecommender,
     PopularityRecommender,
-    load_recommender,
 )
 from recsys.data import Catalogue, ItemFeatures, UserTable, chronological_split, load_item_features
 from recsys.profiles import (
@@ -20,12 +19,14 @@ from recsys.profiles import (
     event_weights,
     interactions_from_ratings,
 )
+from recsys.registry import RECOMMENDERS, load_recommender
 
 __all__ = [
     "INTERACTION_KINDS", "KIND_WEIGHTS", "ApplyResult", "Interaction", "ProfileStore", "UserProfile",
     "event_weights", "interactions_from_ratings",
     "Filters", "Recommendations", "Recommender",
-    "ALSConfig", "ALSRecommender", "BPRConfig", "BPRRecommender", "PopularityRecommender", "load_recommender",
+    "ALSConfig", "ALSRecommender", "BPRConfig", "BPRRecommender", "PopularityRecommender",
+    "RECOMMENDERS", "load_recommender",
     "Catalogue", "ItemFeatures", "UserTable", "chronological_split", "load_item_features",
     "EngineConfig", "RankingEngine",
 ]

@@ -18,8 +18,7 @@ import scipy.sparse as sp
 from recsys.base import Recommender
 from recsys.data import Catalogue, user_item_matrix
 from recsys.profiles import ProfileStore, UserProfile
-from crossrec_core.errors import ModelLoadError
-from crossrec_core.persist import atomic_directory, load_config, saved_kind
+from crossrec_core.persist import atomic_directory, load_config
 
 __all__ = [
     "ALSConfig",
@@ -29,7 +28,6 @@ __all__ = [
     "BPRRecommender",
     "AnnCandidates",
     "history_matrix",
-    "load_recommender",
 ]
 
 
@@ -239,16 +237,3 @@ class AnnCandidates:
         hits = self._index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(n, self.size))
         return hits.scores, hits.ids
 
-
-def load_recommender(directory: str | os.PathLike, profiles: ProfileStore | None = None) -> Recommender:
-    """Any saved recommender (popularity, ALS, BPR or the ranking engine), chosen by the kind its
-    ``config.json`` records; ``profiles`` (a live store) replaces the saved snapshot."""
-    kind = saved_kind(directory)
-    if kind == "recsys.engine":
-        from recsys.engine import RankingEngine  # torch: only when the saved model needs it
-
-        return RankingEngine.from_pretrained(directory, profiles=profiles)
-    classes = {"recsys.popularity": PopularityRecommender, "recsys.als": ALSRecommender, "recsys.bpr": BPRRecommender}
-    if kind not in classes:
-        raise ModelLoadError(f"{directory!s} holds a {kind!r}, not a recommender (one of {sorted([*classes, 'recsys.engine'])})")
-    return classes[kind].from_pretrained(directory, profiles=profiles)

@@ -1,9 +1,6 @@
 """The dataset interface every command reads: a catalogue, optional query photos, interactions and
 optional users, as polars lazy frames with the columns of ``crossrec_datasets.schema``.
-
-``open_dataset(source)`` takes a data set name (``grocery``, ``ml100k``) or a folder (the user-data
-layout, or RecBole atomic files) and returns a :class:`Dataset`.
-"""
+``crossrec_datasets.sources.open_dataset`` picks the implementation."""
 
 from __future__ import annotations
 
@@ -14,10 +11,9 @@ from pathlib import Path
 
 import polars as pl
 
-from crossrec_core.errors import DatasetNotFoundError
 from crossrec_datasets.schema import IdMap, Positives
 
-__all__ = ["Dataset", "NAMES", "DEFAULT_DATASET", "open_dataset", "is_named"]
+__all__ = ["Dataset", "NAMES", "DEFAULT_DATASET", "is_named"]
 
 NAMES = ("grocery", "ml100k")
 DEFAULT_DATASET = "grocery"  # the one default of every command that takes a dataset
@@ -76,34 +72,3 @@ class Dataset(ABC):
 def is_named(source: str | os.PathLike) -> bool:
     return isinstance(source, str) and source in NAMES
 
-
-def open_dataset(source: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
-                 positives: Positives | None = None) -> Dataset:
-    """A data set by name (``grocery``, ``ml100k``; read from ``data_dir``) or a folder path.
-
-    A folder holds either the user-data layout (``catalogue.{parquet,csv,jsonl}`` ...) or RecBole
-    atomic files (``<name>.inter``, ``<name>.item``, ``<name>.user``).
-    """
-    if is_named(source):
-        if source == "grocery":
-            from crossrec_datasets.grocery import GroceryDataset
-
-            ds: Dataset = GroceryDataset(data_dir)
-        else:
-            from crossrec_datasets.movielens import MovieLensDataset
-
-            ds = MovieLensDataset(data_dir)
-    else:
-        path = Path(source).expanduser()
-        if not path.is_dir():
-            raise DatasetNotFoundError(
-                f"dataset={str(source)!r} is neither a data set name {NAMES} nor a folder")
-        from crossrec_datasets.folder import FolderDataset, RecBoleDataset
-
-        if any(path.glob("*.inter")) and not any(path.glob("catalogue.*")):
-            ds = RecBoleDataset(path)
-        else:
-            ds = FolderDataset(path)
-    if positives is not None:
-        ds.positives = positives
-    return ds
