@@ -1,0 +1,77 @@
+"""The committed query sets (shape, split made once, judgements on real items) and their evaluation."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from crossrec_datasets import load_grocery
+from retrieval.query_eval import QueryEvalOptions, _bootstrap, evaluate_queries, load_query_set, rank_metrics
+from retrieval.searcher import CatalogueItems, Searcher
+
+
+def _rows(dataset: str) -> list[dict]:
+    text = resources.files("crossrec_datasets").joinpath("queries", f"{dataset}.jsonl").read_text("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("dataset, at_least", [("grocery", 60), ("ml100k", 40)])
+def test_query_sets_are_big_enough_and_split_by_group(dataset, at_least):
+    rows = _rows(dataset)
+    assert len(rows) >= at_least
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert {r["lang"] for r in rows} == {"en", "zh"}
+    split_of = {}
+    for r in rows:  # an English query and its Chinese twin never straddle the split
+        assert split_of.setdefault(r["group"], r["split"]) == r["split"]
+        assert r["relevance"] and max(r["relevance"].values()) == 2 and set(r["relevance"].values()) <= {1, 2}
+    counts = Counter(split_of.values())
+    assert abs(counts["dev"] - counts["heldout"]) <= 1
+
+
+def test_grocery_judgements_name_real_products():
+    names = {p.name: p.class_id for p in load_grocery().products}
+    queries = load_query_set("grocery", names)
+    assert len(queries) == len(_rows("grocery"))
+    banana = next(q for q in queries if q.id == "bananna/en")
+    assert banana.gains == {names["Banana"]: 2}
+    with pytest.raises(ValueError, match="not in the catalogue"):
+        load_query_set("grocery", {"Banana": 6})
+
+
+def test_rank_metrics_and_bootstrap():
+    m = rank_metrics([5, 1, 2], {1: 2, 2: 1, 9: 1})
+    assert m["mrr"] == pytest.approx(0.5) and m["recall@10"] == pytest.approx(2 / 3) and 0 < m["ndcg@10"] < 1
+    assert rank_metrics([], {1: 2}) == {"ndcg@10": 0.0, "mrr": 0.0, "recall@10": 0.0}
+    better = _bootstrap(np.array([0.9, 0.8, 0.95, 0.7]), np.array([0.5, 0.6, 0.4, 0.3]), n=500)
+    assert better["diff"] > 0 and better["p"] < 0.05 and better["ci95"][0] > 0
+
+
+def test_evaluate_queries_reports_every_system_split_and_language(tmp_path, text_encoder):
+    products = load_grocery().products[:12]
+    items = CatalogueItems([p.class_id for p in products], [p.name.replace("-", " ") for p in products],
+                           [p.description for p in products], [str(p.iconic_image) for p in products],
+                           aligned_texts=[p.description for p in products])
+    searcher = Searcher(items, text_encoders={"minilm": (text_encoder, text_encoder)}, use_cache=False)
+    lines = []
+    for i, (q, rel, lang) in enumerate([("green apple", {"Granny-Smith": 2}, "en"), ("青苹果", {"Granny-Smith": 2}, "zh"),
+                                        ("avacado", {"Avocado": 2}, "en"), ("牛油果", {"Avocado": 2}, "zh"),
+                                        ("banana snack", {"Banana": 2}, "en"), ("香蕉", {"Banana": 2}, "zh"),
+                                        ("sour lemon", {"Lemon": 2, "Lime": 1}, "en"), ("柠檬", {"Lemon": 2}, "zh")]):
+        lines.append(json.dumps({"id": f"q{i}/{lang}", "group": f"g{i // 2}", "lang": lang, "type": "t",
+                                 "query": q, "relevance": rel, "split": "dev" if i < 4 else "heldout"}))
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    report = evaluate_queries(QueryEvalOptions("grocery", query_set=str(path), folds=2), searcher)
+    for name in ("hybrid", "rrf", "bm25", "trigram", "dense_text_minilm", "reference_frozen_text"):
+        for split in ("heldout", "dev"):
+            for lang in ("en", "zh"):
+                assert set(report[name][split][lang]) == {"ndcg@10", "mrr", "recall@10", "n"}
+    assert report["hybrid"]["heldout"]["en"]["n"] == 2 and report["queries"] == {"dev": 4, "heldout": 4}
+    assert set(report["learned_weights"]) == {"en", "zh"}
+    assert "bm25" in report["bootstrap_hybrid_vs"]["all"]
+    assert report["hybrid"]["heldout"]["zh"]["ndcg@10"] > 0.5  # glossed Chinese reaches the English items
