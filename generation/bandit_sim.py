@@ -96,7 +96,7 @@ class SimulatedWorld:
         return str(i)
 
     def variant_id(self, i: int, f: int) -> str:
-        return f"i{i}:{self.families[f]}"
+        return f"{i}:{self.families[f]}"
 
     def affinities(self) -> dict[str, dict[str, float]]:
         return {self.user_id(u): dict(zip(self.categories, map(float, self.affinity[u])))
