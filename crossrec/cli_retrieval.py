@@ -67,6 +67,8 @@ def add_parser(subparsers) -> None:
     sb = sub.add_parser("search-bench", help="one-query latency p50/p99 of the warm Searcher at 81 and 100k items")
     sb.add_argument("--sizes", default="81,100000", help="catalogue sizes, comma-separated (81 = the grocery products)")
     sb.add_argument("--queries", type=int, default=200)
+    sb.add_argument("--encode-sample", type=int, default=1000,
+                    help="synthetic sizes: item texts encoded per dense signal, tiled with noise to the size")
     _data_dir(sb)
     sb.add_argument("--model", default=None)
     sb.add_argument("--json", default="runs/search_bench.json", metavar="PATH", help="report JSON")
@@ -153,8 +155,8 @@ def _search_bench(args) -> int:
     from retrieval.search_bench import SearchBenchOptions, run_search_bench
 
     sizes = tuple(int(s) for s in args.sizes.split(","))
-    report = run_search_bench(SearchBenchOptions(sizes=sizes, queries=args.queries, data_dir=args.data_dir,
-                                                 model_dir=args.model))
+    report = run_search_bench(SearchBenchOptions(sizes=sizes, queries=args.queries, encode_sample=args.encode_sample,
+                                                 data_dir=args.data_dir, model_dir=args.model))
     atomic_write_text(args.json, json.dumps(report, indent=2))
     print(f"wrote {args.json}")
     return 0

@@ -334,6 +334,7 @@ class Searcher:
         elif model_dir is not None:
             raise FileNotFoundError(f"model_dir={str(model_dir)!r} holds no trained model (config.json missing)")
         config = config or DEFAULT_CONFIGS.get(dataset, DEFAULT_CONFIGS["grocery"])
+        gloss("中文")  # load the dictionary and jieba now, not on the first Chinese query
         return cls(items, config=config, embedder=embedder, text_encoders=encoders, use_cache=use_cache)
 
     @property
