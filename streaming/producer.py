@@ -37,7 +37,10 @@ class EventProducer:
     event ids and order-independent application. ``linger_ms`` trades latency for throughput.
     """
 
-    def __init__(self, bootstrap: str, *, linger_ms: int = 5, client_id: str = "crossrec-producer") -> None:
+    def __init__(self, bootstrap: str, *, linger_ms: int = 5, client_id: str = "crossrec-producer",
+                 timeout_ms: int = 180_000) -> None:
+        """``timeout_ms`` bounds both a send's wait for metadata and its delivery (a request
+        path wants seconds, not the batch default of 3 minutes)."""
         from kafka import KafkaProducer
 
         self._producer = KafkaProducer(
@@ -46,8 +49,9 @@ class EventProducer:
             acks="all",
             linger_ms=linger_ms,
             retries=2**31 - 1,
-            delivery_timeout_ms=180_000,
-            max_block_ms=180_000,
+            request_timeout_ms=max(1, min(30_000, timeout_ms - linger_ms - 1)),  # kafka: delivery > linger + request
+            delivery_timeout_ms=timeout_ms,
+            max_block_ms=timeout_ms,
             batch_size=256 * 1024,  # Tansu stores one S3 object per produced batch: fewer, larger ones
         )
         self.sent = 0
