@@ -1,0 +1,46 @@
+"""Prometheus metrics: request latency per route, errors per route and status, Kafka publish latency.
+
+With several worker processes set ``PROMETHEUS_MULTIPROC_DIR`` (``crossrec serve`` does): every
+worker writes its samples there and ``/metrics`` aggregates all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+__all__ = ["REQUEST_SECONDS", "REQUEST_ERRORS", "PUBLISH_SECONDS", "record_request", "render"]
+
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+REQUEST_SECONDS = Histogram("crossrec_request_seconds", "Request latency by route", ["method", "route"], buckets=_BUCKETS)
+REQUEST_ERRORS = Counter("crossrec_request_errors_total", "Responses with status >= 400 by route", ["method", "route", "status"])
+PUBLISH_SECONDS = Histogram("crossrec_kafka_publish_seconds", "Send -> broker acknowledgement of one event post",
+                            buckets=_BUCKETS)
+
+
+async def record_request(request, call_next):
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        route = request.scope.get("route")
+        # The route's template (/users/{user_id}/...), not the raw path: bounded label values.
+        name = getattr(route, "path", None) or "unmatched"
+        REQUEST_SECONDS.labels(request.method, name).observe(time.perf_counter() - start)
+        if status >= 400:
+            REQUEST_ERRORS.labels(request.method, name, str(status)).inc()
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
