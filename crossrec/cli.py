@@ -14,12 +14,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from crossrec import cli_creative, cli_data, cli_demo, cli_rank, cli_retrieval, cli_stream
+    from crossrec import cli_creative, cli_data, cli_demo, cli_rank, cli_retrieval, cli_serve, cli_stream
 
     parser = argparse.ArgumentParser(prog="crossrec", description="Multimodal recommender engine")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more, and show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (cli_demo, cli_data, cli_retrieval, cli_rank, cli_stream, cli_creative):
+    for module in (cli_demo, cli_data, cli_retrieval, cli_rank, cli_stream, cli_creative, cli_serve):
         module.add_parser(sub)
     return parser
 
