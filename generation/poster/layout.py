@@ -20,7 +20,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from crossrec_core.errors import ImageDecodeError
 from generation.poster.base import RGB, Box, PosterCopy, PosterGenerator, PosterVariant, TextLayer, TextLine
-from generation.poster.text import WCAG_AA, FittedText, contrast_ratio, fit_text, load_font, relative_luminance
+from generation.poster.text import (
+    WCAG_AA, FittedText, contrast_ratio, fit_text, load_font, luminance_range, relative_luminance, worst_contrast,
+)
 from generation.poster.vision import FoundText, TextReader, default_text_reader, saliency_map
 from generation.style import StyleConfig, StyleModel, mix_styles, open_rgb, palette
 from generation.types import ControlSignals, CreativeItem
@@ -107,7 +109,13 @@ class LayoutPosterGenerator(PosterGenerator):
                  n_variants: int = 4, shape: str = "square", seed: int = 0) -> list[PosterVariant]:
         """See :meth:`PosterGenerator.generate`. An item without an image, or with an unreadable
         one, gets a layout without product over a palette gradient (said in ``notes``)."""
-        width, height = self._check_request(n_variants, shape)
+        size = self._check_request(n_variants, shape)
+        request = self._prepare(item, controls, size, seed)
+        return [self._render(request, copy, shape, seed + i) for i in range(n_variants)]
+
+    def _prepare(self, item: CreativeItem, controls: ControlSignals, size: tuple[int, int], seed: int) -> "_Request":
+        """What every variant of one request shares: the source, its style and palette, the
+        styled and plain backgrounds."""
         notes: list[str] = []
         source = None
         if item.image is None:
@@ -122,34 +130,33 @@ class LayoutPosterGenerator(PosterGenerator):
             image, item_style, found = source
             item_palette = [tuple(int(v) for v in c) for c in palette([image], k=5, seed=seed)]
             vector = mix_styles(controls.style_vector, item_style, weight)
-            styled = self.style_model.stylize(image, vector, (width, height))
-            plain = ImageOps.fit(image, (width, height), Image.LANCZOS)
+            styled = self.style_model.stylize(image, vector, size)
+            plain = ImageOps.fit(image, size, Image.LANCZOS).filter(ImageFilter.GaussianBlur(6))
         else:
             image, found, item_palette = None, [], list(NEUTRAL_PALETTE)
-            styled = plain = _gradient((width, height), list(controls.palette) or item_palette)
+            styled = plain = _gradient(size, list(controls.palette) or item_palette)
         user_palette = [tuple(int(v) for v in c) for c in controls.palette]
         # The personalisation knob also decides whose colours lead the accents.
         accents = (user_palette + item_palette) if (user_palette and weight >= 0.5) else (item_palette + user_palette)
-        variants = []
-        for i in range(n_variants):
-            variants.append(self._render(item, copy, shape, (width, height), seed + i, image, styled, plain, found,
-                                         accents, weight, tuple(notes)))
-        return variants
+        return _Request(item, controls, size, image, styled, plain, found, accents, weight, tuple(notes))
+
+    def _background(self, request: "_Request", rng: np.random.Generator, accent: RGB,
+                    product_box: Box | None) -> Image.Image:
+        """The background layer of one variant: the styled image over the blurred plain one,
+        tinted towards the accent colour."""
+        size = request.size
+        canvas = Image.blend(request.plain, request.styled, float(rng.uniform(0.6, 1.0)))
+        canvas = canvas.filter(ImageFilter.GaussianBlur(float(rng.uniform(1.5, 4.0)) * size[0] / 540))
+        return Image.blend(canvas, Image.new("RGB", size, accent), float(rng.uniform(0.08, 0.22)))
 
     # -- one variant ----------------------------------------------------------------------------
-    def _render(self, item, copy: PosterCopy, shape: str, size: tuple[int, int], seed: int, image, styled, plain,
-                found: list[FoundText], accents: list[RGB], weight: float, notes: tuple[str, ...]) -> PosterVariant:
-        width, height = size
+    def _render(self, request: "_Request", copy: PosterCopy, shape: str, seed: int) -> PosterVariant:
+        (width, height), image, accents = request.size, request.image, request.accents
+        notes = request.notes
         rng = np.random.default_rng(seed)
         templates = _TEMPLATES[shape]
         product_frac, column_frac, align = templates[seed % len(templates)]
         accent = accents[int(rng.integers(min(3, len(accents))))]
-
-        # background: the styled image over a blurred plain copy, tinted towards the accent
-        blend = float(rng.uniform(0.6, 1.0))
-        canvas = Image.blend(plain.filter(ImageFilter.GaussianBlur(6)), styled, blend)
-        canvas = canvas.filter(ImageFilter.GaussianBlur(float(rng.uniform(1.5, 4.0)) * width / 540))
-        canvas = Image.blend(canvas, Image.new("RGB", size, accent), float(rng.uniform(0.08, 0.22)))
 
         avoid: list[Box] = []
         product_box, scale = None, None
@@ -160,10 +167,12 @@ class LayoutPosterGenerator(PosterGenerator):
             x0 = region[0] + (region[2] - region[0] - pw) // 2
             y0 = region[1] + (region[3] - region[1] - ph) // 2
             product_box = (x0, y0, x0 + pw, y0 + ph)
+        canvas = self._background(request, rng, accent, product_box)
+        if image is not None:
             _paste_product(canvas, image.resize((pw, ph), Image.LANCZOS), product_box)
             avoid.append(product_box)
             # text printed on the source, where it lands on the (cropped, scaled) background
-            avoid += [_map_fit_box(t.box, image.size, size) for t in found]
+            avoid += [_map_fit_box(t.box, image.size, (width, height)) for t in request.found]
             column = _scaled(column_frac, width, height)
         else:
             column = _scaled(_FULL_COLUMN, width, height)
@@ -201,10 +210,29 @@ class LayoutPosterGenerator(PosterGenerator):
                 layers.append(badge)
         _palette_strip(canvas, accents[:5])
         return PosterVariant(
-            image=canvas, item_id=item.item_id, shape=shape, seed=seed, generator=self.name, text_layers=tuple(layers),
-            product_box=product_box, product_scale=None if scale is None else round(float(scale), 4),
-            style_weight=weight, palette=tuple(accents[:5]), avoid=tuple(avoid), notes=notes,
+            image=canvas, item_id=request.item.item_id, shape=shape, seed=seed, generator=self.name,
+            text_layers=tuple(layers), product_box=product_box,
+            product_scale=None if scale is None else round(float(scale), 4), style_weight=request.weight,
+            palette=tuple(accents[:5]), avoid=tuple(avoid), notes=notes, extra=self._extra(request),
         )
+
+    def _extra(self, request: "_Request") -> dict:
+        """Generator-specific fields for :meth:`PosterVariant.to_dict`."""
+        return {}
+
+
+@dataclass(frozen=True)
+class _Request:
+    item: CreativeItem
+    controls: ControlSignals
+    size: tuple[int, int]
+    image: Image.Image | None
+    styled: Image.Image
+    plain: Image.Image
+    found: list[FoundText]
+    accents: list[RGB]
+    weight: float
+    notes: tuple[str, ...]
 
 
 # -- drawing helpers ----------------------------------------------------------------------------
@@ -250,12 +278,6 @@ def _least_salient_top(cost: np.ndarray, column: Box, block_h: int, avoid: list[
     return best
 
 
-def _worst_contrast(colour: RGB, region: np.ndarray) -> float:
-    """Contrast of ``colour`` against the 5th and 95th luminance percentiles of ``region``."""
-    lum = relative_luminance(region.reshape(-1, 3))
-    return min(contrast_ratio(colour, float(np.percentile(lum, 5))), contrast_ratio(colour, float(np.percentile(lum, 95))))
-
-
 def _draw_text(canvas: Image.Image, role: str, fitted: FittedText, column: Box, top: int, align: str,
                preferred: RGB | None, accents: list[RGB]) -> TextLayer:
     font = load_font(fitted.size, fitted.bold, fitted.cjk)
@@ -265,25 +287,28 @@ def _draw_text(canvas: Image.Image, role: str, fitted: FittedText, column: Box, 
     padded = (max(0, block[0] - pad), max(0, block[1] - pad), min(canvas.width, block[2] + pad),
               min(canvas.height, block[3] + pad))
     region = np.asarray(canvas.crop(padded))
+    lum = luminance_range(region)
     candidates = ([preferred] if preferred else []) + [_WHITE, _INK] + list(accents)
-    colour = max(candidates, key=lambda c: _worst_contrast(c, region))
-    if preferred and _worst_contrast(preferred, region) >= WCAG_AA:
+    colour = max(candidates, key=lambda c: worst_contrast(c, lum))
+    if preferred and worst_contrast(preferred, lum) >= WCAG_AA:
         colour = preferred
-    underlay = _worst_contrast(colour, region) < WCAG_AA
+    underlay = worst_contrast(colour, lum) < WCAG_AA
     if underlay:
         # a panel dark or light enough that white or ink reaches the ratio; opaque as needed
         dark = relative_luminance(region.reshape(-1, 3)).mean() < 0.4
         panel = _INK if dark else (248, 246, 240)
         for alpha in (200, 235, 255):
-            overlay = canvas.copy()
-            ImageDraw.Draw(overlay).rounded_rectangle(padded, radius=pad, fill=panel)
-            trial = Image.blend(canvas, overlay, alpha / 255)
-            region = np.asarray(trial.crop(padded))
-            colour = max([_WHITE, _INK] + list(accents), key=lambda c: _worst_contrast(c, region))
-            if _worst_contrast(colour, region) >= WCAG_AA:
+            patch = canvas.crop(padded)
+            overlay = patch.copy()
+            ImageDraw.Draw(overlay).rounded_rectangle((0, 0, patch.width - 1, patch.height - 1), radius=pad, fill=panel)
+            trial = Image.blend(patch, overlay, alpha / 255)
+            # the rounded corners stay background: measure inside the straight part only
+            lum = luminance_range(np.asarray(trial)[pad: max(pad + 1, trial.height - pad)])
+            colour = max([_WHITE, _INK] + list(accents), key=lambda c: worst_contrast(c, lum))
+            if worst_contrast(colour, lum) >= WCAG_AA:
                 break
-        canvas.paste(trial)
-    contrast = _worst_contrast(colour, region)
+        canvas.paste(trial, padded[:2])
+    contrast = worst_contrast(colour, lum)
     draw = ImageDraw.Draw(canvas)
     lines = []
     for n, line in enumerate(fitted.lines):

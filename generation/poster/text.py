@@ -16,7 +16,7 @@ from PIL import ImageFont
 
 __all__ = [
     "has_cjk", "font_path", "load_font", "FittedText", "fit_text", "relative_luminance", "contrast_ratio",
-    "WCAG_AA",
+    "WCAG_AA", "worst_contrast", "luminance_range",
 ]
 
 WCAG_AA = 4.5  # minimum contrast for normal-size text (WCAG 2.x, level AA)
@@ -124,3 +124,18 @@ def contrast_ratio(a, b) -> float:
     lb = float(relative_luminance(b)) if np.size(b) == 3 else float(b)
     hi, lo = max(la, lb), min(la, lb)
     return (hi + 0.05) / (lo + 0.05)
+
+
+def luminance_range(pixels: np.ndarray) -> tuple[float, float]:
+    """The 5th and 95th percentiles of the WCAG luminance of ``pixels`` ``(..., 3)``."""
+    lum = relative_luminance(np.asarray(pixels).reshape(-1, 3))
+    lo, hi = np.percentile(lum, [5, 95])
+    return float(lo), float(hi)
+
+
+def worst_contrast(colour, pixels: np.ndarray | tuple[float, float]) -> float:
+    """Contrast of ``colour`` against the 5th and 95th luminance percentiles of ``pixels``
+    ``(..., 3)`` (or a precomputed :func:`luminance_range`): the ratio most of the background
+    reaches, robust to a few stray pixels."""
+    lo, hi = pixels if isinstance(pixels, tuple) else luminance_range(pixels)
+    return min(contrast_ratio(colour, lo), contrast_ratio(colour, hi))
