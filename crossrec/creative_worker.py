@@ -5,10 +5,9 @@ itself never imports generation's models and generation never imports streaming)
 
 :class:`CreativeWorkerHandler` (creative-request topic -> creative-result topic):
 
-- at-least-once input, idempotent output: every answered request id is kept in a SQLite file
-  committed in ``flush()`` after the results were acknowledged by the broker (and before the
-  worker commits its offsets); a redelivered, answered request is counted as a duplicate and not
-  answered again. A redelivered request that was generated but not yet recorded (the worker died
+- at-least-once input, idempotent output: every answered request id is recorded in a SQLite
+  ledger right after the broker acknowledged its result (and so before the worker commits its
+  offsets); a redelivered, answered request is counted as a duplicate and not answered again. A redelivered request that was generated but not yet recorded (the worker died
   in between) is served by the creative cache: the same asset ids, no second asset; its result
   is published again, and readers count duplicates by ``request_id``. Kafka transactions were
   tried with the embedded Tansu broker: ``init_transactions``/``send_offsets_to_transaction``/
@@ -93,7 +92,6 @@ class CreativeWorkerHandler(Handler):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS answered (request_id TEXT PRIMARY KEY, status TEXT, "
                          "result_id TEXT, answered_at REAL)")
-        self._in_tx = False
         self.counts = {"ok": 0, "expired": 0, "failed": 0, "duplicates": 0}
 
     def answered(self, request_id: str) -> bool:
@@ -119,10 +117,11 @@ class CreativeWorkerHandler(Handler):
                         result.rejected.append((ev, f"generation failed: {type(exc).__name__}: {exc}"))
                         self.counts["failed"] += 1
                         continue
+                # One answer at a time, acknowledged and then recorded: generation takes seconds, so
+                # the round trip is cheap, and a crash can repeat only the answer in flight, not the
+                # whole fetched batch (which would all come back, uncommitted, after a restart).
                 self.producer.send(self.topics.creative_results, answer)
-                if not self._in_tx:
-                    self._db.execute("BEGIN")
-                    self._in_tx = True
+                self.producer.flush()
                 self._db.execute("INSERT OR IGNORE INTO answered VALUES (?, ?, ?, ?)",
                                  (ev.event_id, answer.status, answer.event_id, self.clock()))
                 self.counts[answer.status if answer.status in self.counts else "ok"] += 1
@@ -131,13 +130,10 @@ class CreativeWorkerHandler(Handler):
         return result
 
     def flush(self) -> None:
-        """Results acknowledged by the broker first, then the ledger: a crash in between
-        republishes (counted by readers), never loses."""
+        """Every answer is acknowledged by the broker and then recorded as it is made (a crash in
+        between republishes it, counted by readers; nothing is lost): nothing is left to flush."""
         with self._lock:
             self.producer.flush()
-            if self._in_tx:
-                self._db.execute("COMMIT")
-                self._in_tx = False
 
     def close(self) -> None:
         self.flush()
@@ -192,7 +188,7 @@ class FeedbackHandler(Handler):
         self.bandit = bandit
 
     def handle(self, events: Sequence[Event]) -> HandleResult:
-        from generation.bandit import Click, FeedbackError, Impression, Variant
+        from generation.bandit import Click, FeedbackError, Impression, Variant  # lazy: no numpy/sqlite at import
 
         result = HandleResult()
         feedback, origin = [], {}
@@ -207,6 +203,10 @@ class FeedbackHandler(Handler):
                     result.rejected.append((ev, str(exc)))
                 continue
             if isinstance(ev, CreativeImpression):
+                if self.bandit.variant(ev.variant_id) is None and ev.family in self.bandit.config.families:
+                    # the result that announced it is on another topic and may come later: the
+                    # impression says the variant's item and family; its quality prior stays neutral
+                    self.bandit.register_variants([Variant(ev.variant_id, str(ev.item_id), ev.family, 0.5)])
                 item = Impression(ev.event_id, str(ev.user_id), str(ev.item_id), ev.variant_id)
             else:
                 item = Click(ev.event_id, ev.impression_id, str(ev.user_id), ev.variant_id)

@@ -293,6 +293,9 @@ class Bandit:
             self._conn.executemany("INSERT OR REPLACE INTO variants VALUES (?, ?, ?, ?)", rows)
         return len(rows)
 
+    def variant(self, variant_id: str) -> Variant | None:
+        return self._variant_by_id.get(variant_id)
+
     def variants(self, item_id: str) -> list[Variant]:
         return list(self._variants.get(str(item_id), ()))
 
