@@ -92,12 +92,26 @@ def _cached(cache_dir: str | Path | None, key: str, build):
     return value
 
 
+def _cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively; elsewhere (AVX2 only) torch emulates it about 12x
+    slower than fp32 (measured: MobileNetV2, 8 images, 37.9 s bf16 vs 3.1 s fp32)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+_BF16 = _cpu_has_bf16()
+
+
 def frozen_stages(encoder: MobileNetV2Encoder, x: torch.Tensor, start: int, stop: int, batch: int = 256) -> torch.Tensor:
-    """Run frozen stages ``start..stop-1`` in bf16 (AMX where present); spatial maps stay
-    unpooled (``stop`` 19 gives the ``(B, 1280, 7, 7)`` tokens the fusion layer attends over)."""
+    """Run frozen stages ``start..stop-1`` in bf16 where the CPU has it natively (AMX, AVX512-BF16),
+    fp32 elsewhere; spatial maps stay unpooled (``stop`` 19 gives the ``(B, 1280, 7, 7)`` tokens
+    the fusion layer attends over)."""
     model = encoder.model.to(memory_format=torch.channels_last)
     out = []
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=_BF16):
         for i in range(0, len(x), batch):
             y = model.features[start:stop](x[i : i + batch].float().contiguous(memory_format=torch.channels_last))
             out.append(y.to(torch.float16).contiguous())
