@@ -313,20 +313,26 @@ class Searcher:
     @classmethod
     def load(cls, dataset: str = "grocery", *, model_dir: str | os.PathLike | None = None,
              data_dir: str | os.PathLike | None = None, config: HybridConfig | None = None,
-             use_cache: bool = True) -> "Searcher":
+             use_cache: bool = True, encoders: Sequence[str] = ("minilm", "e5")) -> "Searcher":
         """Load the catalogue, the frozen encoders and the aligned model once.
 
         ``dataset``: ``grocery``, ``ml100k`` or a catalogue folder; ``model_dir``: the aligned
         model (default: the one ``crossrec retrieval train --dataset D`` saved; when there is none,
-        the ``image`` and ``fused`` signals are left out and every result's note says so).
+        the ``image`` and ``fused`` signals are left out and every result's note says so);
+        ``encoders``: the frozen text encoders to load (e5 encoded 1 to 20 item texts a second on
+        the shared 2-core machine: leave it out for a first look at a large catalogue; vectors are cached).
         """
         from retrieval.align.embedder import ItemEmbedder, default_model_dir
         from retrieval.align.model import AlignedModel
         from retrieval.encoders import E5Encoder, SentenceTransformerEncoder
 
         items = load_catalogue_items(dataset, data_dir)
+        unknown = set(encoders) - {"minilm", "e5"}
+        if unknown or "minilm" not in encoders:
+            raise ValueError(f"encoders={tuple(encoders)!r}: choose from ('minilm', 'e5'); minilm is required")
         minilm = SentenceTransformerEncoder()
-        encoders = {"minilm": (minilm, minilm), "e5": (E5Encoder(as_query=False), E5Encoder(as_query=True))}
+        chosen = {"minilm": (minilm, minilm), "e5": (E5Encoder(as_query=False), E5Encoder(as_query=True))}
+        text_encoders = {name: chosen[name] for name in encoders}
         path = Path(model_dir) if model_dir is not None else (
             default_model_dir(dataset) if dataset in DEFAULT_CONFIGS else None)
         embedder = None
@@ -338,7 +344,7 @@ class Searcher:
             raise FileNotFoundError(f"model_dir={str(model_dir)!r} holds no trained model (config.json missing)")
         config = config or DEFAULT_CONFIGS.get(dataset, DEFAULT_CONFIGS["grocery"])
         gloss("中文")  # load the dictionary and jieba now, not on the first Chinese query
-        return cls(items, config=config, embedder=embedder, text_encoders=encoders, use_cache=use_cache)
+        return cls(items, config=config, embedder=embedder, text_encoders=text_encoders, use_cache=use_cache)
 
     @property
     def signals(self) -> tuple[str, ...]:
