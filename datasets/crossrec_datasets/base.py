@@ -60,9 +60,13 @@ class Dataset(ABC):
         return IdMap.build("user", ids.unique().collect()["user_id"])
 
     def item_texts(self) -> list[str]:
-        """Title + text of every catalogue item, in catalogue order (the aligned model's item text)."""
+        """The text of every catalogue item, in catalogue order (what the aligned model reads):
+        ``text``, with the title prepended unless the text already starts with it."""
+        title, text = pl.col("title").fill_null(""), pl.col("text").fill_null("")
         frame = self.catalogue().select(
-            pl.concat_str([pl.col("title"), pl.col("text")], separator=". ", ignore_nulls=True).alias("t")).collect()
+            pl.when(text.str.starts_with(title)).then(text)
+            .when(text.str.strip_chars() == "").then(title)
+            .otherwise(pl.concat_str([title, text], separator=". ")).alias("t")).collect()
         return frame["t"].to_list()
 
     def __repr__(self) -> str:

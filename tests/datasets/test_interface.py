@@ -64,6 +64,11 @@ def test_named_datasets():
     g = open_dataset("grocery")
     assert g.catalogue().collect().height == 81 and g.photos().collect().height == 5_421
     assert g.interactions().collect().height == 0
+    # the item texts the aligned model reads are the loaders' own (same cached features, same figures)
+    from crossrec_datasets import load_grocery, load_movielens
+
+    assert ml.item_texts() == load_movielens().item_texts()
+    assert g.item_texts() == [p.description for p in load_grocery().products]
 
 
 def test_mixed_formats_and_missing_columns(tmp_path, shop_folder):
