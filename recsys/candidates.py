@@ -109,16 +109,24 @@ class ALSRecommender(Recommender):
     def _new_model(self, num_threads: int):
         from implicit.cpu.als import AlternatingLeastSquares
 
+        from threadpoolctl import threadpool_limits
+
         c = self.config
-        return AlternatingLeastSquares(factors=c.factors, regularization=c.regularization, alpha=c.alpha,
-                                       iterations=c.iterations, random_state=c.seed, num_threads=num_threads)
+        with threadpool_limits(1, "blas"):  # see fit(); implicit checks the BLAS threads here
+            return AlternatingLeastSquares(factors=c.factors, regularization=c.regularization, alpha=c.alpha,
+                                           iterations=c.iterations, random_state=c.seed, num_threads=num_threads)
 
     def fit(self, log: pl.DataFrame) -> "ALSRecommender":
         log = self._fit_common(log)
         user_items = user_item_matrix(log, _user_rows(log), self.catalogue)
         user_items.data[:] = 1.0
         model = self._new_model(num_threads=0)
-        model.fit(user_items, show_progress=False)
+        # implicit parallelises over users itself; a multi-threaded BLAS inside each of its
+        # threads oversubscribes the cores (implicit warns about exactly this).
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):
+            model.fit(user_items, show_progress=False)
         self.set_item_factors(np.asarray(model.item_factors))
         return self
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import socket
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Iterator
@@ -273,7 +274,9 @@ def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *,
     import torch.distributed as dist
     from torchrec.distributed import DistributedModelParallel
     from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
-    from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints
+    from torchrec.distributed.planner.storage_reservations import FixedPercentageStorageReservation
+    from torchrec.distributed.planner.types import KernelConfig, TopologyFactory, TrainerConfig
     from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
     from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
     from torchrec.optim.optimizers import in_backward_optimizer_filter
@@ -294,10 +297,17 @@ def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *,
         # registered autograd on CPU.
         constraints = {f"t_{k}": ParameterConstraints(sharding_types=["table_wise"], compute_kernels=["fused"])
                        for k in SPARSE_KEYS}
-        planner = EmbeddingShardingPlanner(topology=Topology(world_size=world, compute_device=device.type),
-                                           constraints=constraints)
+        # The factory resolves the topology from the hardware (a directly built Topology is
+        # deprecated); a fixed reservation avoids the heuristic one's dry-run over-estimate.
+        topology = TopologyFactory.create_topology(TrainerConfig(world_size=world),
+                                                   kernel_config=KernelConfig(compute_device=device.type))
+        planner = EmbeddingShardingPlanner(topology=topology, constraints=constraints,
+                                           storage_reservation=FixedPercentageStorageReservation(0.15))
         plan = planner.collective_plan(work, [EmbeddingBagCollectionSharder()], dist.GroupMember.WORLD)
-        dmp = DistributedModelParallel(work, device=device, plan=plan)
+        with warnings.catch_warnings():
+            # torchrec's own DDP wrapper passes the deprecated broadcast_buffers; nothing to change here.
+            warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+            dmp = DistributedModelParallel(work, device=device, plan=plan)
         dense_opt = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())),
                                           lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay))
         opt = CombinedOptimizer([dmp.fused_optimizer, dense_opt])
@@ -358,6 +368,14 @@ def train_ranker(model: DCNRanker, examples: RankerBatch, labels: np.ndarray, *,
 
 def _gather_state(state: dict) -> dict:
     """Full (unsharded) tensors for every entry of a DMP state dict, on every rank."""
+    with warnings.catch_warnings():
+        # Table-wise sharding in this torchrec still yields ShardedTensor (its DTensor path is not
+        # there for CPU yet); gathering it is the supported way meanwhile.
+        warnings.filterwarnings("ignore", message="Please use DTensor instead", category=FutureWarning)
+        return _gather_tensors(state)
+
+
+def _gather_tensors(state: dict) -> dict:
     out = {}
     for key, value in state.items():
         name = key.removeprefix("module.").removeprefix("_dmp_wrapped_module.")
