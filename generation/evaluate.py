@@ -57,6 +57,7 @@ class EvalOptions:
     min_fidelity: float = 0.90
     min_likes: int = 20
     history: int = 40
+    catalogue: int | None = None
     real_photos: int = 500
     trust_outputs: int = 10
     lm_requests: int = 6
@@ -67,7 +68,8 @@ class EvalOptions:
 
     @classmethod
     def quick(cls) -> "EvalOptions":
-        return cls(users=10, items=5, weights=(0.0, 0.5, 1.0), trust_outputs=3, lm_requests=2)
+        return cls(users=10, items=5, weights=(0.0, 0.5, 1.0), trust_outputs=3, lm_requests=2, catalogue=400,
+                   history=20)
 
     def with_(self, **changes: Any) -> "EvalOptions":
         return replace(self, **changes)
@@ -179,10 +181,19 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
     # -- scorers (never used by generation or the gate) ---------------------------------------
     embedder = embedder or load_item_embedder(dataset="ml100k")
     scorer_source = embedder.source or "untrained fallback (frozen MobileNetV2 + seeded random projection)"
+    # the retrieval catalogue for Acc@1: every poster, or (``catalogue``) a random subset plus the targets
     catalogue_ids = with_poster
-    cat_vectors, cat_ok = embedder.embed_images([items[i].image for i in catalogue_ids])
-    cat_vectors = _unit(cat_vectors)
-    image_vec = {i: cat_vectors[k] for k, i in enumerate(catalogue_ids) if cat_ok[k]}
+    if options.catalogue is not None and options.catalogue < len(with_poster):
+        keep = {i for u in users for i in targets[u]} | set(rng.choice(with_poster, options.catalogue, replace=False))
+        catalogue_ids = sorted(keep, key=int)
+    # plus every history poster the scores need (the users' likes), embedded once
+    nexts = {u: _next_liked(store, u) for u in users}
+    needed_images = set(catalogue_ids) | {e.item.item_id for u in users for e in liked[u][: options.history]}
+    needed_images |= {n for n in nexts.values() if n in items and items[n].image is not None}
+    embedded = sorted(needed_images, key=int)
+    vectors, ok = _catalogue_vectors(embedder, [items[i].image for i in embedded], progress)
+    image_vec = {i: vectors[k] for k, i in enumerate(embedded) if ok[k]}
+    cat_vectors = np.stack([image_vec.get(i, np.zeros(vectors.shape[1], np.float32)) for i in catalogue_ids])
     e5 = E5Encoder()
     history_items = {u: [e for e in liked[u] if e.item.text][: options.history] for u in users}
     text_vec = {}
@@ -241,8 +252,7 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
     neg = [float(vec_star[(u, i, w_star)] @ hist_img[other(u)]) for u, i in pairs]
     ceiling_pos, ceiling_neg = [], []
     for u in users:
-        history = sorted(((h[3], str(h[0])) for h in store.get(int(u)).history if h[1] == "rating" and (h[2] or 0) >= 4))
-        nxt = history[-1][1]
+        nxt = nexts[u]
         if nxt not in image_vec:
             continue
         earlier = [e for e in liked[u] if e.item.item_id != nxt]
@@ -303,6 +313,35 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
     }
     atomic_write_text(json_path, json.dumps(data, indent=2, default=float))
     return EvalReport(data)
+
+
+def _catalogue_vectors(embedder, images: list, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned image vectors of the catalogue posters, cached per model and image list."""
+    import hashlib
+
+    from tqdm import tqdm
+
+    from crossrec_core.paths import cache_dir
+
+    digest = hashlib.sha256(("\n".join(map(str, images)) + embedder.fingerprint).encode()).hexdigest()[:16]
+    file = cache_dir("eval") / f"catalogue-{digest}.npz"
+    if file.is_file():
+        with np.load(file) as cached:
+            return cached["vectors"], cached["ok"]
+    chunks = [embedder.embed_images(images[k:k + 128]) for k in tqdm(range(0, len(images), 128), desc="catalogue posters",
+                                                                        disable=not progress)]
+    vectors, ok = _unit(np.concatenate([c[0] for c in chunks])), np.concatenate([c[1] for c in chunks])
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(file.stem + ".tmp.npz")
+    np.savez(tmp, vectors=vectors, ok=ok)
+    tmp.replace(file)
+    return vectors, ok
+
+
+def _next_liked(store, user: str) -> str:
+    """The user's latest item rated 4 or 5 (ties broken by item id)."""
+    history = sorted((h[3], h[0]) for h in store.get(int(user)).history if h[1] == "rating" and (h[2] or 0) >= 4)
+    return str(history[-1][1])
 
 
 def _loadavg() -> str:
