@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (CrossrecError, ValueError, FileNotFoundError, TypeError) as exc:
+    except (CrossrecError, ValueError, FileNotFoundError) as exc:  # a TypeError is a bug: let it show its traceback
         if args.verbose:
             raise
         print(f"crossrec: error: {exc}", file=sys.stderr)
