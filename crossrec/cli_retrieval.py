@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 
 from crossrec.cli_index import add_bench_arguments, run_bench_from_args
+from crossrec.options import add_dataset
 
 __all__ = ["add_parser"]
 
@@ -21,7 +22,7 @@ def add_parser(subparsers) -> None:
     sub = group.add_subparsers(dest="retrieval_command", required=True)
 
     train = sub.add_parser("train", help="train the CrossCLIP-style model and index the catalogue")
-    train.add_argument("--dataset", choices=["grocery", "ml100k"], default="grocery")
+    add_dataset(train, "grocery")
     _data_dir(train)
     train.add_argument("--out", default=None, help="model directory (default: $CROSSREC_HOME/models/crossclip-<dataset>)")
     train.add_argument("--epochs", type=int, default=None)

@@ -231,22 +231,17 @@ def load_item_features(
     item_ids: Sequence[int],
     texts: list[str],
     images: list[Any],
-    embedder: Any = None,
+    embedder: Any,
     cache_dir: str | os.PathLike | None = None,
 ) -> ItemFeatures:
-    """Embed items with the aligned ``retrieval`` item embedder, cached by its fingerprint under
-    ``cache_dir`` (default ``$CROSSREC_HOME/cache/recsys``).
+    """Embed items with an aligned ``retrieval`` item embedder (``retrieval.load_item_embedder``),
+    cached by its fingerprint under ``cache_dir`` (default ``$CROSSREC_HOME/cache/recsys``).
 
-    ``embedder=None`` loads ``retrieval.load_item_embedder()`` (the default aligned model). Any
-    object with ``embed(texts, images)`` returning image/text/fused/image_ok and a ``fingerprint``
-    works.
+    Any object with ``embed(texts, images)`` returning image/text/fused/image_ok and a
+    ``fingerprint`` works.
     """
     if not (len(item_ids) == len(texts) == len(images)):
         raise ValueError(f"item_ids, texts and images differ in length: {len(item_ids)}, {len(texts)}, {len(images)}")
-    if embedder is None:
-        from retrieval.align.embedder import load_item_embedder
-
-        embedder = load_item_embedder()
     cache = _cache_file(Path(cache_dir) if cache_dir else default_cache_dir("recsys"), embedder.fingerprint, list(texts), list(images))
     if cache.is_file():
         z = np.load(cache)

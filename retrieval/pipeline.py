@@ -43,12 +43,26 @@ class TrainSummary:
 
 
 def _check_dataset(dataset: str) -> None:
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset={dataset!r} is not one of {DATASETS}")
+    if dataset not in DATASETS and not Path(dataset).is_dir():
+        raise ValueError(f"dataset={dataset!r} is neither one of {DATASETS} nor a folder")
+
+
+def _model_name(dataset: str) -> str:
+    """``grocery``/``ml100k``, or a folder's name: the model goes to ``crossclip-<name>``."""
+    return dataset if dataset in DATASETS else Path(dataset).expanduser().resolve().name
 
 
 def _catalogue_items(dataset: str, data_dir: str | None):
-    """(ids, texts, images, metadata) of the catalogue to index."""
+    """(ids, texts, images, metadata) of the catalogue to index (a folder: the engine's int64 ids,
+    the user's id in the metadata)."""
+    if dataset not in DATASETS:
+        from crossrec_datasets import open_dataset
+
+        ds = open_dataset(dataset)
+        cat = ds.catalogue().with_columns(ds.items.to_internal("item_id").alias("_id")).collect()
+        return (cat["_id"].to_list(), ds.item_texts(), cat["image"].to_list(),
+                [{"item_id": i, "title": t, "category": c, "image": im}
+                 for i, t, c, im in cat.select("item_id", "title", "category", "image").iter_rows()])
     if dataset == "grocery":
         from crossrec_datasets import load_grocery
 
@@ -70,11 +84,13 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
 
     Grocery: shop photos of the train split paired with product descriptions, best epoch on val.
     MovieLens: posters paired with title + genres + overview, 10% of movies held out for val.
+    A folder (README "Your data"): its query photos, else its catalogue images, with the item texts.
+    ``training.json`` records the data set, so a model used on another catalogue can say so.
     """
     _check_dataset(dataset)
     config = config or AlignConfig()
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
-    out = Path(out_dir) if out_dir is not None else default_model_dir(dataset)
+    out = Path(out_dir) if out_dir is not None else default_model_dir(_model_name(dataset))
     encoder = MobileNetV2Encoder()
     text_encoder = load_encoder(config.text_encoder)
     start = time.perf_counter()
@@ -91,6 +107,8 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
                                            seed=config.seed, encoder=encoder, cache_dir=cache_dir, progress=progress)
             parts[split] = PairData(feats, np.array([p.class_id for p in photos]), texts)
         train, val = parts["train"], parts["val"]
+    elif dataset not in DATASETS:
+        train, val = _folder_pairs(dataset, config, encoder, text_encoder, cache_dir, progress)
     else:
         images, texts = movielens_features(data_dir, image_views=config.image_views, text_views=config.text_views,
                                            seed=config.seed, encoder=encoder, text_encoder=text_encoder,
@@ -108,10 +126,43 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
     catalogue = CatalogueSearch.empty(embedder, expected_size=len(ids))
     report = catalogue.upsert(ids, item_texts, item_images, metadata)
     catalogue.save(catalogue_dir(out))
-    (out / "training.json").write_text(json.dumps({"seconds": seconds, "best_epoch": result.best_epoch,
+    (out / "training.json").write_text(json.dumps({"dataset": _model_name(dataset), "seconds": seconds,
+                                                   "best_epoch": result.best_epoch,
                                                    "history": result.history}, indent=2))
     kept = result.history[result.best_epoch - 1].get("val_i2t_acc@1") if result.history else None
     return TrainSummary(out, catalogue_dir(out), seconds, result.best_epoch, kept, report.indexed, len(report.image_skipped))
+
+
+def _folder_pairs(folder: str, config: AlignConfig, encoder, text_encoder, cache_dir, progress: bool):
+    """A user's folder as (train, val) pairs: query photos paired with their item's text when the
+    folder has ``photos.*`` (every photo of an item is a positive of its text), else catalogue
+    images with their own text; 10% of the photos (or items) held out for the best epoch."""
+    from crossrec_core.errors import DataFormatError
+    from crossrec_datasets import open_dataset
+
+    ds = open_dataset(folder)
+    cat = ds.catalogue().select("item_id", "image").collect()
+    texts = extract_text_features(ds.item_texts(), views=config.text_views, seed=config.seed, encoder=text_encoder,
+                                  cache_dir=cache_dir, progress=progress)
+    photos = ds.photos()
+    if photos is not None:
+        photos = photos.collect()
+        row = {item: r for r, item in enumerate(cat["item_id"].to_list())}
+        known = [(row[i], im) for i, im in photos.select("item_id", "image").iter_rows() if i in row and im]
+        labels, paths = np.array([k for k, _ in known], np.int64), [im for _, im in known]
+    else:
+        keep = [r for r, im in enumerate(cat["image"].to_list()) if im]
+        labels, paths = np.array(keep, np.int64), [cat["image"][r] for r in keep]
+    if len(paths) < 4:
+        raise DataFormatError(f"{folder}: {len(paths)} usable images; aligning images with texts needs at least 4 "
+                              "(photos.* or catalogue images; check with `crossrec data check`)")
+    feats = extract_image_features(paths, views=config.image_views, mirror=config.mirror_view, seed=config.seed,
+                                   encoder=encoder, cache_dir=cache_dir, progress=progress)
+    order = np.random.default_rng(config.seed).permutation(np.flatnonzero(feats.ok))
+    n_val = max(2, len(order) // 10)
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return (PairData(feats.subset(train_idx), labels[train_idx], texts),
+            PairData(feats.subset(val_idx), labels[val_idx], texts))
 
 
 def _grocery_grid(model: AlignedModel, data_dir: str | None, path: Path, n_queries: int = 6, k: int = 5) -> Path:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional as F
 
 from retrieval.align.features import frozen_stages
@@ -17,13 +20,22 @@ from retrieval.encoders import Encoder, MobileNetV2Encoder, load_encoder, load_i
 from retrieval.encoders.text import check_texts
 from crossrec_core.errors import ImageDecodeError
 from crossrec_core.paths import cache_dir, models_dir
-from retrieval.images import ImageInput
+from crossrec_datasets.base import DEFAULT_DATASET
+from retrieval.images import ImageInput, load_image
 
 __all__ = [
     "ItemEmbeddings", "ItemEmbedder", "load_item_embedder", "default_model_dir", "default_cache_dir",
+    "UntrainedModelWarning",
 ]
 
-def default_model_dir(dataset: str = "ml100k") -> Path:
+log = logging.getLogger(__name__)
+
+
+class UntrainedModelWarning(UserWarning):
+    """An item embedder without a trained aligned model: image <-> text scores are at chance."""
+
+
+def default_model_dir(dataset: str = DEFAULT_DATASET) -> Path:
     """``$CROSSREC_HOME/models/crossclip-<dataset>``: where ``crossrec retrieval train`` saves
     and everything else looks first."""
     return models_dir() / f"crossclip-{dataset}"
@@ -67,6 +79,11 @@ class ItemEmbedder:
         return self.model.config.embed_dim
 
     @property
+    def trained(self) -> bool:
+        """False for the untrained fallback (random projections) of ``load_item_embedder``."""
+        return bool(self.source)
+
+    @property
     def fingerprint(self) -> str:
         return f"{self.model.config.name}:{self._digest}:{self.text_encoder.fingerprint}:{self.dim}"
 
@@ -103,12 +120,19 @@ class ItemEmbedder:
         z, _, ok, _ = self._images(images)
         return z, ok
 
-    def embed_query_image(self, image: ImageInput) -> np.ndarray:
-        """One query image -> ``(D,)``; raises ``ImageDecodeError`` saying why it is unusable."""
+    def embed_query_image(self, image: ImageInput, test_time_flip: bool = True) -> np.ndarray:
+        """One query photo -> ``(D,)``, scored as ``crossrec retrieval eval`` scores photos: with
+        ``test_time_flip`` the normalised mean of the photo's and its mirror image's vectors, so a
+        user's own evaluation reproduces the project's figures. Raises ``ImageDecodeError`` saying
+        why the image is unusable."""
         z, _, ok, errors = self._images([image])
         if not ok[0]:
             raise ImageDecodeError(f"query image: {errors.get(0, 'does not decode')}")
-        return z[0]
+        if not test_time_flip:
+            return z[0]
+        mirrored, _, _, _ = self._images([load_image(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
+        both = z[0] + mirrored[0]
+        return both / max(float(np.linalg.norm(both)), 1e-12)
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str | None], images: Sequence[ImageInput | None]) -> ItemEmbeddings:
@@ -139,12 +163,21 @@ class ItemEmbedder:
         return self.embed(texts, images).fused
 
 
-def load_item_embedder(model_dir: str | os.PathLike | None = None, dataset: str = "ml100k") -> ItemEmbedder:
+def load_item_embedder(model_dir: str | os.PathLike | None = None, dataset: str = DEFAULT_DATASET) -> ItemEmbedder:
     """Load a trained aligned model; ``model_dir=None`` looks in ``default_model_dir(dataset)``
-    and, when nothing was trained yet, falls back to frozen encoders with fixed (seeded) random
-    projections: usable for same-modality similarity, not aligned across modalities."""
+    (``dataset`` defaults to the one default data set every command shares).
+
+    When nothing was trained yet it falls back to frozen encoders with fixed (seeded) random
+    projections, usable for same-modality similarity only, and says so loudly: an
+    ``UntrainedModelWarning`` and a logged warning (cross-modal results are at chance).
+    """
     path = Path(model_dir) if model_dir is not None else default_model_dir(dataset)
     if model_dir is not None or (path / "config.json").is_file():
         return ItemEmbedder(AlignedModel.from_pretrained(path), source=str(path))
+    message = (f"no trained aligned model for dataset {dataset!r} (looked in {path}): using frozen encoders with random "
+               f"projections, so image <-> text scores are at chance. Train one first: crossrec retrieval train "
+               f"--dataset {dataset}")
+    log.warning(message)
+    warnings.warn(message, UntrainedModelWarning, stacklevel=2)
     torch.manual_seed(0)
     return ItemEmbedder(AlignedModel(AlignConfig.baseline(fusion=False)), source="")

@@ -112,10 +112,13 @@ def test_item_embedder_handles_missing_modalities(tiny_crossclip, grocery, tmp_p
         embedder.embed(["a", "b"], [None])
 
 
-def test_load_item_embedder_falls_back_untrained(tmp_path, monkeypatch):
+def test_load_item_embedder_falls_back_untrained_loudly(tmp_path, monkeypatch):
+    from retrieval.align.embedder import UntrainedModelWarning
+
     monkeypatch.setenv("CROSSREC_HOME", str(tmp_path))
-    embedder = load_item_embedder()
-    assert embedder.source == "" and embedder.embed_text(["apple"]).shape == (1, embedder.dim)
+    with pytest.warns(UntrainedModelWarning, match="crossrec retrieval train --dataset grocery"):
+        embedder = load_item_embedder()
+    assert not embedder.trained and embedder.embed_text(["apple"]).shape == (1, embedder.dim)
 
 
 def test_retrieval_metrics_ranks():
