@@ -41,6 +41,7 @@ class LoopBenchConfig:
     trailer_items: int = 3
     skip: tuple[str, ...] = ()
     bootstrap: str | None = None
+    storage: str = "memory"  # the bench's own broker: Tansu's in-memory log (the S3 log: "s3")
     data_dir: str | None = None
     seed: int = 0
     worker_timeout_s: float = 1800.0
@@ -320,7 +321,7 @@ def _table(report: dict) -> str:
     if t:
         lines.append(f"trailer: 8 s 480x720 in {t['seconds_8s']} s (repeat {t['seconds_8s_repeat']} s; target <= 10); "
                      f"memory added 8 s {t['peak_mb_8s']} MB, 60 s {t['peak_mb_60s']} MB (target <= 1.5x)")
-    lines.append(f"load average {report['load_avg']}")
+    lines.append(f"broker: {report['broker']}; load average {report['load_avg']}")
     return "\n".join(lines)
 
 
@@ -337,7 +338,8 @@ def run_loop_bench(config: LoopBenchConfig = LoopBenchConfig(), *, json_path: st
         bootstrap = config.bootstrap
         needs_broker = any(p not in config.skip for p in ("bandit", "worker"))
         if needs_broker and bootstrap is None:
-            broker = Broker(BrokerConfig(data_dir=str(work / "broker"), kafka_port=0, s3_port=0)).__enter__()
+            broker = Broker(BrokerConfig(data_dir=str(work / "broker"), kafka_port=0, s3_port=0,
+                                         storage=config.storage)).__enter__()
             bootstrap = broker.bootstrap
         try:
             if "bandit" not in config.skip:
@@ -360,6 +362,7 @@ def run_loop_bench(config: LoopBenchConfig = LoopBenchConfig(), *, json_path: st
                              ("trailer.peak_mb_60s", "trailer", "peak_mb_60s")):
         if part in report:
             report[key] = report[part][field]
+    report["broker"] = config.bootstrap or f"embedded Tansu, {config.storage} log"
     report["load_avg"] = [round(v, 2) for v in os.getloadavg()]
     report["table"] = _table(report)
     if json_path:
