@@ -35,13 +35,20 @@ def add_parser(subparsers) -> None:
     demo.add_argument("--user", type=_positive_int, default=None,
                       help="user whose recommendations are shown (default: a median-history user of the slice)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.add_argument("--serve", action="store_true",
+                      help="then keep the service and its web page running on the demo's profile store (Ctrl-C stops)")
+    demo.add_argument("--port", type=_positive_int, default=8000, help="port of the page with --serve (default 8000)")
     demo.set_defaults(func=_demo)
 
 
 def _demo(args) -> int:
-    from crossrec.demo import DemoOptions, run_demo
+    from crossrec.demo import DemoOptions, run_demo, serve_demo
 
-    report = run_demo(DemoOptions(data_dir=args.data_dir, out_dir=args.out_dir, quick=args.quick, retrain=args.retrain,
-                                  events=args.events, user_id=args.user, progress=not args.no_progress))
+    options = DemoOptions(data_dir=args.data_dir, out_dir=args.out_dir, quick=args.quick, retrain=args.retrain,
+                          events=args.events, user_id=args.user, progress=not args.no_progress)
+    report = run_demo(options)
     print(report.summary())
+    print(f"\nreport: {report.outputs['report']}")
+    if args.serve:
+        serve_demo(options, port=args.port)
     return 0

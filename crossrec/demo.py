@@ -22,9 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from crossrec.demo_report import write_html_report
+
 __all__ = [
     "DemoOptions", "StepResult", "NamedHit", "SearchExample", "StreamFigures", "RankedItem", "RecommendationChange",
-    "NewItemSearch", "DemoReport", "run_demo", "ranker_dir",
+    "NewItemSearch", "DemoReport", "run_demo", "serve_demo", "ranker_dir",
 ]
 
 TEXT_QUERY = "sweet yellow fruit"
@@ -511,8 +513,29 @@ def run_demo(options: DemoOptions = DemoOptions(), echo: Callable[[str], None] =
         outputs = {"grocery model": str(default_model_dir("grocery")), "poster model": str(default_model_dir("ml100k")),
                    "ranking engine": str(ranker_dir()), "profile store": str(out / "profiles.db"),
                    "item index": str(out / "item-index"), "broker log": str(out / "broker"),
-                   "summary": str(out / "summary.json")}
-        note.append(f"written to {out / 'summary.json'}")
+                   "summary": str(out / "summary.json"), "report": str(out / "report.html")}
+        note.append(f"written to {out / 'summary.json'} and {out / 'report.html'}")
     report = DemoReport(tuple(steps.done), searches, stream, change, new_item, outputs, time.perf_counter() - start)
     atomic_write_text(out / "summary.json", report.to_json())
+    write_html_report(report, out)
     return report
+
+
+def serve_demo(options: DemoOptions, port: int = 8000, echo: Callable[[str], None] = print) -> None:
+    """After ``run_demo``: the service and its page on the demo's live profile store, with a fresh
+    broker and a consumer so clicks on the page change the recommendations; runs until Ctrl-C."""
+    from crossrec.service import ServiceConfig
+    from crossrec.service.bench import service_stack
+
+    out = Path(options.out_dir)
+    work = out / "service"
+    work.mkdir(parents=True, exist_ok=True)
+    config = ServiceConfig(data_dir=options.data_dir, ranker_dir=str(ranker_dir()), reports_dir="runs")
+    with service_stack(config, store=out / "profiles.db", work=work, workers=1, port=port, echo=echo) as running:
+        echo(f"\n  the page: {running.url}/   API docs: {running.url}/docs   API key for clicks: {running.api_key}")
+        echo("  Ctrl-C stops the service, the consumer and the broker")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            echo("  stopping ...")

@@ -19,16 +19,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from crossrec.service.config import ENV_API_KEY, ServiceConfig
 from crossrec_core.errors import CrossrecError
 
-__all__ = ["BenchOptions", "RouteFigures", "run_serve_bench", "open_loop"]
+__all__ = ["BenchOptions", "RouteFigures", "RunningService", "run_serve_bench", "open_loop", "service_stack"]
 
 P99_TARGET_MS = 100.0
 QUERIES = {
@@ -143,15 +144,62 @@ def _stop(proc: subprocess.Popen | None) -> None:
         proc.wait()
 
 
+@dataclass(frozen=True)
+class RunningService:
+    url: str
+    api_key: str
+    bootstrap: str
+    work_dir: Path
+
+
+@contextmanager
+def service_stack(config: ServiceConfig, *, store: Path, work: Path, workers: int, port: int = 0,
+                  topic_prefix: str = "crossrec", start_timeout_s: float = 900.0,
+                  echo: Callable[[str], None] = print) -> Iterator[RunningService]:
+    """The embedded broker (in-memory log), a stream consumer process applying user events to
+    ``store`` and the service (``workers`` processes reading ``store``); everything is stopped on exit."""
+    from streaming.broker import Broker, BrokerConfig
+    from streaming.events import Topics
+    from streaming.producer import ensure_topics
+
+    key = os.environ.get(ENV_API_KEY) or "local-" + os.urandom(8).hex()
+    broker = Broker(BrokerConfig(data_dir=str(work / "broker"), kafka_port=0, storage="memory"))
+    consumer = server = None
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, ENV_API_KEY: key, "OPENBLAS_NUM_THREADS": "1"}
+    try:
+        broker.start()
+        ensure_topics(broker.bootstrap, Topics(prefix=topic_prefix))
+        cli = [sys.executable, "-m", "crossrec.cli"]
+        consumer = subprocess.Popen([*cli, "stream", "consume", "--bootstrap", broker.bootstrap, "--topic-prefix",
+                                     topic_prefix, "--store", str(store), "--fetch-wait-ms", "20"], env=env,
+                                    stdout=open(work / "consumer.log", "w"), stderr=subprocess.STDOUT)
+        serve = [*cli, "serve", "--port", str(port), "--workers", str(workers), "--bootstrap", broker.bootstrap,
+                 "--topic-prefix", topic_prefix, "--profile-store", str(store), "--torch-threads",
+                 str(config.torch_threads), "--catalogues", *config.catalogues]
+        for flag, value in (("--data-dir", config.data_dir), ("--ranker-dir", config.ranker_dir),
+                            ("--creatives-dir", config.creatives_dir), ("--reports-dir", config.reports_dir)):
+            if value:
+                serve += [flag, value]
+        server = subprocess.Popen(serve, env=env, stdout=open(work / "server.log", "w"), stderr=subprocess.STDOUT)
+        started = time.perf_counter()
+        echo(f"  starting the service ({workers} worker(s); models load once per worker) ...")
+        _wait_ready(url, server, start_timeout_s, work / "server.log")
+        echo(f"  service ready in {time.perf_counter() - started:.0f} s at {url}")
+        yield RunningService(url, key, broker.bootstrap, work)
+    finally:
+        _stop(server)
+        _stop(consumer)
+        broker.stop()
+
+
 def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(),
                     echo: Callable[[str], None] = print) -> dict:
     """Run the bench (see the module docstring) and return the JSON report: ``recommend`` and
     ``search`` figures at ``options.rate`` each, ``errors``, every step, and
     ``max_rps_p99_100ms`` (both routes together) with the load average of the machine."""
     from recsys.evaluate import default_engine_dir
-    from streaming.broker import Broker, BrokerConfig
-    from streaming.events import Topics
-    from streaming.producer import ensure_topics
 
     ranker = Path(config.ranker_dir or default_engine_dir())
     if not (ranker / "config.json").is_file():
@@ -159,30 +207,11 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
     work = Path(tempfile.mkdtemp(prefix="crossrec-serve-bench-"))  # kept (with the logs) when the bench fails
     store = work / "profiles.db"
     shutil.copyfile(ranker / "profiles.db", store)  # the live store: the consumer writes it, the service reads it
-    key = "bench-" + os.urandom(8).hex()
-    broker = Broker(BrokerConfig(data_dir=str(work / "broker"), kafka_port=0, storage="memory"))
-    consumer = server = None
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, ENV_API_KEY: key, "OPENBLAS_NUM_THREADS": "1"}
-    try:
-        echo(f"serve-bench: broker, consumer and {options.workers} service workers (work dir {work}) ...")
-        broker.start()
-        topics = Topics(prefix="bench")
-        ensure_topics(broker.bootstrap, topics)
-        cli = [sys.executable, "-m", "crossrec.cli"]
-        consumer = subprocess.Popen([*cli, "stream", "consume", "--bootstrap", broker.bootstrap, "--topic-prefix", "bench",
-                                     "--store", str(store), "--fetch-wait-ms", "20"], env=env,
-                                    stdout=open(work / "consumer.log", "w"), stderr=subprocess.STDOUT)
-        serve = [*cli, "serve", "--port", str(port), "--workers", str(options.workers), "--bootstrap", broker.bootstrap,
-                 "--topic-prefix", "bench", "--profile-store", str(store), "--ranker-dir", str(ranker),
-                 "--torch-threads", str(config.torch_threads), "--catalogues", *config.catalogues]
-        if config.data_dir:
-            serve += ["--data-dir", config.data_dir]
-        server = subprocess.Popen(serve, env=env, stdout=open(work / "server.log", "w"), stderr=subprocess.STDOUT)
-        started = time.perf_counter()
-        _wait_ready(url, server, options.start_timeout_s, work / "server.log")
-        echo(f"  service ready in {time.perf_counter() - started:.0f} s at {url}")
+    config = replace(config, ranker_dir=str(ranker))
+    echo(f"serve-bench: broker, consumer and {options.workers} service workers (work dir {work}) ...")
+    with service_stack(config, store=store, work=work, workers=options.workers, topic_prefix="bench",
+                       start_timeout_s=options.start_timeout_s, echo=echo) as running:
+        url, key = running.url, running.api_key
         queries = QUERIES.get(options.catalogue, QUERIES["grocery"])
         search_path = f"/catalogues/{options.catalogue}/search"
 
@@ -232,9 +261,5 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
             "workers": options.workers, "torch_threads": config.torch_threads, "catalogue": options.catalogue,
             "cpus": os.cpu_count(), "loadavg_end": list(os.getloadavg()),
         }
-    finally:
-        _stop(server)
-        _stop(consumer)
-        broker.stop()
     shutil.rmtree(work, ignore_errors=True)
     return report
