@@ -105,13 +105,18 @@ def _cpu_has_bf16() -> bool:
 _BF16 = _cpu_has_bf16()
 
 
+def cpu_autocast() -> torch.autocast:
+    """bf16 autocast where the CPU has native bf16, a no-op elsewhere (see ``_cpu_has_bf16``)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=_BF16)
+
+
 def frozen_stages(encoder: MobileNetV2Encoder, x: torch.Tensor, start: int, stop: int, batch: int = 256) -> torch.Tensor:
     """Run frozen stages ``start..stop-1`` in bf16 where the CPU has it natively (AMX, AVX512-BF16),
     fp32 elsewhere; spatial maps stay unpooled (``stop`` 19 gives the ``(B, 1280, 7, 7)`` tokens
     the fusion layer attends over)."""
     model = encoder.model.to(memory_format=torch.channels_last)
     out = []
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=_BF16):
+    with torch.inference_mode(), cpu_autocast():
         for i in range(0, len(x), batch):
             y = model.features[start:stop](x[i : i + batch].float().contiguous(memory_format=torch.channels_last))
             out.append(y.to(torch.float16).contiguous())

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from retrieval.align.features import ImageFeatures, TextFeatures, lift_features
+from retrieval.align.features import ImageFeatures, TextFeatures, cpu_autocast, lift_features
 from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.encoders import MobileNetV2Encoder
 from retrieval.metrics import retrieval_metrics
@@ -67,7 +67,7 @@ def embed_cached(model: AlignedModel, image_inputs: torch.Tensor, batch: int = 5
     model.eval()
     zs, toks = [], []
     for i in range(0, len(image_inputs), batch):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with cpu_autocast():
             z, t = model.encode_image(image_inputs[i : i + batch], return_tokens=True)
         zs.append(z.float())
         if return_tokens:
@@ -146,7 +146,7 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
                 t = torch.where((tpick == 0).view(-1, 1), data.texts.clean[lab], text_views[lab, (tpick - 1).clamp(min=0)])
             else:
                 t = data.texts.clean[lab]
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with cpu_autocast():
                 zi, tokens = model.encode_image(x, return_tokens=True)
                 zt = model.encode_text(t)
                 pos = lab.view(-1, 1) == lab.view(1, -1)
