@@ -8,6 +8,8 @@ import json
 import sys
 from dataclasses import asdict
 
+from crossrec.options import dataset_arg
+
 __all__ = ["add_parser"]
 
 
@@ -61,7 +63,9 @@ def add_parser(subparsers) -> None:
 
     replay = ssub.add_parser("replay", help="publish MovieLens ratings (timed) or simulated grocery shoppers")
     _connection(replay)
-    replay.add_argument("--source", choices=["movielens", "shoppers"], default="movielens")
+    replay.add_argument("--source", default="movielens", type=dataset_arg(("movielens", "shoppers")),
+                        metavar="movielens|shoppers|FOLDER",
+                        help="MovieLens ratings, simulated grocery shoppers, or the interactions of a dataset folder")
     replay.add_argument("--data-dir", default=None, help="folder holding ml100k-posters/ and grocery-store/")
     pace = replay.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=_positive(float), default=None,
@@ -146,15 +150,16 @@ def _topics(args):
 
 def _replay(args) -> int:
     from streaming.broker import resolve_bootstrap
-    from streaming.replay import replay_movielens, simulate_shoppers
+    from streaming.replay import replay_dataset, simulate_shoppers
 
     bootstrap = resolve_bootstrap(args.bootstrap, args.broker_dir)
-    if args.source == "movielens":
-        stats = replay_movielens(bootstrap, topics=_topics(args), speed=args.speed, rate=args.rate, limit=args.limit,
-                                 data_dir=args.data_dir, processes=args.processes)
+    if args.source != "shoppers":
+        dataset = "ml100k" if args.source == "movielens" else args.source
+        stats = replay_dataset(bootstrap, dataset, topics=_topics(args), speed=args.speed, rate=args.rate,
+                               limit=args.limit, data_dir=args.data_dir, processes=args.processes)
     else:
         if args.speed is not None:
-            raise SystemExit("--speed applies to --source movielens; use --rate for shoppers")
+            raise SystemExit("--speed applies to --source movielens or a folder; use --rate for shoppers")
         stats = simulate_shoppers(bootstrap, topics=_topics(args), n_users=args.users, n_events=args.events,
                                   seed=args.seed, rate=args.rate, data_dir=args.data_dir)
     print(json.dumps({"sent": stats.sent, "elapsed_s": round(stats.elapsed_s, 3),

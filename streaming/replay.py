@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
+import polars as pl
 
 from streaming.events import ItemEvent, Topics, UserEvent
 from streaming.producer import EventProducer, ensure_topics
@@ -17,6 +18,8 @@ from streaming.producer import EventProducer, ensure_topics
 __all__ = [
     "ReplayStats",
     "movielens_events",
+    "dataset_events",
+    "replay_dataset",
     "grocery_item_events",
     "shopper_events",
     "publish",
@@ -44,21 +47,36 @@ class ReplayStats:
         return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def movielens_events(data_dir: str | os.PathLike | None = None, limit: int | None = None) -> list[UserEvent]:
-    """MovieLens 100K ratings as ``rating`` user events in event-time order (ties by event id)."""
-    from crossrec_datasets import load_movielens
+def dataset_events(dataset: str | os.PathLike = "ml100k", data_dir: str | os.PathLike | None = None,
+                   limit: int | None = None) -> list[UserEvent]:
+    """A data set's interactions (``ml100k`` or a folder, see ``crossrec_datasets.open_dataset``) as
+    user events with the engine's int64 ids, in event-time order (ties by user, then item). Event
+    ids are ``{source}:{user}:{item}:{timestamp}`` (``movielens`` for MovieLens), so a replay is
+    idempotent; rows that cannot be events (unknown item, bad kind or timestamp) are skipped."""
+    from crossrec_datasets import KINDS, open_dataset
 
     if limit is not None and limit < 1:
-        raise ValueError(f"limit={limit!r}: give a positive number of ratings or None for all")
-    ratings = load_movielens(data_dir).ratings.sort(["timestamp", "user_id", "item_id"])
+        raise ValueError(f"limit={limit!r}: give a positive number of events or None for all")
+    ds = open_dataset(dataset, data_dir=data_dir)
+    frame = (ds.interactions()
+             .select(ds.users_map.to_internal("user_id").alias("u"), ds.items.to_internal("item_id").alias("i"),
+                     pl.col("timestamp"), pl.col("kind"), pl.col("value"))
+             .filter(pl.col("kind").is_in(list(KINDS)) & (pl.col("timestamp") >= 0)
+                     & ((pl.col("kind") != "rating") | pl.col("value").is_not_null()))
+             .drop_nulls(["u", "i", "timestamp"]).sort(["timestamp", "u", "i"]).collect())
     if limit is not None:
-        ratings = ratings.head(limit)
-    cols = [ratings[c].to_list() for c in ("user_id", "item_id", "rating", "timestamp")]
+        frame = frame.head(limit)
+    source = MOVIELENS_SOURCE if ds.name == "ml100k" else ds.name
     return [
-        UserEvent(event_id=f"{MOVIELENS_SOURCE}:{u}:{i}:{t}", timestamp=float(t), user_id=int(u), item_id=int(i),
-                  kind="rating", value=float(r))
-        for u, i, r, t in zip(*cols)
+        UserEvent(event_id=f"{source}:{u}:{i}:{t}", timestamp=float(t), user_id=int(u), item_id=int(i), kind=k,
+                  value=float(v) if k == "rating" else None)
+        for u, i, t, k, v in frame.iter_rows()
     ]
+
+
+def movielens_events(data_dir: str | os.PathLike | None = None, limit: int | None = None) -> list[UserEvent]:
+    """MovieLens 100K ratings as ``rating`` user events in event-time order (``dataset_events``)."""
+    return dataset_events("ml100k", data_dir, limit)
 
 
 def grocery_item_events(data_dir: str | os.PathLike | None = None, timestamp: float = 0.0) -> list[ItemEvent]:
@@ -180,8 +198,9 @@ def publish_parallel(
                        cpu_s=sum(p.cpu_s for p in parts_done))
 
 
-def replay_movielens(
+def replay_dataset(
     bootstrap: str,
+    dataset: str | os.PathLike = "ml100k",
     *,
     topics: Topics = Topics(),
     speed: float | None = None,
@@ -191,18 +210,24 @@ def replay_movielens(
     processes: int = 1,
     progress: bool = True,
 ) -> ReplayStats:
-    """Publish MovieLens 100K ratings (all, or the first ``limit`` by time) to ``topics.user_events``.
+    """Publish a data set's interactions (MovieLens 100K ratings, or a folder's events; all, or the
+    first ``limit`` by time) to ``topics.user_events``.
 
     ``processes`` > 1 publishes from several processes (split by user; ``speed`` pacing needs 1).
     """
     ensure_topics(bootstrap, topics)
-    events = movielens_events(data_dir, limit)
+    events = dataset_events(dataset, data_dir, limit)
     if processes > 1:
         if speed is not None:
             raise ValueError(f"speed={speed!r} with processes={processes}: event-time pacing needs processes=1")
         return publish_parallel(bootstrap, topics.user_events, events, processes=processes, rate=rate)
     with EventProducer(bootstrap, client_id="crossrec-replay") as producer:
         return publish(producer, topics.user_events, events, speed=speed, rate=rate, progress=progress)
+
+
+def replay_movielens(bootstrap: str, **options) -> ReplayStats:
+    """``replay_dataset(bootstrap, "ml100k", **options)``."""
+    return replay_dataset(bootstrap, "ml100k", **options)
 
 
 def simulate_shoppers(
