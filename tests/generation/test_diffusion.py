@@ -93,6 +93,7 @@ def test_text_to_image_checkpoint_paints_around_the_product(checkpoint, item):
     assert not np.array_equal(np.asarray(variants[0].image), np.asarray(variants[1].image))
 
 
+@pytest.mark.slow
 def test_inpainting_checkpoint_runs_too(tmp_path, item):
     generator = DiffusersPosterGenerator(DiffusionConfig(str(_toy_pipeline(tmp_path, in_channels=9)), steps=1, work_size=48))
     [v] = generator.generate(item, PosterCopy("Toys come alive"), ControlSignals(None), n_variants=1, shape="square")
