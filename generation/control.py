@@ -25,6 +25,7 @@ order, theme ``""`` and personalisation 0.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
@@ -180,6 +181,7 @@ class _StyleCache:
     def __init__(self, style_model=None):
         self.style_model = style_model
         self.vectors: dict[str, np.ndarray] = {}
+        self.palettes: dict[tuple, np.ndarray] = {}  # one user's palette serves all their items
 
     def model(self):
         if self.style_model is None:
@@ -187,6 +189,14 @@ class _StyleCache:
 
             self.style_model = StyleModel()
         return self.style_model
+
+    def palette(self, paths, k: int) -> np.ndarray:
+        from generation.style import palette
+
+        key = (tuple(map(str, paths)), k)
+        if key not in self.palettes:
+            self.palettes[key] = palette(list(paths), k=k)
+        return self.palettes[key]
 
     def vector(self, path) -> np.ndarray:
         key = str(path)
@@ -196,6 +206,15 @@ class _StyleCache:
 
 
 _DEFAULT_STYLES = _StyleCache()
+_STYLE_CACHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # one cache per shared style model
+
+
+def _styles_for(style_model) -> _StyleCache:
+    if style_model is None:
+        return _DEFAULT_STYLES
+    if style_model not in _STYLE_CACHES:
+        _STYLE_CACHES[style_model] = _StyleCache(style_model)
+    return _STYLE_CACHES[style_model]
 
 
 def controls_for(user_id: str | None, liked: Sequence[LikedItem], item: CreativeItem, *, language: str = "en",
@@ -209,7 +228,6 @@ def controls_for(user_id: str | None, liked: Sequence[LikedItem], item: Creative
     if not liked:
         return neutral_controls(item, language=language, config=config)
     from crossrec_core.errors import ImageDecodeError
-    from generation.style import palette
 
     weight = config.personalisation if personalisation is None else personalisation
     affinity = category_affinity(liked)
@@ -222,7 +240,7 @@ def controls_for(user_id: str | None, liked: Sequence[LikedItem], item: Creative
     own = item_terms(item)
     stress = sorted(own, key=lambda t: (-affinity.get(t, 0.0), own.index(t)))[: config.stress]
 
-    styles = _DEFAULT_STYLES if style_model is None else _StyleCache(style_model)
+    styles = _styles_for(style_model)
     images, vectors, weights = [], [], []
     for entry in sorted(liked, key=lambda e: -e.weight):
         if entry.item.image is None or len(images) >= config.max_images:
@@ -238,7 +256,7 @@ def controls_for(user_id: str | None, liked: Sequence[LikedItem], item: Creative
     if images:
         w = np.asarray(weights, np.float64)
         style_vector = tuple(float(v) for v in (w @ np.stack(vectors)) / w.sum())
-        colours = tuple(tuple(int(c) for c in rgb) for rgb in palette(images, k=config.palette_k))
+        colours = tuple(tuple(int(c) for c in rgb) for rgb in styles.palette(images, config.palette_k))
     return ControlSignals(
         user_id=None if user_id is None else str(user_id), style_words=tuple(words[: config.style_words]), tone=tone,
         palette=colours, style_vector=style_vector, stress=tuple(stress), theme=theme, language=language,
