@@ -15,7 +15,7 @@ from streaming.producer import EventProducer, ensure_topics
 from streaming.replay import (
     ReplayStats, movielens_events, publish, publish_parallel, replay_movielens, simulate_shoppers,
 )
-from streaming.source import Delivery, EventSource, KafkaEventSource
+from streaming.source import Delivery, EventSource, KafkaEventSource, MemoryEventSource
 from streaming.worker import ConsumerConfig, ConsumerStats, WorkerPool, consume_stream, run_consumer, run_workers
 
 __all__ = [
@@ -26,7 +26,7 @@ __all__ = [
     "OnlineFeatureStore",
     "EventProducer", "ensure_topics",
     "ReplayStats", "movielens_events", "publish", "publish_parallel", "replay_movielens", "simulate_shoppers",
-    "Delivery", "EventSource", "KafkaEventSource",
+    "Delivery", "EventSource", "KafkaEventSource", "MemoryEventSource",
     "ConsumerConfig", "ConsumerStats", "WorkerPool", "run_consumer", "run_workers", "consume_stream",
     "BenchConfig", "run_bench",
 ]

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from streaming.events import Event, EventSchemaError, decode_event
 
-__all__ = ["Delivery", "EventSource", "KafkaEventSource", "consumer_settings"]
+__all__ = ["Delivery", "EventSource", "KafkaEventSource", "MemoryEventSource", "consumer_settings"]
 
 
 def consumer_settings() -> dict:
@@ -173,3 +173,57 @@ class KafkaEventSource(EventSource):
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+
+
+class MemoryEventSource(EventSource):
+    """Events held in memory, one partition per topic: unit tests of worker logic without a broker
+    (integration tests keep the real one). Messages are raw bytes (or events, encoded as the
+    producer would), so decoding and dead letters behave as with Kafka. ``close()`` forgets what
+    was delivered but not committed, and ``reopen()`` delivers it again: at-least-once, as a
+    consumer-group restart would."""
+
+    def __init__(self, messages: dict[str, Sequence[Event | bytes]] | None = None) -> None:
+        self._log: dict[str, list[bytes]] = {}
+        self._position: dict[str, int] = {}
+        self._committed: dict[str, int] = {}
+        self.closed = False
+        for topic, items in (messages or {}).items():
+            self.add(topic, items)
+
+    def add(self, topic: str, messages: Sequence[Event | bytes]) -> None:
+        """Append ``messages`` to ``topic`` (created on first use)."""
+        log = self._log.setdefault(topic, [])
+        self._position.setdefault(topic, 0)
+        self._committed.setdefault(topic, 0)
+        log.extend(m if isinstance(m, (bytes, bytearray)) else m.to_json() for m in messages)
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Delivery]:
+        if self.closed:
+            raise RuntimeError("poll() on a closed MemoryEventSource: reopen() it first")
+        out: list[Delivery] = []
+        for topic, log in self._log.items():
+            while self._position[topic] < len(log) and len(out) < max_records:
+                offset = self._position[topic]
+                raw = log[offset]
+                try:
+                    event, error = decode_event(raw), None
+                except EventSchemaError as exc:
+                    event, error = None, str(exc)
+                out.append(Delivery(topic, 0, offset, raw, event, error, time.time()))
+                self._position[topic] += 1
+        return out
+
+    def commit(self, wait: bool = True) -> None:
+        self._committed = dict(self._position)
+
+    def lag(self) -> dict[tuple[str, int], int | None]:
+        return {(topic, 0): len(log) - self._position[topic] for topic, log in self._log.items()}
+
+    def close(self) -> None:
+        self.closed = True
+        self._position = dict(self._committed)
+
+    def reopen(self) -> "MemoryEventSource":
+        """Start reading again after ``close()``, from the last commit."""
+        self.closed = False
+        return self
