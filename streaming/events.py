@@ -42,6 +42,7 @@ __all__ = [
     "DeadLetter",
     "decode_event",
     "new_event_id",
+    "MAX_ID",
     "json_schemas",
 ]
 
@@ -195,7 +196,8 @@ class Event(BaseModel):
         return event
 
 
-_Id = Annotated[int, Field(ge=0)]
+MAX_ID = 2**63 - 1  # ids are stored as SQLite INTEGER (signed 64-bit)
+_Id = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 class UserEvent(Event):
