@@ -45,6 +45,7 @@ class LoopBenchConfig:
     data_dir: str | None = None
     seed: int = 0
     worker_timeout_s: float = 1800.0
+    max_age_s: float = 3600.0  # the worker's expiry: above the burst's length, so requests are generated
 
     def __post_init__(self) -> None:
         bad = [s for s in self.skip if s not in PARTS]
@@ -156,9 +157,10 @@ def _bandit_part(config: LoopBenchConfig, bootstrap: str, work: Path, progress: 
             "replay_duplicates_ignored": replay.received}
 
 
-def _worker_cmd(bootstrap: str, prefix: str, state: Path, data_dir: str | None, idle: float | None) -> list[str]:
+def _worker_cmd(bootstrap: str, prefix: str, state: Path, data_dir: str | None, idle: float | None,
+                max_age_s: float) -> list[str]:
     cmd = [sys.executable, "-m", "crossrec.cli", "creative", "worker", "--bootstrap", bootstrap, "--prefix", prefix,
-           "--state", str(state), "--light", "--max-batch", "4"]
+           "--state", str(state), "--light", "--max-batch", "4", "--max-age", str(max_age_s)]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     if idle:
@@ -195,7 +197,7 @@ def _worker_part(config: LoopBenchConfig, bootstrap: str, work: Path, progress: 
     dead: list = []
     reader = KafkaEventSource(bootstrap, [topics.creative_results, topics.dead_letter], "loop-bench-reader")
     log = open(work / "worker.log", "ab")
-    proc = subprocess.Popen(_worker_cmd(bootstrap, topics.prefix, state, config.data_dir, None), stdout=log,
+    proc = subprocess.Popen(_worker_cmd(bootstrap, topics.prefix, state, config.data_dir, None, config.max_age_s), stdout=log,
                             stderr=subprocess.STDOUT)
     with EventProducer(bootstrap) as producer:
         for r in requests:
@@ -226,7 +228,7 @@ def _worker_part(config: LoopBenchConfig, bootstrap: str, work: Path, progress: 
                 raise RuntimeError(f"the creative worker exited early (status {proc.returncode}); see {work / 'worker.log'}")
             elif time.monotonic() - started > config.worker_timeout_s:
                 raise TimeoutError(f"worker: {len(answered() & wanted)} answered in {config.worker_timeout_s:.0f}s")
-        proc = subprocess.Popen(_worker_cmd(bootstrap, topics.prefix, state, config.data_dir, None), stdout=log,
+        proc = subprocess.Popen(_worker_cmd(bootstrap, topics.prefix, state, config.data_dir, None, config.max_age_s), stdout=log,
                                 stderr=subprocess.STDOUT)
         while not wanted <= answered():
             collect()
