@@ -155,8 +155,8 @@ class PosterScorer(CreativeScorer[PosterVariant, PosterScores]):
     diversity) are computed at ``feature_size`` px square."""
 
     def __init__(self, *, style_model: StyleModel | None = None, text_reader: TextReader | None = None,
-                 image_encoder=None, fidelity: FidelityScorer | None = None, ocr_top: int | None = 4,
-                 feature_size: int = 160):
+                 image_encoder=None, fidelity: FidelityScorer | None = None, ocr_top: int | None = 3,
+                 feature_size: int = 128):
         if ocr_top is not None and ocr_top < 1:
             raise ValueError(f"ocr_top={ocr_top!r}: must be None (read back every variant) or >= 1")
         self.ocr_top = ocr_top
