@@ -21,15 +21,16 @@ __all__ = [
 
 SIGNALS = ("bm25", "trigram", "minilm", "minilm_title", "e5", "e5_title", "image", "fused")
 FUSIONS = ("weighted", "rrf")
-_EXACT_MAX = 20_000  # up to this many allowed rows an exact scan is cheap enough; IVF above
+_EXACT_MAX = 20_000  # catalogues up to this size are scanned exactly; an IVF index above
+_EXACT_ALLOWED = 5_000  # in an IVF catalogue, a filter leaving at most this many rows is scanned exactly
 
 
 class DenseSignal:
     """Inner-product search over ``vectors (N, D)`` (L2-normalised float32).
 
-    Up to 20,000 rows (or when the filter leaves no more) the scan is exact; above, an IVF-Flat
-    faiss index searched with the filter as an ``IDSelectorBitmap``, so that filtered-out items
-    never take a place in the top k.
+    Up to 20,000 rows the scan is exact; above, an IVF-Flat faiss index searched with the filter
+    as an ``IDSelectorBitmap``, so that filtered-out items never take a place in the top k (a
+    filter leaving at most 5,000 rows is scanned exactly: the probed lists could hold too few).
     """
 
     def __init__(self, vectors: np.ndarray, *, nprobe: int = 24, seed: int = 0):
@@ -54,7 +55,7 @@ class DenseSignal:
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` rows among ``allowed (N,) bool`` (None: all): ``(rows, scores)``, best first."""
         n_allowed = len(self) if allowed is None else int(allowed.sum())
-        if self._ivf is None or n_allowed <= _EXACT_MAX:
+        if self._ivf is None or n_allowed <= _EXACT_ALLOWED:
             rows = np.arange(len(self)) if allowed is None else np.flatnonzero(allowed)
             return _top(rows, self.vectors[rows] @ query, k)
         import faiss

@@ -44,7 +44,7 @@ def test_dense_signal_filter_inside_search_exact_and_ivf():
     assert sig._ivf is not None  # above the exact-scan size: the IVF path
     q = v[123]
     allowed = np.zeros(len(v), dtype=bool)
-    allowed[::2] = True  # 12,500 allowed: exact scan on the allowed rows
+    allowed[::10] = True  # 2,500 allowed: exact scan on the allowed rows
     rows, scores = sig.search(q, 10, allowed)
     assert allowed[rows].all() and len(rows) == 10
     truth = np.flatnonzero(allowed)[np.argsort(-(v[allowed] @ q))[:10]]
@@ -53,6 +53,10 @@ def test_dense_signal_filter_inside_search_exact_and_ivf():
     allowed[123] = False  # 24,999 allowed: IVF with an IDSelectorBitmap
     rows, scores = sig.search(q, 10, allowed)
     assert 123 not in rows and len(rows) == 10 and allowed[rows].all()
+    half = np.zeros(len(v), dtype=bool)
+    half[::2] = True  # 12,500 allowed: IVF with the filter inside, never a filtered-out row
+    rows, _ = sig.search(v[124], 10, half)
+    assert len(rows) == 10 and half[rows].all() and rows[0] == 124
     assert np.all(np.diff(scores) <= 1e-6)
     rows, _ = sig.search(q, 10, None)
     assert rows[0] == 123
