@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable
 
 import anyio
-from fastapi import Body, Depends, FastAPI, File, Form, HTTPException, Query, Request, Security, UploadFile
+from fastapi import Body, Depends, FastAPI, File, Form, HTTPException, Path as PathParam, Query, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
@@ -34,7 +34,7 @@ from crossrec.service.models import (
 from crossrec.service.publisher import BrokerUnavailableError
 from crossrec.service.uploads import BodyLimitMiddleware, read_upload_image
 from crossrec_core.errors import CrossrecError, ImageDecodeError, UnknownIdError
-from streaming.events import CreativeRequest, UserEvent, json_schemas, new_event_id
+from streaming.events import MAX_ID, CreativeRequest, UserEvent, json_schemas, new_event_id
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -43,6 +43,9 @@ API_KEY_HEADER = "X-API-Key"
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="Required by write routes (events, creatives).")
 _ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
 _REPORT_SUFFIXES = (".png", ".svg")
+# Ids in paths: bounded like the events' (the profile store keeps them as SQLite INTEGER).
+UserId = Annotated[int, PathParam(ge=0, le=MAX_ID)]
+ItemId = Annotated[int, PathParam(ge=0, le=MAX_ID)]
 
 
 def _status_of(exc: Exception) -> int:
@@ -104,7 +107,8 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
         # One readable line per problem, naming where it is and what is allowed.
         lines = []
         for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()))
+            # pydantic names union branches in the location ("function-after[...]"): not for people
+            where = ".".join(str(p) for p in err.get("loc", ()) if "[" not in str(p))
             ctx = err.get("ctx", {}).get("error")
             msg = err.get("msg", "invalid")
             lines.append(f"{where}: {msg}" if ctx is None or str(ctx) in msg else f"{where}: {msg} ({ctx})")
@@ -200,11 +204,11 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
         return UsersOut(count=len(ids), user_ids=ids[:limit])
 
     @app.get("/users/{user_id}/profile", response_model=ProfileOut, tags=["users"], responses=_ERRORS)
-    async def profile(user_id: int):
+    async def profile(user_id: UserId):
         return await heavy(engine.profile, user_id)
 
     @app.get("/users/{user_id}/recommendations", response_model=RecommendationsOut, tags=["users"], responses=_ERRORS)
-    async def recommendations(user_id: int, k: Annotated[int, Query(ge=1, le=config.max_k)] = 10,
+    async def recommendations(user_id: UserId, k: Annotated[int, Query(ge=1, le=config.max_k)] = 10,
                               genres: Annotated[list[str] | None, Query(description="Keep items of these genres.")] = None,
                               exclude_seen: bool = True):
         if not engine.is_known_user(user_id):
@@ -267,7 +271,7 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
             raise UnknownIdError(f"item_id={item_id} is not in catalogue {config.ranking_catalogue!r}")
 
     @app.get("/creatives/{user_id}/{item_id}", response_model=CreativeOut, tags=["creatives"], responses=_ERRORS)
-    async def creative(user_id: int, item_id: int):
+    async def creative(user_id: UserId, item_id: ItemId):
         check_pair(user_id, item_id)
         found = engine.creative(user_id, item_id)
         if found is None:
@@ -278,7 +282,7 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
     @app.post("/creatives/{user_id}/{item_id}", tags=["creatives"], dependencies=[Depends(require_key)],
               responses={200: {"model": CreativeOut}, 202: {"model": CreativeAccepted}, **_ERRORS,
                          503: {"model": ErrorOut}})
-    async def request_creative(user_id: int, item_id: int):
+    async def request_creative(user_id: UserId, item_id: ItemId):
         """The creative from the cache at once, else publish a creative request and answer 202 with
         the URL to poll (generation never blocks the request path)."""
         check_pair(user_id, item_id)
@@ -293,7 +297,7 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
                             status_code=202, headers={"Location": location})
 
     @app.get("/creatives/{user_id}/{item_id}/{kind}", tags=["creatives"], response_class=FileResponse, responses=_ERRORS)
-    async def creative_asset(user_id: int, item_id: int, kind: str):
+    async def creative_asset(user_id: UserId, item_id: ItemId, kind: str):
         if kind not in CREATIVE_FILES or CREATIVE_FILES[kind].endswith(".json"):
             raise HTTPException(404, f"kind={kind[:40]!r}: assets are poster and trailer")
         folder = engine.creative_dir(user_id, item_id)

@@ -199,7 +199,7 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
     """Run the bench (see the module docstring) and return the JSON report: ``recommend`` and
     ``search`` figures at ``options.rate`` each, ``errors``, every step, and
     ``max_rps_p99_100ms`` (both routes together) with the load average of the machine."""
-    from recsys.evaluate import default_engine_dir
+    from recsys.training import default_engine_dir
 
     ranker = Path(config.ranker_dir or default_engine_dir())
     if not (ranker / "config.json").is_file():

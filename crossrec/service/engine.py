@@ -67,7 +67,8 @@ class ServiceEngine:
         import torch
 
         from crossrec_datasets import load_movielens
-        from recsys import ProfileStore, RankingEngine
+        from crossrec_core.persist import saved_kind
+        from recsys import ProfileStore, RankingEngine, load_recommender
         from recsys.data import users_from_movielens
         from recsys.training import default_engine_dir
         from retrieval.searcher import Searcher
@@ -76,8 +77,12 @@ class ServiceEngine:
         searchers = {name: Searcher.load(name, data_dir=config.data_dir) for name in config.catalogues}
         users = users_from_movielens(load_movielens(config.data_dir))
         store = ProfileStore(config.profile_store) if config.profile_store else None
-        engine = RankingEngine.from_pretrained(config.ranker_dir or default_engine_dir(), profiles=store, users=users)
-        return cls(config, searchers, engine, known_users=set(users.demographics))
+        directory = config.ranker_dir or default_engine_dir()
+        if saved_kind(directory) == "recsys.engine":  # with demographics of users new since training
+            recommender = RankingEngine.from_pretrained(directory, profiles=store, users=users)
+        else:  # any other saved recommender (ALS, BPR, popularity) serves too
+            recommender = load_recommender(directory, profiles=store)
+        return cls(config, searchers, recommender, known_users=set(users.demographics))
 
     # -- catalogues ----------------------------------------------------------------------------
 

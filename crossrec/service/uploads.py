@@ -60,7 +60,9 @@ async def read_upload_image(upload: UploadFile, max_bytes: int, max_pixels: int)
         raise HTTPException(422, "image: the upload is empty")
     try:
         img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # reads the header only
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as exc:  # PIL's own guard, far above ours
+        raise HTTPException(422, f"image: too many pixels ({exc}); at most max_image_pixels={max_pixels}") from None
+    except (UnidentifiedImageError, OSError, ValueError):
         raise HTTPException(415, f"image: not a decodable image; allowed formats {IMAGE_FORMATS}") from None
     w, h = img.size
     if w * h > max_pixels or w < 1 or h < 1:
