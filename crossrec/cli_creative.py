@@ -8,132 +8,23 @@
 Each action is one ``_add_<name>(actions)`` function below; a new action adds one such function
 and one line in :func:`add_parser`.
 
-Whose taste (:func:`user_taste`): MovieLens users are read from a profile store (``--profiles``,
-the live store the stream workers write) or, by default, from the ratings file; grocery users are
-shoppers from the simulator of ``streaming.replay`` (``--shoppers``/``--shopper-seed``), or the
-items listed in ``--liked``.
+Whose taste: see :func:`crossrec.creative.user_taste`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
+from crossrec.creative import make_creative
 from crossrec.options import add_data_dir, add_json
 
-__all__ = ["add_parser", "UserTaste", "user_taste", "make_creative"]
+__all__ = ["add_parser"]
 
 DATASETS = ("ml100k", "grocery")
 
 
-@dataclass(frozen=True)
-class UserTaste:
-    """The liked items of a user and the version of their profile (the cache key part)."""
-
-    user_id: str | None
-    liked: tuple  # LikedItem
-    profile_version: int | None
-    source: str
-
-
-def _ratings_store(data_dir, user_ids: Sequence[int] | None = None):
-    """An in-memory profile store fed with the MovieLens ratings (of ``user_ids`` only, if given)."""
-    import polars as pl
-
-    from crossrec_datasets import load_movielens
-    from recsys.profiles import ProfileStore, interactions_from_ratings
-
-    ratings = load_movielens(data_dir).ratings
-    if user_ids is not None:
-        ratings = ratings.filter(pl.col("user_id").is_in([int(u) for u in user_ids]))
-    store = ProfileStore(None)
-    store.apply(interactions_from_ratings(ratings, source="ml100k"))
-    return store
-
-
-def _shopper_store(items: Mapping, n_shoppers: int, seed: int):
-    from recsys.profiles import Interaction, ProfileStore
-    from streaming.replay import shopper_events
-
-    ids = sorted(int(i) for i in items)
-    events = shopper_events(ids, [items[str(i)].attributes.get("group", items[str(i)].category) for i in ids],
-                            n_users=n_shoppers, n_events=40 * n_shoppers, seed=seed)
-    store = ProfileStore(None)
-    store.apply([Interaction(e.event_id, e.user_id, e.item_id, e.kind, e.timestamp) for e in events])
-    return store
-
-
-def user_taste(dataset: str, user: str | None, items: Mapping, *, liked: Sequence[str] = (), profiles: str | None = None,
-               data_dir=None, n_shoppers: int = 50, shopper_seed: int = 0, store=None) -> UserTaste:
-    """Resolve ``user`` (or an explicit ``liked`` list) to liked items; see the module docstring.
-    An unknown user raises ``UnknownIdError``; a known user without likes gets the neutral default
-    (empty ``liked``)."""
-    from crossrec_core.errors import UnknownIdError
-    from generation.control import LikedItem, liked_from_profile, require_item
-    from recsys.profiles import ProfileStore
-
-    if liked:
-        chosen = tuple(LikedItem(require_item(items, i), 1.0) for i in liked)
-        return UserTaste(user, chosen, None, "explicit --liked list")
-    if user is None:
-        return UserTaste(None, (), None, "no user: neutral default")
-    try:
-        uid = int(user)
-    except ValueError:
-        raise UnknownIdError(f"user={user!r}: user ids of {dataset} are integers") from None
-    if store is None:
-        if profiles:
-            store, source = ProfileStore.open(profiles), f"profile store {profiles}"
-        elif dataset == "ml100k":
-            store, source = _ratings_store(data_dir, [uid]), "ml100k ratings"
-        else:
-            store, source = _shopper_store(items, n_shoppers, shopper_seed), f"shopper simulator (seed {shopper_seed})"
-    else:
-        source = "given profile store"
-    profile = store.get(uid)
-    if profile is None:
-        if profiles or dataset == "ml100k" and not _known_ml_user(uid, data_dir):
-            raise UnknownIdError(f"user={user!r} is not known to the {source}")
-        if dataset == "grocery" and not 1 <= uid <= n_shoppers:
-            raise UnknownIdError(f"user={user!r}: the shopper simulator has users 1..{n_shoppers}")
-    chosen = tuple(liked_from_profile(profile, items, half_life_days=store.half_life_days))
-    return UserTaste(str(uid), chosen, store.user_version(uid), source)
-
-
-def _known_ml_user(uid: int, data_dir) -> bool:
-    from crossrec_datasets import load_movielens
-
-    return uid in set(load_movielens(data_dir).users["user_id"].to_list())
-
-
-def make_creative(dataset: str, item: str, out: str | os.PathLike, *, user: str | None = None,
-                  liked: Sequence[str] = (), profiles: str | None = None, data_dir=None, language: str = "en",
-                  shape: str = "square", variants: int = 4, personalisation: float = 0.5, lm: str | None = None,
-                  use_cache: bool = True, shopper_seed: int = 0):
-    """One creative into ``out``; returns (:class:`~generation.studio.CreativeResult`, taste)."""
-    from generation.cache import CreativeCache
-    from generation.catalogue import load_catalogue
-    from generation.copy import LanguageModelCopyWriter
-    from generation.studio import Studio, StudioConfig
-
-    items = load_catalogue(dataset, data_dir)
-    from generation.control import require_item
-
-    require_item(items, item)  # an unknown item fails before any model loads
-    taste = user_taste(dataset, user, items, liked=liked, profiles=profiles, data_dir=data_dir, shopper_seed=shopper_seed)
-    writer = None
-    if lm is not None:
-        from retrieval.encoders import load_language_model
-
-        writer = LanguageModelCopyWriter(load_language_model(lm))
-    studio = Studio(items, copy_writer=writer, cache=CreativeCache() if use_cache else None,
-                    config=StudioConfig(shape=shape, variants=variants, personalisation=personalisation, language=language))
-    result = studio.make(item, user_id=taste.user_id, liked=taste.liked, profile_version=taste.profile_version, out_dir=out)
-    return result, taste
 
 
 # -- subcommands -------------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ class StudioCreativeGenerator:
                   CreativeAsset(kind="copy", asset_id=made.assets["copy.json"]),
                   CreativeAsset(kind="scores", asset_id=made.assets["scores.json"])]
         if "trailer" in request.kinds:
-            from crossrec.cli_creative_loop import make_trailer_asset
+            from crossrec.creative import make_trailer_asset
 
             assets.append(make_trailer_asset(self.studio, item, taste, seconds=self.trailer_seconds))
         scores = {"gate_passed": 1.0 if made.gate_passed else 0.0, "cache_hit": 1.0 if made.cache_hit else 0.0}
@@ -247,7 +247,7 @@ def run_creative_worker(config: WorkerConfig, *, bootstrap: str, topics: Topics 
 
 
 def _studio_generator(config: WorkerConfig) -> Generate:
-    from crossrec.cli_creative import _ratings_store, user_taste
+    from crossrec.creative import ratings_store, user_taste
     from generation.assets import AssetStore
     from generation.cache import CreativeCache
     from generation.catalogue import load_catalogue
@@ -258,7 +258,7 @@ def _studio_generator(config: WorkerConfig) -> Generate:
     items = load_catalogue(config.dataset, config.data_dir)
     state = Path(config.state_dir)
     store = ProfileStore.open(config.profiles) if config.profiles else (
-        _ratings_store(config.data_dir) if config.dataset == "ml100k" else None)
+        ratings_store(config.data_dir) if config.dataset == "ml100k" else None)
     studio = Studio(items, copy_writer=TemplateCopyWriter() if config.light else None,
                     assets=AssetStore(config.assets_dir or state / "assets"),
                     cache=CreativeCache(config.cache_path or state / "cache.sqlite"),

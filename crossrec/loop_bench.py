@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["LoopBenchConfig", "KafkaFeedbackChannel", "run_loop_bench"]
 
@@ -264,7 +263,7 @@ def _worker_part(config: LoopBenchConfig, bootstrap: str, work: Path, progress: 
 
 
 def _trailer_part(config: LoopBenchConfig, progress: bool) -> dict:
-    from crossrec.cli_creative import user_taste
+    from crossrec.creative import user_taste
     from generation.catalogue import load_catalogue
     from generation.copy import TemplateCopyWriter
     from generation.studio import Studio

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from crossrec.cli import main
-from crossrec.cli_creative import user_taste
+from crossrec.creative import user_taste
 from generation.catalogue import grocery_items
 from test_llm import toy_lm_dir  # noqa: F401  (fixture)
 
