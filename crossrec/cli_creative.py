@@ -14,7 +14,6 @@ Whose taste: see :func:`crossrec.creative.user_taste`.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from crossrec.creative import make_creative
@@ -46,9 +45,9 @@ def _cmd_make(args) -> int:
           f"{'cache hit' if result.cache_hit else 'generated'}; watermark id {result.payload_id}")
     print(f"  headline: {result.copy.headline}\n  tagline:  {result.copy.tagline}")
     if args.json:
-        from crossrec_core.persist import atomic_write_text
+        from crossrec_core.persist import write_json
 
-        atomic_write_text(args.json, json.dumps(report, indent=2, ensure_ascii=False))
+        write_json(args.json, report)
     return 0
 
 
@@ -65,9 +64,9 @@ def _cmd_verify(args) -> int:
     result = verify(args.file)
     print(result.summary())
     if args.json:
-        from crossrec_core.persist import atomic_write_text
+        from crossrec_core.persist import write_json
 
-        atomic_write_text(args.json, json.dumps(result.to_dict(), indent=2))
+        write_json(args.json, result.to_dict())
     return 0
 
 

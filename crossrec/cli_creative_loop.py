@@ -47,9 +47,9 @@ def _cmd_trailer(args) -> int:
               f"{q['caption_similarity'] if q['caption_similarity'] is not None else '-'}; key-frame hit@1 "
               f"{q['fidelity_hit1'] if q['fidelity_hit1'] is not None else '-'}; watermark {q['watermark_read']['payload_id']}")
     if args.json:
-        from crossrec_core.persist import atomic_write_text
+        from crossrec_core.persist import write_json
 
-        atomic_write_text(args.json, json.dumps(report, indent=2, default=str))
+        write_json(args.json, report)
     return 0
 
 
@@ -84,9 +84,9 @@ def _cmd_worker(args) -> int:
                                   group_id=args.group, idle_timeout_s=args.idle_timeout)
     print(json.dumps({k: summary[k] for k in ("consumed", "answers", "dlq", "lag", "elapsed_s")}))
     if args.json:
-        from crossrec_core.persist import atomic_write_text
+        from crossrec_core.persist import write_json
 
-        atomic_write_text(args.json, json.dumps(summary, indent=2, default=str))
+        write_json(args.json, summary)
     return 0
 
 

@@ -39,13 +39,11 @@ def _synth(args) -> int:
 
 
 def _check(args) -> int:
-    import json
-
-    from crossrec_core.persist import atomic_write_text
+    from crossrec_core.persist import write_json
     from crossrec_datasets.check import check_dataset
 
     report = check_dataset(args.path, check_images=not args.no_images)
     print(report.format())
     if args.json:
-        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2))
+        write_json(args.json, report.to_dict())
     return 0 if report.usable else 1

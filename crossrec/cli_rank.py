@@ -92,7 +92,7 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from crossrec_core.persist import atomic_write_text
+    from crossrec_core.persist import write_json
     from recsys.evaluate import EvalConfig, evaluate_ranking
 
     base = EvalConfig()
@@ -100,7 +100,7 @@ def _eval(args) -> int:
                      embedder_dir=args.embedder, engine=_engine_config(base.engine, args),
                      seeds=base.seeds if args.seeds is None else args.seeds)
     report = evaluate_ranking(config)
-    atomic_write_text(args.json, json.dumps(report.results, indent=2))
+    write_json(args.json, report.results)
     print(report.markdown_path.read_text())
     print(f"JSON: {args.json}  table: {report.markdown_path}  plot: {report.plot_path}")
     return 0
@@ -133,7 +133,7 @@ def _bench_scale(args) -> int:
 
 
 def _recommend(args) -> int:
-    from crossrec_core.persist import atomic_write_text
+    from crossrec_core.persist import write_json
     from recsys import ProfileStore, RankingEngine
     from recsys.training import default_engine_dir, load_id_maps
 
@@ -149,10 +149,10 @@ def _recommend(args) -> int:
     # the user's own ids at the edge: SKUs for a folder with string ids
     item_ids = items.external(rec.item_ids) if items is not None else [int(i) for i in rec.item_ids]
     if args.json:
-        atomic_write_text(args.json, json.dumps({
+        write_json(args.json, {
             "user_id": args.user, "item_ids": item_ids, "titles": [titles[p] for p in pos], "scores": rec.scores.tolist(),
             "sources": rec.sources, "top_feature_group": rec.top_feature_group, "cold_start": rec.cold_start,
-            "reason": rec.reason}, indent=2))
+            "reason": rec.reason})
     print(f"user {args.user}: {rec.reason}")
     for rank, (i, s, src, g, p) in enumerate(zip(item_ids, rec.scores, rec.sources, rec.top_feature_group, pos), 1):
         print(f"{rank:3d}. {str(i):>10s} {s:8.3f}  {titles[p][:50]:50s} via {'+'.join(src)}; top feature group: {g}")

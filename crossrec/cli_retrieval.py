@@ -118,7 +118,7 @@ def _filters(pairs: list[str]) -> dict:
 
 
 def _search(args) -> int:
-    from crossrec_core.persist import atomic_write_text
+    from crossrec_core.persist import write_json
     from retrieval.searcher import Searcher
 
     if (args.query is None) == (args.image is None):
@@ -135,7 +135,7 @@ def _search(args) -> int:
     if result.note:
         print(f"note: {result.note}")
     if args.json:
-        atomic_write_text(args.json, json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str))
+        write_json(args.json, result.to_dict())
         print(f"wrote {args.json}")
     return 0
 
@@ -152,12 +152,12 @@ def _eval_queries(args) -> int:
 
 
 def _search_bench(args) -> int:
-    from crossrec_core.persist import atomic_write_text
+    from crossrec_core.persist import write_json
     from retrieval.search_bench import SearchBenchOptions, run_search_bench
 
     sizes = tuple(int(s) for s in args.sizes.split(","))
     report = run_search_bench(SearchBenchOptions(sizes=sizes, queries=args.queries, encode_sample=args.encode_sample,
                                                  data_dir=args.data_dir, model_dir=args.model))
-    atomic_write_text(args.json, json.dumps(report, indent=2))
+    write_json(args.json, report)
     print(f"wrote {args.json}")
     return 0

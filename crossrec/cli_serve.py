@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 __all__ = ["add_parser"]
 
@@ -83,11 +82,11 @@ def _serve(args) -> int:
 
 def _bench(args) -> int:
     from crossrec.service.bench import BenchOptions, run_serve_bench
-    from crossrec_core.persist import atomic_write_text
+    from crossrec_core.persist import write_json
 
     options = BenchOptions(rate=args.rate, duration_s=args.duration, rates=tuple(args.rates),
                            step_duration_s=args.step_duration, workers=args.workers, catalogue=args.catalogue)
     report = run_serve_bench(_config(args), options, echo=print)
-    atomic_write_text(args.json, json.dumps(report, indent=2))
+    write_json(args.json, report)
     print(f"report written to {args.json}")
     return 0

@@ -21,6 +21,7 @@ from crossrec_core.errors import ModelLoadError
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
+    "write_json",
     "atomic_directory",
     "save_config",
     "load_config",
@@ -50,6 +51,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """A report as indented UTF-8 JSON, written atomically; values JSON lacks (paths, numpy
+    scalars) are written as their ``str``."""
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
 @contextmanager
