@@ -15,7 +15,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from retrieval.images import ImageInput, augment, load_image, preprocess
 
 __all__ = [
     "CACHE_STAGE", "ImageFeatures", "TextFeatures", "extract_image_features", "extract_text_features",
-    "augment_text", "frozen_stages", "lift_features", "lift_to_stages",
+    "augment_text", "frozen_stages", "lift_features", "lift_to_stages", "image_digest",
 ]
 
 CACHE_STAGE = 14
@@ -61,6 +61,19 @@ class TextFeatures:
     clean: torch.Tensor
     views: torch.Tensor | None
 
+    @staticmethod
+    def concat(*parts: "TextFeatures") -> "TextFeatures":
+        """Texts of several extractions in order (descriptions, then paraphrases or generated
+        queries): a part without views repeats its clean vector as each view, so every text has
+        the widest part's ``V`` views."""
+        width = max((p.views.shape[1] for p in parts if p.views is not None), default=0)
+        clean = torch.cat([p.clean for p in parts])
+        if not width:
+            return TextFeatures(clean, None)
+        views = [p.views[:, :width] if p.views is not None and p.views.shape[1] >= width
+                 else p.clean.unsqueeze(1).expand(-1, width, -1) for p in parts]
+        return TextFeatures(clean, torch.cat(views))
+
 
 _SPLIT = re.compile(r"(?<=[.!?;])\s+")
 
@@ -78,10 +91,46 @@ def _key(*parts: object) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:20]
 
 
-def _cached(cache_dir: str | Path | None, key: str, build):
+def image_digest(images: Sequence[ImageInput | None]) -> str:
+    """Content hash of a list of images (the feature-cache key): a file's bytes, an in-memory
+    image's pixels; a missing file hashes as missing, so it is recomputed once it exists. A photo
+    replaced at the same path gets new features."""
+    h = hashlib.sha1()
+    for image in images:
+        if image is None:
+            h.update(b"none")
+        elif isinstance(image, Image.Image):
+            h.update(f"pil:{image.mode}:{image.size}".encode())
+            h.update(image.tobytes())
+        else:
+            try:
+                h.update(hashlib.sha1(Path(image).read_bytes()).digest())
+            except OSError:
+                h.update(f"missing:{image}".encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def _legacy_valid(images: Sequence[ImageInput | None], cached: Path) -> bool:
+    """A path-keyed cache file (written before keys were content hashes) is still right when every
+    image is a file older than it: nothing was replaced since."""
+    try:
+        built = cached.stat().st_mtime
+        return all(not isinstance(i, Image.Image) and Path(i).stat().st_mtime < built for i in images if i is not None)
+    except OSError:
+        return False
+
+
+def _cached(cache_dir: str | Path | None, key: str, build, legacy: tuple[str, Callable[[Path], bool]] | None = None):
+    """Load ``key`` from ``cache_dir`` or build and save it atomically; ``legacy``: (an older key,
+    a check that its file still holds the right value), adopted under ``key`` when it passes."""
     if cache_dir is None:
         return build()
     path = Path(cache_dir) / f"{key}.pt"
+    if not path.is_file() and legacy is not None:
+        old = Path(cache_dir) / f"{legacy[0]}.pt"
+        if old.is_file() and legacy[1](old):
+            old.replace(path)
     if path.is_file():
         return torch.load(path, weights_only=False)
     value = build()
@@ -183,15 +232,20 @@ def extract_image_features(
     batch_size: int = 64,
 ) -> ImageFeatures:
     """Cache stage-``CACHE_STAGE`` features of the clean view, ``views`` augmented views and, with
-    ``mirror``, the mirrored clean view (cached apart, so earlier caches stay valid)."""
+    ``mirror``, the mirrored clean view (cached apart, so earlier caches stay valid). The cache is
+    keyed by the images' content (``image_digest``), not their paths."""
     encoder = encoder or MobileNetV2Encoder()
+    digest = image_digest(images) if cache_dir is not None else ""
     paths = [str(i) for i in images]
-    feats = _cached(cache_dir, _key("img", CACHE_STAGE, views, seed, encoder.fingerprint, paths),
-                    lambda: _extract(images, views, seed, False, encoder, progress, batch_size))
+    valid = lambda old: _legacy_valid(images, old)  # noqa: E731
+    feats = _cached(cache_dir, _key("img-content", CACHE_STAGE, views, seed, encoder.fingerprint, digest),
+                    lambda: _extract(images, views, seed, False, encoder, progress, batch_size),
+                    legacy=(_key("img", CACHE_STAGE, views, seed, encoder.fingerprint, paths), valid))
     if not mirror:
         return feats
-    flipped = _cached(cache_dir, _key("img-mirror", CACHE_STAGE, encoder.fingerprint, paths),
-                      lambda: _extract(images, 0, seed, True, encoder, progress, batch_size))
+    flipped = _cached(cache_dir, _key("img-content-mirror", CACHE_STAGE, encoder.fingerprint, digest),
+                      lambda: _extract(images, 0, seed, True, encoder, progress, batch_size),
+                      legacy=(_key("img-mirror", CACHE_STAGE, encoder.fingerprint, paths), valid))
     return dataclasses.replace(feats, mirrored=flipped.clean)
 
 

@@ -71,6 +71,9 @@ class AlignConfig:
     image_views: int = 4                # cached augmented views per training image (0 = none)
     mirror_view: bool = True            # the mirrored photo as one more training view
     text_views: int = 6                 # cached augmented variants per text (0 = none)
+    # chance that a training photo is paired with a text drawn from all its item's texts (paraphrases,
+    # generated queries: ``PairData.text_item``) instead of its own; no effect when each item has one text
+    item_text_prob: float = 0.5
     # keep the epoch with the best val image->text Acc@1 instead of the last (cosine-annealed) one;
     # off: on 296 val photos the per-epoch maximum is mostly noise and picked under-trained epochs
     select_epoch_on_val: bool = False
@@ -81,6 +84,8 @@ class AlignConfig:
             raise ValueError(f"heads={self.heads!r} must be an int >= 1 that divides embed_dim={self.embed_dim}")
         if self.image_pool not in POOLS:
             raise ValueError(f"image_pool={self.image_pool!r} is not one of {POOLS}")
+        if not 0.0 <= self.item_text_prob <= 1.0:
+            raise ValueError(f"item_text_prob={self.item_text_prob!r} must lie in [0, 1]")
 
     @property
     def split_stage(self) -> int:

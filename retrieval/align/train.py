@@ -3,30 +3,41 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from typing import Hashable, Sequence
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from retrieval.align.features import ImageFeatures, TextFeatures, cpu_autocast, lift_features
+from retrieval.align.features import (
+    ImageFeatures, TextFeatures, cpu_autocast, extract_image_features, extract_text_features, lift_features,
+)
 from retrieval.align.model import AlignConfig, AlignedModel
-from retrieval.encoders import MobileNetV2Encoder
+from retrieval.encoders import Encoder, MobileNetV2Encoder, load_encoder
+from retrieval.images import ImageInput
 from retrieval.metrics import retrieval_metrics
 
-__all__ = ["PairData", "TrainResult", "train_aligned", "model_image_inputs", "embed_cached"]
+__all__ = ["PairData", "TrainResult", "train_aligned", "fit_aligned", "model_image_inputs", "embed_cached"]
 
 
 @dataclass(frozen=True)
 class PairData:
-    """Images with the index of their text: ``image_text (N,)`` indexes ``texts``. Several images
-    may share a text (photos of one product); every pair with the same text is a positive."""
+    """Images with the index of their own text: ``image_text (N,)`` indexes ``texts``.
+
+    ``text_item (T,)`` (optional) names the item of each text: texts of one item (its
+    description, paraphrases, generated queries) are positives of each other and of every image
+    of that item, and training pairs a photo with any of them (``AlignConfig.item_text_prob``).
+    Without it each text is its own item: several images may share a text (photos of one
+    product) and every pair with the same text is a positive."""
 
     images: ImageFeatures
     image_text: np.ndarray
     texts: TextFeatures
+    text_item: np.ndarray | None = None
 
     def __post_init__(self):
         if len(self.image_text) != len(self.images.clean):
@@ -34,6 +45,20 @@ class PairData:
         n_texts = len(self.texts.clean)
         if len(self.image_text) and (self.image_text.min() < 0 or self.image_text.max() >= n_texts):
             raise ValueError(f"image_text holds indices outside [0, {n_texts}): it must index the {n_texts} texts")
+        if self.text_item is not None and len(self.text_item) != n_texts:
+            raise ValueError(f"text_item has {len(self.text_item)} entries for {n_texts} texts; give one item per text")
+
+    @property
+    def items_of_texts(self) -> np.ndarray:
+        """``(T,)`` int64 item index of each text (each text its own item without ``text_item``)."""
+        if self.text_item is None:
+            return np.arange(len(self.texts.clean))
+        return np.unique(self.text_item, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+    @property
+    def image_items(self) -> np.ndarray:
+        """``(N,)`` item index of each image, in the numbering of ``items_of_texts``."""
+        return self.items_of_texts[self.image_text]
 
 
 @dataclass
@@ -82,13 +107,28 @@ def _multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.
 
 
 def _val_acc1(model: AlignedModel, val_inputs: torch.Tensor, val: PairData) -> float:
+    """Val image->text Acc@1: the top text is one of the photo's item's texts."""
     img = embed_cached(model, val_inputs)
     with torch.inference_mode():
         txt = model.encode_text(val.texts.clean)
     scores = (img @ txt.T).numpy()
-    relevant = np.zeros_like(scores, dtype=bool)
-    relevant[np.arange(len(scores)), val.image_text] = True
+    relevant = val.image_items[:, None] == val.items_of_texts[None, :]
     return retrieval_metrics(scores, relevant).acc1
+
+
+class _ItemTexts:
+    """Draws, per training photo, one text among all texts of its item (uniformly)."""
+
+    def __init__(self, data: PairData):
+        items = data.items_of_texts
+        self.order = np.argsort(items, kind="stable")
+        counts = np.bincount(items)
+        self.start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.count = counts
+        self.any_extra = bool((counts > 1).any())
+
+    def draw(self, item: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.order[self.start[item] + (rng.random(len(item)) * self.count[item]).astype(np.int64)]
 
 
 def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = None,
@@ -102,7 +142,10 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
     clean, views = model_image_inputs(config, data.images, encoder)
     val_inputs = model_image_inputs(config, val.images, encoder, include_views=False)[0] if val is not None else None
     keep = np.flatnonzero(data.images.ok)
-    labels = torch.as_tensor(data.image_text, dtype=torch.long)
+    own_text = torch.as_tensor(data.image_text, dtype=torch.long)
+    image_items = data.image_items
+    labels = torch.as_tensor(image_items, dtype=torch.long)  # positives: same item
+    item_texts = _ItemTexts(data)
     text_views = data.texts.views if config.text_views and data.texts.views is not None else None
 
     backbone_params = list(model.top.parameters()) if model.top is not None else []
@@ -141,11 +184,16 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
             else:
                 x = clean[idx]
             lab = labels[idx]
+            own = own_text[idx]
             if text_views is not None:
                 tpick = torch.as_tensor(rng.integers(0, text_views.shape[1] + 1, len(idx)))
-                t = torch.where((tpick == 0).view(-1, 1), data.texts.clean[lab], text_views[lab, (tpick - 1).clamp(min=0)])
+                t = torch.where((tpick == 0).view(-1, 1), data.texts.clean[own], text_views[own, (tpick - 1).clamp(min=0)])
             else:
-                t = data.texts.clean[lab]
+                t = data.texts.clean[own]
+            if item_texts.any_extra and config.item_text_prob > 0:
+                swap = torch.as_tensor(rng.random(len(idx)) < config.item_text_prob)
+                other = torch.as_tensor(item_texts.draw(image_items[idx.numpy()], rng))
+                t = torch.where(swap.view(-1, 1), data.texts.clean[other], t)
             with cpu_autocast():
                 zi, tokens = model.encode_image(x, return_tokens=True)
                 zt = model.encode_text(t)
@@ -179,3 +227,55 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
     result.seconds = time.perf_counter() - start
     model.eval()
     return result
+
+
+def fit_aligned(images: Sequence[ImageInput | None], texts: Sequence[str], labels: Sequence, *,
+                text_labels: Sequence[Hashable] | None = None, config: AlignConfig | None = None,
+                val_fraction: float = 0.1, encoder: MobileNetV2Encoder | None = None,
+                text_encoder: Encoder | None = None, cache_dir: str | os.PathLike | None = None,
+                progress: bool = True) -> TrainResult:
+    """Train an aligned model from raw data in one call, with the config's own settings: its
+    ``image_views``, ``mirror_view`` and ``text_views`` augmentation, its seed and text encoder.
+
+    ``labels (N,)``: per image, the index of its text in ``texts``; with ``text_labels (T,)``
+    (several texts per item: descriptions, paraphrases, queries) both name items instead, and an
+    image's own text is the first text of its item. ``val_fraction`` of the decodable images
+    (at least 2; 0: none) are held out for the per-epoch val Acc@1 in the history."""
+    config = config or AlignConfig()
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction!r} must lie in [0, 1)")
+    if len(images) != len(labels):
+        raise ValueError(f"images has {len(images)} entries but labels has {len(labels)}; give one label per image")
+    if text_labels is None:
+        image_text = np.asarray(labels, dtype=np.int64)
+    else:
+        if len(text_labels) != len(texts):
+            raise ValueError(f"text_labels has {len(text_labels)} entries for {len(texts)} texts; give one per text")
+        first: dict = {}
+        for i, key in enumerate(text_labels):
+            first.setdefault(key, i)
+        unknown = [key for key in labels if key not in first]
+        if unknown:
+            raise ValueError(f"labels {unknown[:5]} name no item of text_labels: every image needs at least one text")
+        image_text = np.array([first[key] for key in labels], dtype=np.int64)
+    encoder = encoder or MobileNetV2Encoder()
+    text_encoder = text_encoder or load_encoder(config.text_encoder)
+    feats = extract_image_features(images, views=config.image_views, mirror=config.mirror_view, seed=config.seed,
+                                   encoder=encoder, cache_dir=cache_dir, progress=progress)
+    text_feats = extract_text_features(texts, views=config.text_views, seed=config.seed, encoder=text_encoder,
+                                       cache_dir=cache_dir, progress=progress)
+    text_item = None if text_labels is None else np.array(_item_numbers(text_labels), dtype=np.int64)
+    usable = np.flatnonzero(feats.ok)
+    if len(usable) < 2:
+        raise ValueError(f"{len(usable)} of {len(images)} images decode; training needs at least 2 ({feats.errors})")
+    order = np.random.default_rng(config.seed).permutation(usable)
+    n_val = max(2, int(round(len(order) * val_fraction))) if val_fraction > 0 and len(order) >= 4 else 0
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    pair = lambda idx: PairData(feats.subset(idx), image_text[idx], text_feats, text_item)  # noqa: E731
+    return train_aligned(config, pair(train_idx), pair(val_idx) if n_val else None, encoder=encoder, progress=progress)
+
+
+def _item_numbers(keys: Sequence[Hashable]) -> list[int]:
+    """Dense item numbers of hashable keys, in order of first appearance."""
+    seen: dict = {}
+    return [seen.setdefault(k, len(seen)) for k in keys]
