@@ -52,7 +52,7 @@ def add_parser(subparsers) -> None:
                         help="image search: match fused items, catalogue images or item texts")
     search.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
                         help="restrict results, e.g. category=Fruit, price=[0,20], in_stock=true (JSON values; repeatable)")
-    search.add_argument("--dataset", default="grocery", help="grocery, ml100k or a folder holding catalogue.parquet")
+    search.add_argument("--dataset", default="grocery", help="grocery, ml100k or a folder of your own data (README 'Your data')")
     _data_dir(search)
     search.add_argument("--model", default=None, help="aligned model directory (default: the one `train` wrote)")
     search.add_argument("--json", default=None, metavar="PATH", help="write the result JSON to PATH")
@@ -134,6 +134,10 @@ def _search(args) -> int:
         print(f"{rank:2d}. {str(h.item_id):<8s} {h.score:7.3f}  {h.title:<40s} [{why}]")
     if result.note:
         print(f"note: {result.note}")
+        if "no aligned model" in result.note:
+            from retrieval.provenance import train_first_hint
+
+            print(f"hint: {train_first_hint(args.dataset)}")
     if args.json:
         write_json(args.json, result.to_dict())
         print(f"wrote {args.json}")

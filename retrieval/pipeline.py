@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from retrieval.encoders import MobileNetV2Encoder, load_encoder
 from retrieval.evaluate import (
     EvalOptions, EvalReport, evaluate_grocery, evaluate_ml100k, markdown_table, movielens_features,
 )
+from retrieval.provenance import write_training_record
 from retrieval.plots import plot_retrieval_grid, plot_training_curves
 from retrieval.search import CatalogueSearch, SearchHit
 
@@ -85,7 +85,8 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
     Grocery: shop photos of the train split paired with product descriptions, best epoch on val.
     MovieLens: posters paired with title + genres + overview, 10% of movies held out for val.
     A folder (README "Your data"): its query photos, else its catalogue images, with the item texts.
-    ``training.json`` records the data set, so a model used on another catalogue can say so.
+    ``training.json`` records the data set and its catalogue fingerprint, so a model used on another
+    catalogue says so (``retrieval.provenance``).
     """
     _check_dataset(dataset)
     config = config or AlignConfig()
@@ -126,9 +127,10 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
     catalogue = CatalogueSearch.empty(embedder, expected_size=len(ids))
     report = catalogue.upsert(ids, item_texts, item_images, metadata)
     catalogue.save(catalogue_dir(out))
-    (out / "training.json").write_text(json.dumps({"dataset": _model_name(dataset), "seconds": seconds,
-                                                   "best_epoch": result.best_epoch,
-                                                   "history": result.history}, indent=2))
+    from crossrec_datasets import open_dataset
+
+    write_training_record(out, open_dataset(dataset, data_dir=data_dir), seconds=seconds,
+                          best_epoch=result.best_epoch, history=result.history)
     kept = result.history[result.best_epoch - 1].get("val_i2t_acc@1") if result.history else None
     return TrainSummary(out, catalogue_dir(out), seconds, result.best_epoch, kept, report.indexed, len(report.image_skipped))
 

@@ -78,9 +78,9 @@ class CatalogueItems:
 
 
 def load_catalogue_items(dataset: str = "grocery", data_dir: str | os.PathLike | None = None) -> CatalogueItems:
-    """``grocery`` (81 products), ``ml100k`` (1,682 movies) or a folder holding
-    ``catalogue.parquet`` (item_id, title, text, and optional category, subcategory, brand,
-    colour, material, price, in_stock, image)."""
+    """``grocery`` (81 products), ``ml100k`` (1,682 movies) or a user's folder (README "Your data":
+    ``catalogue.{parquet,csv,jsonl}`` with item_id, title, text, and optional category,
+    subcategory, brand, colour, material, price, in_stock, image)."""
     if dataset == "grocery":
         from crossrec_datasets import load_grocery
 
@@ -110,15 +110,12 @@ def load_catalogue_items(dataset: str = "grocery", data_dir: str | os.PathLike |
             facets={"genre": np.array([frozenset(g) for g in genres], dtype=object),
                     "year": np.array([r["year"] if r["year"] is not None else np.nan for r in rows], dtype=np.float64)},
         )
-    folder = Path(dataset)
-    if not (folder / "catalogue.parquet").is_file():
-        raise FileNotFoundError(f"dataset={dataset!r} is neither 'grocery', 'ml100k' nor a folder holding catalogue.parquet")
     import polars as pl
 
-    cat = pl.read_parquet(folder / "catalogue.parquet")
-    missing = {"item_id", "title", "text"} - set(cat.columns)
-    if missing:
-        raise ValueError(f"{folder / 'catalogue.parquet'} lacks columns {sorted(missing)}")
+    from crossrec_datasets import open_dataset
+
+    ds = open_dataset(dataset)  # a folder: catalogue.{parquet,csv,jsonl}, image paths made absolute
+    cat = ds.catalogue().collect()
     facets = {}
     for col in ("category", "subcategory", "brand", "colour", "material"):
         if col in cat.columns:
@@ -127,12 +124,12 @@ def load_catalogue_items(dataset: str = "grocery", data_dir: str | os.PathLike |
         facets["price"] = cat["price"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     if "in_stock" in cat.columns:
         facets["in_stock"] = cat["in_stock"].fill_null(False).to_numpy().astype(bool)
-    images = [str(folder / p) if p else None for p in cat["image"].to_list()] if "image" in cat.columns else [None] * len(cat)
-    titles = cat["title"].to_list()
+    titles = cat["title"].fill_null("").to_list()
     classes = [facets[c] for c in ("subcategory", "category") if c in facets]
     short = [". ".join([t, *(str(c[i]) for c in classes)]) for i, t in enumerate(titles)]
     return CatalogueItems(ids=cat["item_id"].to_list(), titles=titles, short_texts=short,
-                          texts=[f"{t}. {x}" for t, x in zip(titles, cat["text"].to_list())], images=images, facets=facets)
+                          texts=[f"{t}. {x}" for t, x in zip(titles, cat["text"].fill_null("").to_list())],
+                          images=cat["image"].to_list(), facets=facets, aligned_texts=ds.item_texts())
 
 
 def query_language(query: str) -> str:
@@ -335,10 +332,15 @@ class Searcher:
         minilm = SentenceTransformerEncoder()
         chosen = {"minilm": (minilm, minilm), "e5": (E5Encoder(as_query=False), E5Encoder(as_query=True))}
         text_encoders = {name: chosen[name] for name in encoders}
-        path = Path(model_dir) if model_dir is not None else (
-            default_model_dir(dataset) if dataset in DEFAULT_CONFIGS else None)
+        # a folder's own model is the one `crossrec retrieval train --dataset FOLDER` saved
+        path = Path(model_dir) if model_dir is not None else default_model_dir(
+            dataset if dataset in DEFAULT_CONFIGS else Path(dataset).expanduser().resolve().name)
         embedder = None
-        if path is not None and (path / "config.json").is_file():
+        if (path / "config.json").is_file():
+            from crossrec_datasets import open_dataset
+            from retrieval.provenance import check_catalogue
+
+            check_catalogue(path, open_dataset(dataset, data_dir=data_dir))
             model = AlignedModel.from_pretrained(path)
             text_enc = minilm if model.config.text_encoder == "minilm" else None
             embedder = ItemEmbedder(model, text_encoder=text_enc, source=str(path))

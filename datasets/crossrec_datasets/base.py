@@ -4,6 +4,7 @@ optional users, as polars lazy frames with the columns of ``crossrec_datasets.sc
 
 from __future__ import annotations
 
+import hashlib
 import os
 from abc import ABC, abstractmethod
 from functools import cached_property
@@ -68,6 +69,15 @@ class Dataset(ABC):
             .when(text.str.strip_chars() == "").then(title)
             .otherwise(pl.concat_str([title, text], separator=". ")).alias("t")).collect()
         return frame["t"].to_list()
+
+    def fingerprint(self) -> str:
+        """A short content hash of the catalogue (item ids and texts, in order): a model records the
+        fingerprint of the catalogue it was trained on, so using it on another one can be told."""
+        ids = self.catalogue().select(pl.col("item_id").cast(pl.Utf8)).collect()["item_id"].to_list()
+        digest = hashlib.sha256()
+        for item, text in zip(ids, self.item_texts()):
+            digest.update(f"{item}\x1f{text}\x1e".encode("utf-8"))
+        return digest.hexdigest()[:16]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, root={str(self.root)!r})"
