@@ -29,8 +29,8 @@ def add_parser(subparsers) -> None:
     train.add_argument("--text-encoder", default="minilm", help="minilm, e5 (multilingual) or a local model directory")
     train.set_defaults(func=_train)
 
-    ev = sub.add_parser("eval", help="baseline vs CrossCLIP: closed set, open set (5 folds), MovieLens posters")
-    ev.add_argument("--dataset", choices=["grocery", "ml100k", "all"], default="grocery")
+    ev = sub.add_parser("eval", help="baseline vs CrossCLIP: closed set, open set (5 folds), MovieLens posters, your folder")
+    add_dataset(ev, "grocery", names=("grocery", "ml100k", "all"))
     _data_dir(ev)
     ev.add_argument("--json", default=None, metavar="PATH", help="report JSON (default: <out-dir>/retrieval_eval.json)")
     ev.add_argument("--out-dir", default="runs/retrieval_eval", help="folder for the Markdown table and plots")

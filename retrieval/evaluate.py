@@ -7,6 +7,8 @@ image among 81) and image->item (a photo finds the fused catalogue item, image +
 Open set: 5 folds over products; the model never sees the held-out products, whose test photos
 are ranked against the held-out products' texts and catalogue images only.
 MovieLens: 5 folds over movies; a poster finds its overview (and back) among held-out movies.
+A user's folder (``evaluate_folder``): the same closed and open set with its query photos, or
+catalogue image -> text when it has none.
 Both open protocols report fold means and standard deviations, a paired t-test on image->text
 Acc@1 and Cohen's d of the paired differences (d_z). With ``test_time_flip`` (the default) every
 model's query photo embedding is the mean of the photo's and its mirror image's.
@@ -34,7 +36,7 @@ from retrieval.metrics import retrieval_metrics
 from crossrec_core.persist import atomic_write_text
 
 __all__ = [
-    "EvalOptions", "EvalReport", "score_model", "evaluate_grocery", "evaluate_ml100k",
+    "EvalOptions", "EvalReport", "score_model", "evaluate_grocery", "evaluate_folder", "evaluate_ml100k",
     "paired_stats", "markdown_table", "movielens_features",
 ]
 
@@ -155,6 +157,23 @@ def _history_record(res: TrainResult) -> dict:
             "config": dataclasses.asdict(res.model.config)}
 
 
+def _open_set_summary(runs: dict[str, list[list[dict]]], folds: int, seeds: list[int]) -> dict:
+    """Fold means and spreads of ``runs`` (model -> fold -> one metric dict per training seed), the
+    paired test of image->text Acc@1 (CrossCLIP against the baseline) and the per-seed figures."""
+    per_fold = {n: [_fold_summary(fold, spread=False) for fold in runs[n]] for n in runs}
+    open_set = {name: _fold_summary(per_fold[name]) for name in runs}
+    open_set.update(paired_stats([f["i2t"]["acc@1"] for f in per_fold["baseline"]],
+                                 [f["i2t"]["acc@1"] for f in per_fold["crossclip"]]))
+    open_set["folds"] = folds
+    open_set["per_fold_i2t_acc@1"] = {n: [f["i2t"]["acc@1"] for f in per_fold[n]] for n in runs}
+    per_seed = {n: [[fold[i]["i2t"]["acc@1"] for fold in runs[n]] for i in range(len(seeds))] for n in runs}
+    means = {n: [float(np.mean(v)) for v in per_seed[n]] for n in runs}
+    open_set["seeds"] = {"n": len(seeds), "training_seeds": seeds, "per_seed_per_fold_i2t_acc@1": per_seed,
+                         "per_seed_i2t_acc@1": means,
+                         "i2t_acc@1_seed_std": {n: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for n, v in means.items()}}
+    return open_set
+
+
 def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = None) -> tuple[EvalReport, dict]:
     """Closed set and open set on the Grocery Store data. Returns the report and the trained
     closed-set models (for plots and saving)."""
@@ -215,18 +234,108 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
                             encoder, queries, labels["test"][test_idx], held_texts, product_labels[held], catalogue,
                             test_time_flip=opts.test_time_flip)
                 for seed in seeds])
-    per_fold = {n: [_fold_summary(fold, spread=False) for fold in runs[n]] for n in configs}
-    open_set = {name: _fold_summary(per_fold[name]) for name in configs}
-    open_set.update(paired_stats([f["i2t"]["acc@1"] for f in per_fold["baseline"]],
-                                 [f["i2t"]["acc@1"] for f in per_fold["crossclip"]]))
-    open_set["folds"] = folds
-    open_set["per_fold_i2t_acc@1"] = {n: [f["i2t"]["acc@1"] for f in per_fold[n]] for n in configs}
-    per_seed = {n: [[fold[i]["i2t"]["acc@1"] for fold in runs[n]] for i in range(len(seeds))] for n in configs}
-    means = {n: [float(np.mean(v)) for v in per_seed[n]] for n in configs}
-    open_set["seeds"] = {"n": len(seeds), "training_seeds": seeds, "per_seed_per_fold_i2t_acc@1": per_seed,
-                         "per_seed_i2t_acc@1": means,
-                         "i2t_acc@1_seed_std": {n: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for n, v in means.items()}}
-    report["open_set"] = open_set
+    report["open_set"] = _open_set_summary(runs, folds, seeds)
+    return EvalReport(report), models
+
+
+def _split(n: int, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """``range(n)`` shuffled and cut at ``fractions`` (each part sorted)."""
+    order = np.random.default_rng(seed).permutation(n)
+    cuts = np.cumsum([int(round(f * n)) for f in fractions[:-1]])
+    return [np.sort(part) for part in np.split(order, cuts)]
+
+
+def evaluate_folder(folder: str | os.PathLike, opts: EvalOptions) -> tuple[EvalReport, dict]:
+    """Closed and open set on a user's folder (README "Your data"), in the grocery report's shape.
+
+    With ``photos.*``: query photos split 60/20/20 into train/val/test; the models train on every
+    catalogue image and the train photos (each paired with its item's text); a test photo finds its
+    item's text (i2t), catalogue image (i2i) and fused item (i2item) among all items. Without
+    photos the closed set is catalogue image -> text in sample (the images were trained on); the
+    held-out figure is then the open set. Open set: ``folds`` folds over items; held-out items' photos
+    (else catalogue images) are ranked against the held-out items only. Returns the report and the
+    closed-set models.
+    """
+    from crossrec_core.errors import DataFormatError
+    from crossrec_datasets import open_dataset
+
+    ds = open_dataset(folder)
+    cat = ds.catalogue().select("item_id", "image").collect()
+    n_items = cat.height
+    row = {item: r for r, item in enumerate(cat["item_id"].to_list())}
+    cat_rows = [r for r, im in enumerate(cat["image"].to_list()) if im]
+    photo_frame = ds.photos()
+    photos = [] if photo_frame is None else [
+        (row[i], im) for i, im in photo_frame.select("item_id", "image").collect().iter_rows() if i in row and im]
+    folds = 2 if opts.quick else opts.folds
+    if len(cat_rows) + len(photos) < 10 or n_items < 2 * folds:
+        raise DataFormatError(f"{ds.root}: {n_items} items, {len(cat_rows)} catalogue images and {len(photos)} photos; "
+                              f"evaluating retrieval needs at least {2 * folds} items ({folds} folds) and 10 images "
+                              "(check the folder with `crossrec data check`)")
+    encoder = MobileNetV2Encoder()
+    configs = opts.configs()
+    paths = [cat["image"][r] for r in cat_rows] + [im for _, im in photos]
+    labels = np.array(cat_rows + [r for r, _ in photos], np.int64)  # the item (catalogue row) of each image
+    is_photo = np.arange(len(paths)) >= len(cat_rows)
+    feats = extract_image_features(paths, views=max(c.image_views for c in configs.values()), mirror=True,
+                                   seed=opts.seed, encoder=encoder, cache_dir=opts.cache_dir, progress=opts.progress)
+    lifted = lift_to_stages(feats, encoder, {c.split_stage for c in configs.values()})
+    texts = extract_text_features(ds.item_texts(), views=max(c.text_views for c in configs.values()), seed=opts.seed,
+                                  encoder=load_encoder(opts.text_encoder), cache_dir=opts.cache_dir, progress=opts.progress)
+    ok = feats.ok
+    # i2i / i2item need one catalogue image per candidate item, in the texts' order
+    cat_image = {int(labels[j]): j for j in np.flatnonzero(~is_photo & ok)}
+    has_photos = bool((is_photo & ok).sum() >= 5)
+
+    def catalogue_of(items: np.ndarray, stage: int) -> ImageFeatures | None:
+        if not has_photos or any(int(i) not in cat_image for i in items):
+            return None
+        return lifted[stage].subset(np.array([cat_image[int(i)] for i in items]))
+
+    if has_photos:
+        train_p, val_p, test_p = (np.flatnonzero(is_photo & ok)[part] for part in _split(int((is_photo & ok).sum()), (0.6, 0.2, 0.2), opts.seed))
+        closed = {"train": np.concatenate([np.flatnonzero(~is_photo & ok), train_p]), "val": val_p, "test": test_p}
+        protocol = "photo -> item: photos split 60/20/20; trained on catalogue images + train photos; ranked among all items"
+    else:
+        everything = np.flatnonzero(ok)
+        closed = {"train": everything, "val": everything, "test": everything}
+        protocol = "catalogue image -> text in sample (no photos.*): the images were trained on; see the open set"
+    every_item = np.arange(n_items)
+    report: dict = {"dataset": ds.name, "folder": str(ds.root), "quick": opts.quick,
+                    "skipped_images": {"catalogue": int((~ok & ~is_photo).sum()), "photos": int((~ok & is_photo).sum())},
+                    "protocol": {"closed_set": protocol, "items": n_items, "queries": int(len(closed["test"])),
+                                 "open_set": f"{folds} folds over items; held-out {'photos' if has_photos else 'catalogue images'} "
+                                             "ranked among held-out items only"},
+                    "training": {}}
+    models = {}
+    for name, cfg in configs.items():
+        at = lifted[cfg.split_stage]
+        part = {s: PairData(at.subset(idx), labels[idx], texts) for s, idx in closed.items()}
+        res = train_aligned(cfg, part["train"], part["val"], encoder=encoder, progress=opts.progress)
+        models[name] = res.model
+        report[name] = score_model(res.model, encoder, part["test"].images, labels[closed["test"]], texts, every_item,
+                                   catalogue_of(every_item, cfg.split_stage), test_time_flip=opts.test_time_flip)
+        report["training"][name] = _history_record(res)
+
+    seeds = [opts.seed + i for i in range(opts.seeds)]
+    runs: dict[str, list[list[dict]]] = {m: [] for m in configs}
+    for k, held in enumerate(_fold_ids(n_items, folds, opts.seed)):
+        is_held = np.isin(labels, held)
+        rest = np.flatnonzero(ok & ~is_held)
+        val_part, train_part = _split(len(rest), (0.1, 0.9), opts.seed + k)
+        query = np.flatnonzero(ok & is_held & (is_photo if has_photos else ~is_photo))
+        held_texts = TextFeatures(texts.clean[held], None)
+        for name, cfg in configs.items():
+            at = lifted[cfg.split_stage]
+            train = PairData(at.subset(rest[train_part]), labels[rest[train_part]], texts)
+            val = PairData(at.subset(rest[val_part]), labels[rest[val_part]], texts)
+            runs[name].append([
+                score_model(train_aligned(dataclasses.replace(cfg, seed=seed), train, val, encoder=encoder,
+                                          progress=opts.progress).model,
+                            encoder, at.subset(query), labels[query], held_texts, held,
+                            catalogue_of(held, cfg.split_stage), test_time_flip=opts.test_time_flip)
+                for seed in seeds])
+    report["open_set"] = _open_set_summary(runs, folds, seeds)
     return EvalReport(report), models
 
 

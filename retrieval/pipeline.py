@@ -16,7 +16,7 @@ from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.align.train import PairData, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
 from retrieval.evaluate import (
-    EvalOptions, EvalReport, evaluate_grocery, evaluate_ml100k, markdown_table, movielens_features,
+    EvalOptions, EvalReport, evaluate_folder, evaluate_grocery, evaluate_ml100k, markdown_table, movielens_features,
 )
 from retrieval.provenance import write_training_record
 from retrieval.plots import plot_retrieval_grid, plot_training_curves
@@ -189,17 +189,21 @@ def _grocery_grid(model: AlignedModel, data_dir: str | None, path: Path, n_queri
 def run_retrieval_eval(dataset: str, opts: EvalOptions, out_dir: str | os.PathLike, json_path: str | os.PathLike | None = None) -> EvalReport:
     """Evaluate baseline vs CrossCLIP; write JSON, Markdown and plots under ``out_dir``.
 
-    ``dataset``: "grocery" (closed + open set), "ml100k" (poster <-> overview folds) or "all"
-    (grocery report with an ``ml100k`` section).
+    ``dataset``: "grocery" (closed + open set), "ml100k" (poster <-> overview folds), "all"
+    (grocery report with an ``ml100k`` section) or a user's folder (closed set with its query
+    photos, else catalogue image -> text; open set by item folds; the grocery report's shape).
     """
     if dataset not in (*DATASETS, "all"):
-        raise ValueError(f"dataset={dataset!r} is not one of {(*DATASETS, 'all')}")
+        _check_dataset(dataset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if dataset == "ml100k":
         ml = evaluate_ml100k(opts)
         report = EvalReport({"dataset": "ml100k", "quick": opts.quick, **ml})
+    elif dataset not in (*DATASETS, "all"):
+        report, _ = evaluate_folder(dataset, opts)
+        plot_training_curves(report.data["training"], out / "training_curves.png")
     else:
         report, models = evaluate_grocery(opts)
         plot_training_curves(report.data["training"], out / "training_curves.png")
