@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
     train = sub.add_parser("train", help="fit candidates + TorchRec ranker on all ratings and save")
     _common(train)
     train.add_argument("--out", default=None, help=_MODEL_HELP)
-    train.add_argument("--epochs", type=int, default=None, help="ranker epochs (default: EngineConfig.epochs)")
+    train.add_argument("--epochs", type=int, default=None, help="ranker epochs (default: EngineTrainingConfig.epochs)")
     train.add_argument("--no-multimodal", action="store_true", help="train without the aligned item embeddings")
     train.add_argument("--n-models", type=int, default=None, help="rankers averaged (default: EngineConfig.n_models)")
     train.set_defaults(func=_train)
@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
     _common(ev)
     add_json(ev, required=True)
     ev.add_argument("--out-dir", default="runs/rank_eval", help="folder for metrics.md and metrics.png")
-    ev.add_argument("--epochs", type=int, default=None, help="ranker epochs (default: EngineConfig.epochs)")
+    ev.add_argument("--epochs", type=int, default=None, help="ranker epochs (default: EngineTrainingConfig.epochs)")
     ev.add_argument("--n-models", type=int, default=None, help="rankers averaged (default: EngineConfig.n_models)")
     ev.add_argument("--max-users", type=int, default=None)
     ev.add_argument("--seeds", type=int, default=None,
@@ -73,19 +73,22 @@ def add_parser(subparsers) -> None:
     rec.set_defaults(func=_recommend)
 
 
-def _engine_config(config, args):
-    """``config`` with the options given on the command line."""
-    given = {"epochs": args.epochs, "n_models": args.n_models}
-    return replace(config, **{k: v for k, v in given.items() if v is not None})
+def _engine_configs(config, training, args):
+    """(architecture, training) configs with the options given on the command line."""
+    if args.n_models is not None:
+        config = replace(config, n_models=args.n_models)
+    if args.epochs is not None:
+        training = replace(training, epochs=args.epochs)
+    return config, training
 
 
 def _train(args) -> int:
-    from recsys import EngineConfig
+    from recsys.engine import EngineConfig, EngineTrainingConfig
     from recsys.training import default_engine_dir, train_engine
 
-    config = _engine_config(EngineConfig(multimodal=not args.no_multimodal), args)
+    config, training = _engine_configs(EngineConfig(multimodal=not args.no_multimodal), EngineTrainingConfig(), args)
     out = args.out or default_engine_dir(args.dataset)
-    engine = train_engine(out, config, args.dataset, data_dir=args.data_dir, embedder_dir=args.embedder)
+    engine = train_engine(out, config, training, args.dataset, data_dir=args.data_dir, embedder_dir=args.embedder)
     s = engine.train_stats
     print(f"saved to {out}: {s.samples} training samples, {s.samples_per_s:.0f} samples/s, final loss {s.final_loss:.4f}")
     return 0
@@ -96,8 +99,9 @@ def _eval(args) -> int:
     from recsys.evaluate import EvalConfig, evaluate_ranking
 
     base = EvalConfig()
+    engine, training = _engine_configs(base.engine, base.training, args)
     config = replace(base, dataset=args.dataset, data_dir=args.data_dir, out_dir=args.out_dir, max_users=args.max_users,
-                     embedder_dir=args.embedder, engine=_engine_config(base.engine, args),
+                     embedder_dir=args.embedder, engine=engine, training=training,
                      seeds=base.seeds if args.seeds is None else args.seeds)
     report = evaluate_ranking(config)
     write_json(args.json, report.results)

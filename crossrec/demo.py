@@ -26,7 +26,7 @@ from crossrec.demo_report import write_html_report
 
 __all__ = [
     "DemoOptions", "StepResult", "NamedHit", "SearchExample", "StreamFigures", "RankedItem", "RecommendationChange",
-    "NewItemSearch", "DemoReport", "run_demo", "serve_demo", "ranker_dir",
+    "NewItemSearch", "NewItem", "GROCERY_NEW_ITEM", "DemoReport", "run_demo", "serve_demo", "ranker_dir",
 ]
 
 TEXT_QUERY = "sweet yellow fruit"
@@ -74,6 +74,19 @@ class DemoOptions:
     @property
     def n_events(self) -> int:
         return self.events or (QUICK_EVENTS if self.quick else DEMO_EVENTS)
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """The catalogue item the demo upserts through the stream, and the query that should find it."""
+
+    item_id: int
+    text: str
+    categories: tuple[str, ...]
+    query: str
+
+
+GROCERY_NEW_ITEM = NewItem(NEW_ITEM_ID, NEW_ITEM_TEXT, ("Fruit", "Dragon fruit"), NEW_ITEM_QUERY)
 
 
 @dataclass(frozen=True)
@@ -260,7 +273,7 @@ def _search_examples(options: DemoOptions, echo) -> tuple[SearchExample, ...]:
 def _ensure_ranker(options: DemoOptions, echo, features_changed: bool) -> str:
     """Train the ranking engine unless it exists and its item features (the MovieLens aligned
     model) were not retrained in this run."""
-    from recsys.engine import EngineConfig
+    from recsys.engine import EngineConfig, EngineTrainingConfig
     from recsys.training import train_engine
     from retrieval.align.embedder import default_model_dir
 
@@ -268,10 +281,10 @@ def _ensure_ranker(options: DemoOptions, echo, features_changed: bool) -> str:
     if (out / "config.json").is_file() and not options.retrain and not features_changed:
         echo(f"  reusing the ranking engine in {out} (--retrain trains it again)")
         return f"reused {out}"
-    config = EngineConfig(epochs=1) if options.quick else EngineConfig()
-    echo(f"  training candidates (ALS, BPR, ANN, popularity) and the TorchRec ranker ({config.epochs} epoch(s)) "
+    training = EngineTrainingConfig(epochs=1) if options.quick else EngineTrainingConfig()
+    echo(f"  training candidates (ALS, BPR, ANN, popularity) and the TorchRec ranker ({training.epochs} epoch(s)) "
          f"into {out} ...")
-    engine = train_engine(out, config, "ml100k", data_dir=options.data_dir,
+    engine = train_engine(out, EngineConfig(), training, "ml100k", data_dir=options.data_dir,
                           embedder_dir=str(default_model_dir("ml100k")), progress=options.progress)
     s = engine.train_stats
     echo(f"  ranker: {s.samples} samples at {s.samples_per_s:.0f}/s, final loss {s.final_loss:.4f}")
@@ -294,20 +307,23 @@ def _reset_stream_outputs(out: Path) -> None:
         (out / f"profiles.db{suffix}").unlink(missing_ok=True)
 
 
-def _replay(bootstrap: str, topics, store, options: DemoOptions, echo) -> tuple[StreamFigures, list]:
-    """Publish the first ``options.n_events`` ratings (and one malformed message, to show the
-    dead-letter topic) while one consumer applies them to ``store``."""
+def _replay(bootstrap: str, topics, store, options: DemoOptions, echo,
+            dataset: str = "ml100k") -> tuple[StreamFigures, list]:
+    """Publish the first ``options.n_events`` interactions of ``dataset`` (and one malformed
+    message, to show the dead-letter topic) while one consumer applies them to ``store``."""
     from crossrec_core.errors import CrossrecError
-    from streaming import ConsumerConfig, EventProducer, ProfileHandler, movielens_events, publish, run_consumer
+    from crossrec.wiring import user_event_handlers
+    from streaming import ConsumerConfig, EventProducer, publish, run_consumer
+    from streaming.replay import dataset_events
 
-    events = movielens_events(options.data_dir, options.n_events)
+    events = dataset_events(dataset, options.data_dir, options.n_events)
     config = ConsumerConfig(bootstrap=bootstrap, topics=topics, group_id="crossrec-demo", consume=("user_events",),
                             max_events=len(events) + 1)
     ready, halt, outcome = threading.Event(), threading.Event(), {}
 
     def consume() -> None:
         try:
-            outcome["stats"] = run_consumer(config, [ProfileHandler(store)], stop=halt, on_ready=ready.set)
+            outcome["stats"] = run_consumer(config, user_event_handlers(store), stop=halt, on_ready=ready.set)
         except BaseException as exc:  # re-raised in the main thread
             outcome["error"] = exc
             ready.set()
@@ -320,7 +336,7 @@ def _replay(bootstrap: str, topics, store, options: DemoOptions, echo) -> tuple[
             raise CrossrecError(f"the consumer group got no partitions within {_ASSIGN_TIMEOUT_S:.0f} s")
         if "error" in outcome:
             raise outcome["error"]
-        echo(f"  publishing the first {len(events)} MovieLens ratings (by time) while the consumer applies them ...")
+        echo(f"  publishing the first {len(events)} {dataset} interactions (by time) while the consumer applies them ...")
         with EventProducer(bootstrap, client_id="crossrec-demo") as producer:
             sent = publish(producer, topics.user_events, events, progress=options.progress)
             producer.send_raw(topics.user_events, b"demo", b"{this is not an event")
@@ -369,20 +385,22 @@ def _print_list(echo, title: str, items: tuple[RankedItem, ...], marks: dict[int
              f"{marks.get(it.item_id, '')}")
 
 
-def _new_item_hits(catalogue) -> tuple[tuple[NamedHit, ...], int | None]:
-    """Top-5 fused catalogue items for ``NEW_ITEM_QUERY`` and the new item's rank (None: absent)."""
-    hits = catalogue.search_text(NEW_ITEM_QUERY, k=5, space="fused")
-    named = tuple(NamedHit(h.item_id, (h.metadata or {}).get("name") or (h.metadata or {}).get("text", "")[:28], h.score)
+def _new_item_hits(catalogue, new: NewItem) -> tuple[tuple[NamedHit, ...], int | None]:
+    """Top-5 fused catalogue items for ``new.query`` and the new item's rank (None: absent)."""
+    hits = catalogue.search_text(new.query, k=5, space="fused")
+    meta = lambda h: h.metadata or {}  # noqa: E731
+    named = tuple(NamedHit(h.item_id, meta(h).get("name") or meta(h).get("title") or meta(h).get("text", "")[:28], h.score)
                   for h in hits)
-    return named, next((r for r, h in enumerate(named, 1) if h.item_id == NEW_ITEM_ID), None)
+    return named, next((r for r, h in enumerate(named, 1) if h.item_id == new.item_id), None)
 
 
 def _click_and_upsert(broker, topics, store, engine, catalogue, user: int, last_ts: float, out: Path,
-                      stop: threading.Event, echo) -> tuple[RecommendationChange, NewItemSearch]:
+                      stop: threading.Event, echo, new: NewItem = GROCERY_NEW_ITEM) -> tuple[RecommendationChange, NewItemSearch]:
     """Recommend, publish a click on the top item and a new catalogue item, consume both, recommend
     and search again."""
     from crossrec_core.errors import CrossrecError
-    from streaming import ConsumerConfig, EventProducer, ItemEvent, ItemIndexHandler, ProfileHandler, UserEvent, run_consumer
+    from crossrec.wiring import user_event_handlers
+    from streaming import ConsumerConfig, EventProducer, ItemEvent, ItemIndexHandler, UserEvent, run_consumer
 
     profile = store.get(user)
     history = 0 if profile is None else profile.n_events
@@ -393,21 +411,21 @@ def _click_and_upsert(broker, topics, store, engine, catalogue, user: int, last_
     if not before:
         raise CrossrecError(f"user {user} got no recommendations; nothing to click")
     clicked = before[0]
-    _, rank_before = _new_item_hits(catalogue)
+    _, rank_before = _new_item_hits(catalogue, new)
     ts = last_ts + 60.0  # event time just after the replayed slice
     click = UserEvent(event_id=f"demo-click:{user}:{clicked.item_id}:{ts:.0f}", timestamp=ts, user_id=user,
                       item_id=clicked.item_id, kind="click")
-    upsert = ItemEvent(event_id=f"demo-item:{NEW_ITEM_ID}:{ts:.0f}", timestamp=ts, item_id=NEW_ITEM_ID, op="upsert",
-                       text=NEW_ITEM_TEXT, categories=["Fruit", "Dragon fruit"])
+    upsert = ItemEvent(event_id=f"demo-item:{new.item_id}:{ts:.0f}", timestamp=ts, item_id=new.item_id, op="upsert",
+                       text=new.text, categories=list(new.categories))
     echo(f"\n  publishing a click of user {user} on {clicked.item_id} ({clicked.title}) and an upsert of a new "
-         f"grocery product {NEW_ITEM_ID} ...")
+         f"catalogue item {new.item_id} ...")
     with EventProducer(broker.bootstrap, client_id="crossrec-demo") as producer:
         producer.send(topics.user_events, click, sent_at=time.time())
         producer.send(topics.item_events, upsert, sent_at=time.time())
     index_handler = ItemIndexHandler(catalogue.indexes["fused"], catalogue.embedder, state_dir=out / "item-index")
     config = ConsumerConfig(bootstrap=broker.bootstrap, topics=topics, group_id="crossrec-demo",
                             consume=("user_events", "item_events"), idle_timeout_s=2.0)
-    live = run_consumer(config, [ProfileHandler(store), index_handler], stop=stop)
+    live = run_consumer(config, [*user_event_handlers(store), index_handler], stop=stop)
     if stop.is_set():  # SIGINT/SIGTERM while the consumer ran: it stopped early, so must the demo
         raise KeyboardInterrupt("the demo was stopped by a signal")
     echo(f"  consumed {live.consumed} events (applied {live.applied}, DLQ {live.dlq})")
@@ -421,25 +439,25 @@ def _click_and_upsert(broker, topics, store, engine, catalogue, user: int, last_
     _print_list(echo, f"top {_TOP_K} after the click:", after, marks)
     echo(f"  changed: {len(added)} new, {len(removed)} dropped {list(removed)} (the clicked item is now seen and "
          "excluded; the profile vector and history moved)")
-    hits, rank_after = _new_item_hits(catalogue)
-    echo(f"\n  search {NEW_ITEM_QUERY!r} in the grocery catalogue after the upsert:")
+    hits, rank_after = _new_item_hits(catalogue, new)
+    echo(f"\n  search {new.query!r} in the catalogue after the upsert:")
     for r, h in enumerate(hits, 1):
-        echo(f"    {r}. {h.name[:28]:<28s} {h.score:6.3f}{'  <- new item from the stream' if h.item_id == NEW_ITEM_ID else ''}")
+        echo(f"    {r}. {h.name[:28]:<28s} {h.score:6.3f}{'  <- new item from the stream' if h.item_id == new.item_id else ''}")
     return (RecommendationChange(user, history, clicked.item_id, clicked.title, before, after, added, removed),
-            NewItemSearch(NEW_ITEM_ID, NEW_ITEM_QUERY, rank_before, rank_after, hits))
+            NewItemSearch(new.item_id, new.query, rank_before, rank_after, hits))
 
 
 def _streaming_step(options: DemoOptions, out: Path, stop: threading.Event, echo, note: list[str]):
-    from crossrec_datasets import load_movielens
+    from crossrec_datasets import open_dataset
     from recsys import ProfileStore, RankingEngine
-    from recsys.data import users_from_movielens
+    from recsys.data import users_from_dataset
     from retrieval import CatalogueSearch, load_item_embedder
     from retrieval.align.embedder import default_model_dir
     from retrieval.pipeline import catalogue_dir
     from streaming import Broker, BrokerConfig, Topics, ensure_topics
 
     _reset_stream_outputs(out)
-    users = users_from_movielens(load_movielens(options.data_dir))
+    users = users_from_dataset(open_dataset("ml100k", data_dir=options.data_dir))
     grocery_dir = default_model_dir("grocery")
     catalogue = CatalogueSearch.load(catalogue_dir(grocery_dir), load_item_embedder(grocery_dir))
     store = ProfileStore(out / "profiles.db")
@@ -525,7 +543,7 @@ def serve_demo(options: DemoOptions, port: int = 8000, echo: Callable[[str], Non
     """After ``run_demo``: the service and its page on the demo's live profile store, with a fresh
     broker and a consumer so clicks on the page change the recommendations; runs until Ctrl-C."""
     from crossrec.service import ServiceConfig
-    from crossrec.service.bench import service_stack
+    from crossrec.wiring import service_stack
 
     out = Path(options.out_dir)
     work = out / "service"

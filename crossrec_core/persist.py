@@ -26,10 +26,14 @@ __all__ = [
     "save_config",
     "load_config",
     "saved_kind",
+    "save_arrays",
+    "load_arrays",
     "CONFIG_NAME",
+    "TRAINING_CONFIG_NAME",
 ]
 
 CONFIG_NAME = "config.json"
+TRAINING_CONFIG_NAME = "training_config.json"  # how a model was trained, apart from what it is
 C = TypeVar("C")
 
 
@@ -82,16 +86,37 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def save_config(config: Any, directory: str | os.PathLike, kind: str) -> None:
-    """Write a dataclass ``config`` as ``config.json`` in ``directory``, tagged with ``kind``."""
+def save_config(config: Any, directory: str | os.PathLike, kind: str, name: str = CONFIG_NAME) -> None:
+    """Write a dataclass ``config`` as ``name`` (``config.json``: the architecture;
+    ``TRAINING_CONFIG_NAME``: the training settings) in ``directory``, tagged with ``kind``."""
     payload = {"kind": kind, "format_version": 1, "config": dataclasses.asdict(config)}
-    atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(payload, indent=2, sort_keys=True))
+    atomic_write_text(Path(directory) / name, json.dumps(payload, indent=2, sort_keys=True))
 
 
-def _read_payload(directory: str | os.PathLike) -> tuple[Path, dict]:
-    file = Path(directory) / CONFIG_NAME
+def save_arrays(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
+    """Numeric numpy arrays as one safetensors file, written atomically."""
+    from safetensors.numpy import save
+
+    import numpy as np
+
+    atomic_write_bytes(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, Any]:
+    """The arrays of a safetensors file written by ``save_arrays``."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise ModelLoadError(f"{path}: cannot read the saved arrays ({exc})") from exc
+
+
+def _read_payload(directory: str | os.PathLike, name: str = CONFIG_NAME) -> tuple[Path, dict]:
+    file = Path(directory) / name
     if not file.is_file():
-        raise ModelLoadError(f"{directory!s}: no {CONFIG_NAME}; expected a directory written by save_pretrained()")
+        raise ModelLoadError(f"{directory!s}: no {name}; expected a directory written by save_pretrained()")
     try:
         payload = json.loads(file.read_text("utf-8"))
     except json.JSONDecodeError as exc:
@@ -106,13 +131,14 @@ def saved_kind(directory: str | os.PathLike) -> str | None:
     return _read_payload(directory)[1].get("kind")
 
 
-def load_config(cls: type[C], directory: str | os.PathLike, kind: str, predated: dict[str, Any] | None = None) -> C:
-    """Read ``config.json`` from ``directory`` into dataclass ``cls``; check it is of ``kind``.
+def load_config(cls: type[C], directory: str | os.PathLike, kind: str, predated: dict[str, Any] | None = None,
+                name: str = CONFIG_NAME) -> C:
+    """Read ``name`` (default ``config.json``) from ``directory`` into dataclass ``cls``; check it is of ``kind``.
 
     ``predated``: values for fields the file lacks because it was saved before they existed (the
     values that reproduce the saved model), instead of the dataclass defaults.
     """
-    file, payload = _read_payload(directory)
+    file, payload = _read_payload(directory, name)
     if payload.get("kind") != kind:
         raise ModelLoadError(f"{directory!s} holds a {payload.get('kind')!r}, not a {kind!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}

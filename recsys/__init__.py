@@ -4,8 +4,10 @@ from recsys.base import Filters, Recommendations, Recommender
 from recsys.candidates import (
     ALSConfig,
     ALSRecommender,
+    ALSTrainingConfig,
     BPRConfig,
     BPRRecommender,
+    BPRTrainingConfig,
     PopularityRecommender,
 )
 from recsys.data import Catalogue, ItemFeatures, UserTable, chronological_split, load_item_features
@@ -25,16 +27,17 @@ __all__ = [
     "INTERACTION_KINDS", "KIND_WEIGHTS", "ApplyResult", "Interaction", "ProfileStore", "UserProfile",
     "event_weights", "interactions_from_ratings",
     "Filters", "Recommendations", "Recommender",
-    "ALSConfig", "ALSRecommender", "BPRConfig", "BPRRecommender", "PopularityRecommender",
+    "ALSConfig", "ALSTrainingConfig", "ALSRecommender", "BPRConfig", "BPRTrainingConfig", "BPRRecommender",
+    "PopularityRecommender",
     "RECOMMENDERS", "load_recommender",
     "Catalogue", "ItemFeatures", "UserTable", "chronological_split", "load_item_features",
-    "EngineConfig", "RankingEngine",
+    "EngineConfig", "EngineTrainingConfig", "RankingEngine",
 ]
 
 
 def __getattr__(name: str):
     # The engine pulls in torch/torchrec; importing recsys for profiles alone stays light.
-    if name in ("EngineConfig", "RankingEngine"):
+    if name in ("EngineConfig", "EngineTrainingConfig", "RankingEngine"):
         from recsys import engine
 
         return getattr(engine, name)

@@ -7,14 +7,15 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 import polars as pl
 
 from recsys.data import Catalogue, check_log
 from crossrec_core.errors import ModelLoadError
-from crossrec_core.persist import atomic_write_text, save_config
+from crossrec_core.persist import (CONFIG_NAME, TRAINING_CONFIG_NAME, atomic_write_text, load_arrays, load_config,
+                                   save_arrays, save_config, saved_kind)
 from recsys.profiles import ProfileStore, UserProfile, interactions_from_ratings
 
 __all__ = ["Recommendations", "Filters", "Recommender", "MAX_K", "POPULARITY", "ScoredItems"]
@@ -22,6 +23,11 @@ __all__ = ["Recommendations", "Filters", "Recommender", "MAX_K", "POPULARITY", "
 MAX_K = 1000  # larger k is clamped (and said so in the result's reason)
 POPULARITY = "popularity"
 PROFILES_FILE = "profiles.db"
+ARRAYS_FILE = "arrays.safetensors"
+CATALOGUE_FILE = "catalogue.json"
+LEGACY_ARRAYS = "arrays.npz"  # models saved before safetensors; still read
+C = TypeVar("C")
+T = TypeVar("T")
 # Catalogue rows (k,) -> per row: candidate sources, top feature group.
 Explainer = Callable[[np.ndarray], tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]]
 
@@ -94,8 +100,9 @@ class Recommender(ABC):
         """(B, N) scores over the catalogue for users with history; -inf marks non-candidates."""
 
     @abstractmethod
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write the fitted model (config.json + arrays) and a snapshot of the profile store."""
+    def save_pretrained(self, directory: str | os.PathLike, profiles: bool = True) -> None:
+        """Write the fitted model (config.json, training_config.json, arrays as safetensors) and,
+        with ``profiles``, a snapshot of the profile store."""
 
     @classmethod
     @abstractmethod
@@ -113,20 +120,52 @@ class Recommender(ABC):
             self.profiles.apply(interactions_from_ratings(log.slice(start, 20_000), source="log"))
         return log
 
-    def _save_common(self, directory: Path, config: object, kind: str, arrays: dict[str, np.ndarray]) -> None:
+    def _save_common(self, directory: Path, config: object, kind: str, arrays: dict[str, np.ndarray],
+                     training: object | None = None, profiles: bool = True) -> None:
+        """The model's own files: ``config.json`` (what it is), ``training_config.json`` (how it was
+        trained), its arrays (safetensors) and catalogue; with ``profiles``, a profile snapshot
+        (a composite saves the one store its children share once, itself)."""
         cat = self.catalogue
         save_config(config, directory, kind)
-        np.savez(directory / "arrays.npz", item_ids=cat.item_ids, genres=cat.genres, popularity=self.popularity, **arrays)
-        atomic_write_text(directory / "catalogue.json", json.dumps({"genre_names": cat.genre_names, "titles": cat.titles}))
-        self.profiles.backup(directory / PROFILES_FILE)
+        if training is not None:
+            save_config(training, directory, f"{kind}.training", TRAINING_CONFIG_NAME)
+        save_arrays(directory / ARRAYS_FILE, {"item_ids": cat.item_ids, "genres": cat.genres,
+                                              "popularity": self.popularity, **arrays})
+        atomic_write_text(directory / CATALOGUE_FILE, json.dumps({"genre_names": cat.genre_names, "titles": cat.titles}))
+        if profiles:
+            self.profiles.backup(directory / PROFILES_FILE)
+
+    @staticmethod
+    def _load_configs(directory: str | os.PathLike, kind: str, config_cls: type[C], training_cls: type[T]) -> tuple[C, T]:
+        """(architecture, training) configs saved by ``_save_common``. A model saved before the two
+        were apart has one ``config.json`` with both: its fields are split between the classes."""
+        if (Path(directory) / TRAINING_CONFIG_NAME).is_file():
+            return (load_config(config_cls, directory, kind),
+                    load_config(training_cls, directory, f"{kind}.training", name=TRAINING_CONFIG_NAME))
+        if saved_kind(directory) != kind:  # also says when there is no readable config.json
+            raise ModelLoadError(f"{directory!s} holds a {saved_kind(directory)!r}, not a {kind!r}")
+        payload = json.loads((Path(directory) / CONFIG_NAME).read_text("utf-8"))
+        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in payload.get("config", {}).items()}
+        names = [{f.name for f in fields(c)} for c in (config_cls, training_cls)]
+        unknown = sorted(set(raw) - names[0] - names[1])
+        if unknown:
+            raise ModelLoadError(f"{directory}: unknown config fields {unknown}; retrain it (crossrec rank train)")
+        return (config_cls(**{k: v for k, v in raw.items() if k in names[0]}),
+                training_cls(**{k: v for k, v in raw.items() if k in names[1]}))
 
     @staticmethod
     def _load_common(directory: str | os.PathLike, profiles: ProfileStore | None):
         """(catalogue, profiles, arrays) from a directory written by ``_save_common``."""
         directory = Path(directory)
+        if (directory / ARRAYS_FILE).is_file():
+            arrays = load_arrays(directory / ARRAYS_FILE)
+        else:  # saved before arrays were safetensors
+            try:
+                arrays = dict(np.load(directory / LEGACY_ARRAYS, allow_pickle=False))
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"{directory}: no readable {ARRAYS_FILE} ({exc}); retrain it (crossrec rank train)") from exc
         try:
-            arrays = dict(np.load(directory / "arrays.npz"))
-            meta = json.loads((directory / "catalogue.json").read_text("utf-8"))
+            meta = json.loads((directory / CATALOGUE_FILE).read_text("utf-8"))
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{directory}: cannot read the saved recommender ({exc})") from exc
         catalogue = Catalogue(arrays.pop("item_ids"), arrays.pop("genres"), tuple(meta["genre_names"]), tuple(meta["titles"]))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from crossrec_core.persist import atomic_write_text
-from recsys.engine import EngineConfig, RankingEngine
+from recsys.engine import EngineConfig, EngineTrainingConfig, RankingEngine
 from recsys.profiles import ProfileStore
 
 __all__ = ["BenchConfig", "BenchReport", "benchmark_ranking"]
@@ -63,7 +63,7 @@ def benchmark_ranking(config: BenchConfig = BenchConfig(), embedder: Any = None,
     else:
         data = load_rank_inputs(config.dataset, config.data_dir, embedder=embedder, embedder_dir=config.embedder_dir)
         engine = RankingEngine(data.catalogue, data.users, data.features, ProfileStore(None),
-                               EngineConfig(epochs=config.epochs, multimodal=data.features is not None))
+                               EngineConfig(multimodal=data.features is not None), EngineTrainingConfig(epochs=config.epochs))
         engine.fit(data.log, progress=progress)
     users = engine.profiles.users()
     rng = np.random.default_rng(config.seed)

@@ -22,7 +22,9 @@ from crossrec_core.persist import atomic_directory, load_config
 
 __all__ = [
     "ALSConfig",
+    "ALSTrainingConfig",
     "BPRConfig",
+    "BPRTrainingConfig",
     "PopularityRecommender",
     "ALSRecommender",
     "BPRRecommender",
@@ -60,9 +62,9 @@ class PopularityRecommender(Recommender):
     def score_users(self, profiles: Sequence[UserProfile]) -> np.ndarray:
         return np.tile(self.popularity, (len(profiles), 1))
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, profiles: bool = True) -> None:
         with atomic_directory(directory) as tmp:
-            self._save_common(tmp, _Empty(), "recsys.popularity", {})
+            self._save_common(tmp, _Empty(), "recsys.popularity", {}, profiles=profiles)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, profiles: ProfileStore | None = None) -> "PopularityRecommender":
@@ -80,9 +82,15 @@ class _Empty:
 
 @dataclass(frozen=True)
 class ALSConfig:
+    """What a fitted ALS model is: serving solves each user's factor with these too."""
+
     factors: int = 64
     regularization: float = 0.05
     alpha: float = 10.0  # confidence of an observed interaction: 1 + alpha
+
+
+@dataclass(frozen=True)
+class ALSTrainingConfig:
     iterations: int = 15
     seed: int = 0
 
@@ -90,6 +98,10 @@ class ALSConfig:
 @dataclass(frozen=True)
 class BPRConfig:
     factors: int = 64
+
+
+@dataclass(frozen=True)
+class BPRTrainingConfig:
     learning_rate: float = 0.05
     regularization: float = 0.01
     iterations: int = 100
@@ -101,9 +113,11 @@ class ALSRecommender(Recommender):
 
     name = "als"
 
-    def __init__(self, catalogue: Catalogue, profiles: ProfileStore | None = None, config: ALSConfig = ALSConfig()) -> None:
+    def __init__(self, catalogue: Catalogue, profiles: ProfileStore | None = None, config: ALSConfig = ALSConfig(),
+                 training: ALSTrainingConfig = ALSTrainingConfig()) -> None:
         super().__init__(catalogue, profiles)
         self.config = config
+        self.training = training
         self._model = None
 
     def _new_model(self, num_threads: int):
@@ -111,10 +125,10 @@ class ALSRecommender(Recommender):
 
         from threadpoolctl import threadpool_limits
 
-        c = self.config
+        c, t = self.config, self.training
         with threadpool_limits(1, "blas"):  # see fit(); implicit checks the BLAS threads here
             return AlternatingLeastSquares(factors=c.factors, regularization=c.regularization, alpha=c.alpha,
-                                           iterations=c.iterations, random_state=c.seed, num_threads=num_threads)
+                                           iterations=t.iterations, random_state=t.seed, num_threads=num_threads)
 
     def fit(self, log: pl.DataFrame) -> "ALSRecommender":
         log = self._fit_common(log)
@@ -152,15 +166,15 @@ class ALSRecommender(Recommender):
     def score_users(self, profiles: Sequence[UserProfile]) -> np.ndarray:
         return self.user_factors(profiles) @ self.item_factors.T
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, profiles: bool = True) -> None:
         with atomic_directory(directory) as tmp:
-            self._save_common(tmp, self.config, "recsys.als", {"item_factors": self.item_factors})
+            self._save_common(tmp, self.config, "recsys.als", {"item_factors": self.item_factors}, self.training, profiles)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, profiles: ProfileStore | None = None) -> "ALSRecommender":
-        config = load_config(ALSConfig, directory, "recsys.als")
+        config, training = cls._load_configs(directory, "recsys.als", ALSConfig, ALSTrainingConfig)
         catalogue, profiles, arrays = cls._load_common(directory, profiles)
-        rec = cls(catalogue, profiles, config)
+        rec = cls(catalogue, profiles, config, training)
         rec.popularity = arrays["popularity"]
         rec.set_item_factors(arrays["item_factors"])
         return rec
@@ -171,9 +185,11 @@ class BPRRecommender(Recommender):
 
     name = "bpr"
 
-    def __init__(self, catalogue: Catalogue, profiles: ProfileStore | None = None, config: BPRConfig = BPRConfig()) -> None:
+    def __init__(self, catalogue: Catalogue, profiles: ProfileStore | None = None, config: BPRConfig = BPRConfig(),
+                 training: BPRTrainingConfig = BPRTrainingConfig()) -> None:
         super().__init__(catalogue, profiles)
         self.config = config
+        self.training = training
         self.item_factors: np.ndarray | None = None  # (N, F + 1), the last column is the item bias
         self._user_factors: dict[int, np.ndarray] = {}
 
@@ -184,13 +200,19 @@ class BPRRecommender(Recommender):
         rows = _user_rows(log)
         user_items = user_item_matrix(log, rows, self.catalogue)
         user_items.data[:] = 1.0
-        c = self.config
-        model = BayesianPersonalizedRanking(factors=c.factors, learning_rate=c.learning_rate, regularization=c.regularization,
-                                            iterations=c.iterations, random_state=c.seed, num_threads=0)
+        t = self.training
+        model = BayesianPersonalizedRanking(factors=self.config.factors, learning_rate=t.learning_rate,
+                                            regularization=t.regularization, iterations=t.iterations,
+                                            random_state=t.seed, num_threads=0)
         model.fit(user_items, show_progress=False)
-        self.item_factors = np.asarray(model.item_factors)
-        self._user_factors = {u: np.asarray(model.user_factors[r]) for u, r in rows.items()}
+        users = np.array(list(rows), np.int64)
+        self.set_factors(np.asarray(model.item_factors), users, np.asarray(model.user_factors)[[rows[u] for u in users]])
         return self
+
+    def set_factors(self, item_factors: np.ndarray, user_ids: np.ndarray, user_factors: np.ndarray) -> None:
+        """Serve with these (N, F + 1) item factors and the (U, F + 1) factors of fitted users ``user_ids`` (U,)."""
+        self.item_factors = np.asarray(item_factors)
+        self._user_factors = {int(u): f for u, f in zip(user_ids, np.asarray(user_factors))}
 
     def user_factors(self, profiles: Sequence[UserProfile]) -> np.ndarray:
         """(B, F + 1): the fitted factor, else the mean factor of the consumed items (bias weight 1)."""
@@ -210,21 +232,24 @@ class BPRRecommender(Recommender):
     def score_users(self, profiles: Sequence[UserProfile]) -> np.ndarray:
         return self.user_factors(profiles) @ self.item_factors.T
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def save_pretrained(self, directory: str | os.PathLike, profiles: bool = True) -> None:
+        if self.item_factors is None:
+            raise RuntimeError("BPRRecommender is not fitted: nothing to save")
         users = np.array(sorted(self._user_factors), np.int64)
-        factors = np.stack([self._user_factors[u] for u in users]) if len(users) else np.zeros((0, 1), np.float32)
+        factors = (np.stack([self._user_factors[u] for u in users]) if len(users)
+                   else np.zeros((0, self.item_factors.shape[1]), np.float32))
         with atomic_directory(directory) as tmp:
             self._save_common(tmp, self.config, "recsys.bpr",
-                              {"item_factors": self.item_factors, "user_ids": users, "user_factors": factors})
+                              {"item_factors": self.item_factors, "user_ids": users, "user_factors": factors},
+                              self.training, profiles)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, profiles: ProfileStore | None = None) -> "BPRRecommender":
-        config = load_config(BPRConfig, directory, "recsys.bpr")
+        config, training = cls._load_configs(directory, "recsys.bpr", BPRConfig, BPRTrainingConfig)
         catalogue, profiles, arrays = cls._load_common(directory, profiles)
-        rec = cls(catalogue, profiles, config)
+        rec = cls(catalogue, profiles, config, training)
         rec.popularity = arrays["popularity"]
-        rec.item_factors = arrays["item_factors"]
-        rec._user_factors = {int(u): f for u, f in zip(arrays["user_ids"], arrays["user_factors"])}
+        rec.set_factors(arrays["item_factors"], arrays["user_ids"], arrays["user_factors"])
         return rec
 
 

@@ -24,8 +24,6 @@ __all__ = [
     "LOG_COLUMNS",
     "chronological_split",
     "user_item_matrix",
-    "catalogue_from_movielens",
-    "users_from_movielens",
     "catalogue_from_dataset",
     "users_from_dataset",
     "log_from_dataset",
@@ -150,30 +148,11 @@ def user_item_matrix(log: pl.DataFrame, user_rows: dict[int, int], catalogue: Ca
     return mat
 
 
-def catalogue_from_movielens(ml: Any) -> Catalogue:
-    from crossrec_datasets import GENRES
-
-    items = ml.items
-    return Catalogue(
-        item_ids=items["item_id"].to_numpy().astype(np.int64),
-        genres=items.select(GENRES).to_numpy().astype(bool),
-        genre_names=tuple(GENRES),
-        titles=tuple(items["title"].to_list()),
-    )
-
-
-def users_from_movielens(ml: Any) -> UserTable:
-    users = ml.users
-    demo = {
-        int(r["user_id"]): {"age": int(r["age"]), "sex": r["sex"], "occupation": r["occupation"]}
-        for r in users.iter_rows(named=True)
-    }
-    return UserTable(demographics=demo, occupations=tuple(sorted(users["occupation"].unique().to_list())))
-
-
-def catalogue_from_dataset(ds: Any, items: Any) -> Catalogue:
-    """The catalogue of a ``crossrec_datasets.Dataset`` with int64 ids from ``items`` (its IdMap);
-    genres are the data set's multi-hot ``genre_columns``, else one flag per category."""
+def catalogue_from_dataset(ds: Any, items: Any = None) -> Catalogue:
+    """The catalogue of a ``crossrec_datasets.Dataset`` (``open_dataset("ml100k")`` or a folder)
+    with int64 ids from ``items`` (default: its own IdMap); genres are the data set's multi-hot
+    ``genre_columns``, else one flag per category."""
+    items = ds.items if items is None else items
     cat = ds.catalogue().with_columns(items.to_internal("item_id").alias("_id")).collect()
     if ds.genre_columns:
         names = tuple(ds.genre_columns)
@@ -186,8 +165,10 @@ def catalogue_from_dataset(ds: Any, items: Any) -> Catalogue:
                      titles=tuple(cat["title"].fill_null("").to_list()))
 
 
-def users_from_dataset(ds: Any, users: Any) -> UserTable:
-    """Demographics (``age``, ``sex``, ``occupation`` where the users table has them) by int64 user id."""
+def users_from_dataset(ds: Any, users: Any = None) -> UserTable:
+    """Demographics (``age``, ``sex``, ``occupation`` where the users table has them) by int64 user
+    id (``users``: default the data set's own IdMap)."""
+    users = ds.users_map if users is None else users
     frame = ds.users()
     if frame is None:
         return UserTable({}, ())

@@ -13,6 +13,7 @@ them for candidates, ranker features and the batched feature-group explanation.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +24,8 @@ import polars as pl
 import torch
 
 from recsys.base import POPULARITY, Recommender
-from recsys.candidates import ALSConfig, ALSRecommender, AnnCandidates, BPRConfig, BPRRecommender
+from recsys.candidates import (ALSConfig, ALSRecommender, ALSTrainingConfig, AnnCandidates, BPRConfig, BPRRecommender,
+                               BPRTrainingConfig)
 from recsys.data import Catalogue, ItemFeatures, ItemTrend, UserTable, chronological_split
 from recsys.profiles import ProfileStore, UserProfile
 from recsys.ranker import (
@@ -37,20 +39,57 @@ from recsys.ranker import (
     train_ranker,
 )
 from crossrec_core.errors import EmbeddingDimensionError, ModelLoadError
-from crossrec_core.persist import atomic_directory, load_config
+from crossrec_core.persist import atomic_directory, atomic_write_text, saved_kind
 
-__all__ = ["EngineConfig", "RankingEngine"]
+__all__ = ["EngineConfig", "EngineTrainingConfig", "RankingEngine"]
 
 _KIND = "recsys.engine"
+MODULES_FILE = "modules.json"  # the children: [{"name", "path", "kind"}], as sentence-transformers lists its modules
+ENGINE_FILE = "engine.json"  # the engine's own non-array state: occupations, item-feature fingerprint
 
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """What a trained engine is: its features, candidates and model sizes (saved as ``config.json``)."""
+
     multimodal: bool = True  # use the aligned image/text item embeddings and the profile vector
     # Multimodal vectors given to the ranker besides the profile-item cosines: "product" (profile
     # x fused item, D), "raw" (fused, image, text item vectors and the profile, 4D) or "none".
     mm_vectors: str = "none"
     n_per_source: int = 100  # candidates taken from each source before ranking
+    embedding_dim: int = 16
+    id_embeddings: bool = True  # per-user and per-item embeddings (False: one shared row each)
+    # Cold items (validation, 4 runs each: cold_groups 4 made the multimodal gain on cold items
+    # positive every time; id dropout and the shared row for cold items did not help consistently).
+    cold_count: int = 5  # items with fewer interactions than this in the fitted log are cold
+    cold_id_row: bool = False  # cold items score with the unknown-item row: their own rows barely train
+    n_models: int = 3  # rankers trained with seeds seed, seed + 1, ...; their logits are averaged (validation:
+    # 3 lifted NDCG@10 over ALS from 1.19x to 1.26x; 5 did no better)
+    trend_days: float = 30.0  # window of the item-trend feature
+    als_factors: int = 64
+    als_regularization: float = 0.05
+    als_alpha: float = 10.0
+    bpr_factors: int = 64
+
+    def __post_init__(self) -> None:
+        if self.mm_vectors not in MM_VECTORS:
+            raise ValueError(f"mm_vectors={self.mm_vectors!r}: allowed {MM_VECTORS}")
+        if self.n_per_source < 1:
+            raise ValueError(f"n_per_source={self.n_per_source}: must be >= 1")
+        if self.cold_count < 0 or self.n_models < 1:
+            raise ValueError(f"cold_count={self.cold_count}, n_models={self.n_models}: need cold_count >= 0, n_models >= 1")
+
+    def als(self) -> ALSConfig:
+        return ALSConfig(self.als_factors, self.als_regularization, self.als_alpha)
+
+    def bpr(self) -> BPRConfig:
+        return BPRConfig(self.bpr_factors)
+
+
+@dataclass(frozen=True)
+class EngineTrainingConfig:
+    """How the engine is trained (saved as ``training_config.json``, not needed to serve it)."""
+
     label_fraction: float = 0.2  # last share of each user's log used as ranker labels
     negatives: int = 15  # per positive, drawn from the user's candidates (what serving ranks)
     random_negatives: float = 1 / 3  # share of the negatives drawn from all unseen items instead (tuned on validation)
@@ -61,45 +100,29 @@ class EngineConfig:
     batch_size: int = 2048  # rows per step
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    embedding_dim: int = 16
-    id_embeddings: bool = True  # per-user and per-item embeddings (False: one shared row each)
-    # Cold items (validation, 4 runs each: cold_groups 4 made the multimodal gain on cold items
-    # positive every time; id dropout and the shared row for cold items did not help consistently).
     item_id_dropout: float = 0.0  # share of training rows scored with the unknown-item row (DropoutNet)
-    cold_count: int = 5  # items with fewer interactions than this in the fitted log are cold
-    cold_id_row: bool = False  # cold items score with the unknown-item row: their own rows barely train
     cold_groups: int = 4  # extra training groups per cold positive, with negatives drawn from unseen cold items
-    n_models: int = 3  # rankers trained with seeds seed, seed + 1, ...; their logits are averaged (validation:
-    # 3 lifted NDCG@10 over ALS from 1.19x to 1.26x; 5 did no better)
-    trend_days: float = 30.0  # window of the item-trend feature
-    als_factors: int = 64
-    als_regularization: float = 0.05
-    als_alpha: float = 10.0
     als_iterations: int = 15
-    bpr_factors: int = 64
     bpr_iterations: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r}: allowed {LOSSES}")
-        if self.mm_vectors not in MM_VECTORS:
-            raise ValueError(f"mm_vectors={self.mm_vectors!r}: allowed {MM_VECTORS}")
         if not 0.0 <= self.random_negatives <= 1.0:
             raise ValueError(f"random_negatives={self.random_negatives}: must be a share in [0, 1]")
-        if self.n_per_source < 1 or self.negatives < 1:
-            raise ValueError(f"n_per_source={self.n_per_source}, negatives={self.negatives}: both must be >= 1")
+        if self.negatives < 1:
+            raise ValueError(f"negatives={self.negatives}: must be >= 1")
         if not 0.0 <= self.item_id_dropout < 1.0:
             raise ValueError(f"item_id_dropout={self.item_id_dropout}: must be a share in [0, 1)")
-        if self.cold_count < 0 or self.cold_groups < 0 or self.n_models < 1:
-            raise ValueError(f"cold_count={self.cold_count}, cold_groups={self.cold_groups}, n_models={self.n_models}: "
-                             "need cold_count >= 0, cold_groups >= 0, n_models >= 1")
+        if self.cold_groups < 0:
+            raise ValueError(f"cold_groups={self.cold_groups}: must be >= 0")
 
-    def als(self) -> ALSConfig:
-        return ALSConfig(self.als_factors, self.als_regularization, self.als_alpha, self.als_iterations, self.seed)
+    def als(self) -> ALSTrainingConfig:
+        return ALSTrainingConfig(self.als_iterations, self.seed)
 
-    def bpr(self) -> BPRConfig:
-        return BPRConfig(factors=self.bpr_factors, iterations=self.bpr_iterations, seed=self.seed)
+    def bpr(self) -> BPRTrainingConfig:
+        return BPRTrainingConfig(iterations=self.bpr_iterations, seed=self.seed)
 
 
 LOSSES = ("softmax", "logistic")
@@ -111,9 +134,10 @@ SCORE_ROWS = 65_536  # ranker rows scored per chunk in batch scoring
 class _Stage:
     """Candidate models and the item trend fitted on one stretch of the log, sharing one profile store."""
 
-    def __init__(self, catalogue: Catalogue, profiles: ProfileStore, config: EngineConfig) -> None:
-        self.als = ALSRecommender(catalogue, profiles, config.als())
-        self.bpr = BPRRecommender(catalogue, profiles, config.bpr())
+    def __init__(self, catalogue: Catalogue, profiles: ProfileStore, config: EngineConfig,
+                 training: EngineTrainingConfig) -> None:
+        self.als = ALSRecommender(catalogue, profiles, config.als(), training.als())
+        self.bpr = BPRRecommender(catalogue, profiles, config.bpr(), training.bpr())
         self.trend: ItemTrend | None = None
         self._catalogue, self._trend_days = catalogue, config.trend_days
 
@@ -146,7 +170,8 @@ class RankingEngine(Recommender):
     name = "ranker"
 
     def __init__(self, catalogue: Catalogue, users: UserTable, item_features: ItemFeatures | None = None,
-                 profiles: ProfileStore | None = None, config: EngineConfig = EngineConfig()) -> None:
+                 profiles: ProfileStore | None = None, config: EngineConfig = EngineConfig(),
+                 training: EngineTrainingConfig = EngineTrainingConfig()) -> None:
         super().__init__(catalogue, profiles)
         if config.multimodal:
             if item_features is None:
@@ -156,7 +181,8 @@ class RankingEngine(Recommender):
         self.users = users
         self.item_features = item_features if config.multimodal else None
         self.config = config
-        self.stage = _Stage(catalogue, self.profiles, config)
+        self.training = training
+        self.stage = _Stage(catalogue, self.profiles, config, training)
         self.user_rows: dict[int, int] = {}
         self.ranker: RankerEnsemble | None = None
         self.train_stats: TrainStats | None = None
@@ -278,7 +304,7 @@ class RankingEngine(Recommender):
     # -- training --------------------------------------------------------------------------
 
     def fit(self, log: pl.DataFrame, progress: bool = True) -> "RankingEngine":
-        c = self.config
+        c = self.training
         known = [u for u in self.users.demographics]
         self.profiles.set_demographics_many({u: self.users.demographics[u] for u in known})
         # Stage A: candidate models and profiles from the earlier part of each user's log.
@@ -286,10 +312,10 @@ class RankingEngine(Recommender):
         early_store = ProfileStore(None, half_life_days=self.profiles.half_life_days)
         self._prepare_store(early_store)
         early_store.set_demographics_many({u: self.users.demographics[u] for u in known})
-        early = _Stage(self.catalogue, early_store, c).fit(cut.train)
+        early = _Stage(self.catalogue, early_store, self.config, c).fit(cut.train)
         self.user_rows = {int(u): r + 1 for r, u in enumerate(sorted(log["user_id"].unique().to_list()))}
         examples, labels = self._examples(early, cut.val)
-        self.ranker = RankerEnsemble(self._ranker_config(), c.n_models)
+        self.ranker = RankerEnsemble(self._ranker_config(), self.config.n_models)
         stats = [train_ranker(member, examples, labels, group_size=1 + c.negatives if c.loss == "softmax" else 1,
                               epochs=c.epochs, held_out=c.held_out, batch_size=c.batch_size, lr=c.lr,
                               weight_decay=c.weight_decay, item_id_dropout=c.item_id_dropout, seed=c.seed + i,
@@ -327,7 +353,7 @@ class RankingEngine(Recommender):
     def _examples(self, stage: _Stage, labels_log: pl.DataFrame) -> tuple[RankerBatch, np.ndarray]:
         """Groups of 1 + ``negatives`` rows per label event: the positive, then negatives drawn from
         the user's candidates (random unseen items when the candidates run out)."""
-        c = self.config
+        c = self.training
         rng = np.random.default_rng(c.seed)
         users = [u for u in sorted(labels_log["user_id"].unique().to_list()) if stage.als.profiles.get(u) is not None]
         profiles = [stage.als.profiles.get(u) for u in users]
@@ -419,64 +445,72 @@ class RankingEngine(Recommender):
 
     # -- persistence -----------------------------------------------------------------------
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        from safetensors.torch import save_file
-
+    def save_pretrained(self, directory: str | os.PathLike, profiles: bool = True) -> None:
+        """The engine's own config, arrays and catalogue, one folder per child (``als``, ``bpr``,
+        ``ranker``: each saved by itself and loadable alone) listed in ``modules.json``, and one
+        snapshot of the profile store the children share."""
         if self.ranker is None:
             raise RuntimeError("RankingEngine is not fitted: nothing to save")
         f = self.item_features
-        arrays = {
-            "als_item_factors": self.stage.als.item_factors,
-            "bpr_item_factors": self.stage.bpr.item_factors,
-            "bpr_user_ids": np.array(sorted(self.stage.bpr._user_factors), np.int64),
-            "bpr_user_factors": np.stack([self.stage.bpr._user_factors[u] for u in sorted(self.stage.bpr._user_factors)]),
-            "user_ids": np.array(sorted(self.user_rows), np.int64),
-            "occupations": np.array(self.users.occupations),
-            "trend_start": np.array(self.stage.trend.start),
-            "trend_cumulative": self.stage.trend.cumulative,
-        }
+        arrays = {"user_ids": np.array(sorted(self.user_rows), np.int64), "trend_start": np.array([self.stage.trend.start]),
+                  "trend_cumulative": self.stage.trend.cumulative}
         if f is not None:
-            arrays.update(mm_image=f.image, mm_text=f.text, mm_fused=f.fused, mm_image_ok=f.image_ok,
-                          mm_fingerprint=np.array(f.fingerprint))
+            arrays.update(mm_image=f.image, mm_text=f.text, mm_fused=f.fused, mm_image_ok=f.image_ok)
+        extra = {"occupations": list(self.users.occupations), "mm_fingerprint": None if f is None else f.fingerprint}
+        children = {"als": self.stage.als, "bpr": self.stage.bpr, "ranker": self.ranker}
         with atomic_directory(directory) as tmp:
-            self._save_common(tmp, self.config, _KIND, arrays)
-            save_file({k: v.contiguous() for k, v in self.ranker.state_dict().items()}, str(tmp / "ranker.safetensors"))
+            self._save_common(tmp, self.config, _KIND, arrays, self.training, profiles)
+            atomic_write_text(tmp / ENGINE_FILE, json.dumps(extra))
+            for name, child in children.items():
+                child.save_pretrained(tmp / name, **({} if name == "ranker" else {"profiles": False}))
+            atomic_write_text(tmp / MODULES_FILE, json.dumps(
+                [{"name": name, "path": name, "kind": saved_kind(tmp / name)} for name in children], indent=2))
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, profiles: ProfileStore | None = None,
                         users: UserTable | None = None) -> "RankingEngine":
-        """Load a saved engine; ``users`` adds demographics of users not known at training time."""
-        from safetensors.torch import load_file
-
-        config = load_config(EngineConfig, directory, _KIND)
+        """Load a saved engine; ``users`` adds demographics of users not known at training time.
+        Engines saved before the children had their own folders load too."""
+        directory = Path(directory)
+        config, training = cls._load_configs(directory, _KIND, EngineConfig, EngineTrainingConfig)
         catalogue, profiles, a = cls._load_common(directory, profiles)
-        missing = sorted({"als_item_factors", "bpr_item_factors", "occupations", "trend_start", "trend_cumulative"} - set(a))
-        if missing:
-            raise ModelLoadError(f"{directory}: the saved engine lacks {missing} (saved by an older version?): retrain it")
-        occupations = tuple(str(o) for o in a["occupations"])
+        legacy = not (directory / MODULES_FILE).is_file()
+        if legacy:
+            missing = sorted({"als_item_factors", "bpr_item_factors", "occupations", "trend_start"} - set(a))
+            if missing:
+                raise ModelLoadError(f"{directory}: the saved engine lacks {missing} (saved by an older version?): retrain it")
+            extra = {"occupations": [str(o) for o in a["occupations"]],
+                     "mm_fingerprint": str(a["mm_fingerprint"]) if config.multimodal else None}
+        else:
+            extra = json.loads((directory / ENGINE_FILE).read_text("utf-8"))
+        occupations = tuple(extra["occupations"])
         users = users or UserTable({}, occupations)
         if users.occupations != occupations:
             raise ModelLoadError(f"{directory}: saved occupations {occupations} differ from the given user table's")
         feats = None
         if config.multimodal:
             feats = ItemFeatures(catalogue.item_ids, a["mm_image"], a["mm_text"], a["mm_fused"], a["mm_image_ok"],
-                                 str(a["mm_fingerprint"]))
-        eng = cls(catalogue, users, feats, profiles, config)
+                                 extra["mm_fingerprint"])
+        eng = cls(catalogue, users, feats, profiles, config, training)
         eng.popularity = a["popularity"]
-        eng.stage.als.popularity = eng.stage.bpr.popularity = a["popularity"]
-        eng.stage.als.set_item_factors(a["als_item_factors"])
-        eng.stage.trend = ItemTrend(float(a["trend_start"]), a["trend_cumulative"], config.trend_days)
-        eng.stage.bpr.item_factors = a["bpr_item_factors"]
-        eng.stage.bpr._user_factors = {int(u): f for u, f in zip(a["bpr_user_ids"], a["bpr_user_factors"])}
+        eng.stage.trend = ItemTrend(a["trend_start"].item(), a["trend_cumulative"], config.trend_days)
         eng.user_rows = {int(u): r + 1 for r, u in enumerate(a["user_ids"])}
-        eng.ranker = RankerEnsemble(eng._ranker_config(), config.n_models)
-        state = load_file(str(Path(directory) / "ranker.safetensors"))
-        if not any(k.startswith("members.") for k in state):
-            raise ModelLoadError(f"{directory}: the ranker weights are of one model, not an ensemble (saved by an older "
-                                 "version): retrain it")
-        try:
-            eng.ranker.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ModelLoadError(f"{directory}: ranker weights do not fit the saved feature sizes ({exc})") from exc
+        if legacy:  # one arrays file held every child's arrays
+            eng.stage.als.popularity = eng.stage.bpr.popularity = a["popularity"]
+            eng.stage.als.set_item_factors(a["als_item_factors"])
+            eng.stage.bpr.set_factors(a["bpr_item_factors"], a["bpr_user_ids"], a["bpr_user_factors"])
+            eng.ranker = RankerEnsemble.from_state(eng._ranker_config(), directory / "ranker.safetensors")
+        else:
+            eng.stage.als = ALSRecommender.from_pretrained(directory / "als", profiles=eng.profiles)
+            eng.stage.bpr = BPRRecommender.from_pretrained(directory / "bpr", profiles=eng.profiles)
+            for child in (eng.stage.als, eng.stage.bpr):
+                if not np.array_equal(child.catalogue.item_ids, catalogue.item_ids):
+                    raise ModelLoadError(f"{directory}: the {child.name} child's catalogue differs from the engine's")
+            eng.ranker = RankerEnsemble.from_pretrained(directory / "ranker")
+            if eng.ranker.config != eng._ranker_config():
+                raise ModelLoadError(f"{directory}: the ranker's config {eng.ranker.config} does not fit the engine's "
+                                     f"features ({eng._ranker_config()})")
+        if len(eng.ranker.members) != config.n_models:
+            raise ModelLoadError(f"{directory}: {len(eng.ranker.members)} saved rankers, config.n_models={config.n_models}")
         eng._ready()
         return eng

@@ -28,9 +28,9 @@ import polars as pl
 from scipy.stats import rankdata
 
 from recsys.base import Recommender
-from recsys.candidates import ALSConfig, ALSRecommender, BPRRecommender, PopularityRecommender
+from recsys.candidates import ALSConfig, ALSRecommender, ALSTrainingConfig, BPRRecommender, PopularityRecommender
 from recsys.data import Split, chronological_split
-from recsys.engine import EngineConfig, RankingEngine
+from recsys.engine import EngineConfig, EngineTrainingConfig, RankingEngine
 from recsys.profiles import ProfileStore, interactions_from_ratings
 
 __all__ = [
@@ -54,6 +54,7 @@ class EvalConfig:
     als_regularization: tuple[float, ...] = (0.01, 0.05, 0.3)
     als_iterations: int = 15
     engine: EngineConfig = EngineConfig()
+    training: EngineTrainingConfig = EngineTrainingConfig()
     embedder_dir: str | None = None  # aligned item embedder (None: the default one)
     seeds: int = 5  # independently seeded trainings of each ranker row, averaged per user
 
@@ -194,22 +195,25 @@ def evaluate_ranking(config: EvalConfig = EvalConfig(), embedder: Any = None, pr
     shared = ProfileStore(None)
     validation: dict[str, dict] = {}
     best_cfg, best = None, -1.0
-    grid = [ALSConfig(f, 0.05, a, config.als_iterations) for f, a in itertools.product(config.als_factors, config.als_alpha)]
+    als_training = ALSTrainingConfig(config.als_iterations)
+    grid = [ALSConfig(f, 0.05, a) for f, a in itertools.product(config.als_factors, config.als_alpha)]
     for cfg in _progress(grid, progress, "tune ALS (factors x alpha)"):
-        best_cfg, best = _try_als(cfg, catalogue, shared, split, users, val_rel, train_seen, validation, best_cfg, best)
+        best_cfg, best = _try_als(cfg, als_training, catalogue, shared, split, users, val_rel, train_seen, validation,
+                                  best_cfg, best)
     for reg in _progress([r for r in config.als_regularization if r != 0.05], progress, "tune ALS (regularization)"):
-        best_cfg, best = _try_als(replace(best_cfg, regularization=reg), catalogue, shared, split, users, val_rel,
-                                  train_seen, validation, best_cfg, best)
+        best_cfg, best = _try_als(replace(best_cfg, regularization=reg), als_training, catalogue, shared, split, users,
+                                  val_rel, train_seen, validation, best_cfg, best)
     timings["als_tuning_s"] = time.perf_counter() - t
     engine_cfg = replace(config.engine, als_factors=best_cfg.factors, als_alpha=best_cfg.alpha,
-                         als_regularization=best_cfg.regularization, als_iterations=best_cfg.iterations)
+                         als_regularization=best_cfg.regularization)
+    training = replace(config.training, als_iterations=als_training.iterations)
     baselines: dict[str, Recommender] = {
         "popularity": PopularityRecommender(catalogue, ProfileStore(None)),
-        "als": ALSRecommender(catalogue, ProfileStore(None), best_cfg),
-        "bpr": BPRRecommender(catalogue, ProfileStore(None), engine_cfg.bpr()),
+        "als": ALSRecommender(catalogue, ProfileStore(None), best_cfg, als_training),
+        "bpr": BPRRecommender(catalogue, ProfileStore(None), engine_cfg.bpr(), training.bpr()),
     }
     # Ranker seeds never overlap: each training is an ensemble of n_models consecutive seeds.
-    engine_seeds = [engine_cfg.seed + k * engine_cfg.n_models for k in range(config.seeds)]
+    engine_seeds = [training.seed + k * engine_cfg.n_models for k in range(config.seeds)]
     # without item features (a folder with no aligned model yet) the "ranker" row is the ranker without them
     ranker_cfgs = {"ranker_no_mm": (replace(engine_cfg, multimodal=False), None),
                    "ranker": (replace(engine_cfg, multimodal=feats is not None), feats)}
@@ -246,7 +250,7 @@ def evaluate_ranking(config: EvalConfig = EvalConfig(), embedder: Any = None, pr
             model = baselines[name]
         else:
             cfg, item_feats = ranker_cfgs[name]
-            model = RankingEngine(catalogue, users_table, item_feats, ProfileStore(None), replace(cfg, seed=seed))
+            model = RankingEngine(catalogue, users_table, item_feats, ProfileStore(None), cfg, replace(training, seed=seed))
         runs.setdefault(name, []).append(run(model))
         timings[f"{name}_s"] = timings.get(f"{name}_s", 0.0) + time.perf_counter() - t
         if isinstance(model, RankingEngine):
@@ -268,7 +272,7 @@ def evaluate_ranking(config: EvalConfig = EvalConfig(), embedder: Any = None, pr
     }
     results["validation"] = validation
     results["als_best"] = {"factors": best_cfg.factors, "alpha": best_cfg.alpha,
-                           "regularization": best_cfg.regularization, "iterations": best_cfg.iterations}
+                           "regularization": best_cfg.regularization, "iterations": als_training.iterations}
     results["protocol"] = {"dataset": data.dataset.name, "positives": data.dataset.positives.model_dump(),
                            "split": "per-user chronological 80/10/10", "test_users": len(users),
                            "cold_threshold": COLD_THRESHOLD, "n_cold_items": int(len(cold_items)),
@@ -295,8 +299,8 @@ def evaluate_ranking(config: EvalConfig = EvalConfig(), embedder: Any = None, pr
     return _write(results, Path(config.out_dir))
 
 
-def _try_als(cfg, catalogue, shared, split: Split, users, val_rel, train_seen, validation, best_cfg, best):
-    model = ALSRecommender(catalogue, shared, cfg).fit(split.train)
+def _try_als(cfg, training, catalogue, shared, split: Split, users, val_rel, train_seen, validation, best_cfg, best):
+    model = ALSRecommender(catalogue, shared, cfg, training).fit(split.train)
     m = ranking_metrics(_score(model, users), val_rel, train_seen)
     validation[f"als f={cfg.factors} a={cfg.alpha} r={cfg.regularization}"] = m
     return (cfg, m["ndcg@10"]) if m["ndcg@10"] > best else (best_cfg, best)

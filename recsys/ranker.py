@@ -33,6 +33,8 @@ __all__ = [
     "SMALL_BATCH",
 ]
 
+_KIND = "recsys.ranker"
+WEIGHTS_FILE = "model.safetensors"
 SPARSE_KEYS = ("user_id", "item_id", "genre", "age_bucket", "sex", "occupation")
 BASE_DENSE = ("als", "als_z", "bpr_z", "recent", "popularity", "trend", "genre_affinity", "history_size")
 MM_DENSE = ("cos_fused", "cos_image", "cos_text", "image_ok")
@@ -190,6 +192,44 @@ class RankerEnsemble(nn.Module):
 
     def group_mask(self, group: str) -> torch.Tensor:
         return self.members[0].group_mask(group)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """``config.json`` (``RankerConfig``) and the members' weights (``model.safetensors``)."""
+        from safetensors.torch import save_file
+
+        from crossrec_core.persist import atomic_directory, save_config
+
+        with atomic_directory(directory) as tmp:
+            save_config(self.config, tmp, _KIND)
+            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp / WEIGHTS_FILE))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "RankerEnsemble":
+        from crossrec_core.persist import load_config
+
+        return cls.from_state(load_config(RankerConfig, directory, _KIND), os.path.join(directory, WEIGHTS_FILE))
+
+    @classmethod
+    def from_state(cls, config: RankerConfig, weights: str | os.PathLike) -> "RankerEnsemble":
+        """An ensemble of as many members as the safetensors file ``weights`` holds, in eval mode."""
+        from safetensors.torch import load_file
+
+        from crossrec_core.errors import ModelLoadError
+
+        try:
+            state = load_file(str(weights))
+        except Exception as exc:  # safetensors raises its own error types for a missing or damaged file
+            raise ModelLoadError(f"{weights}: cannot read the ranker weights ({exc})") from exc
+        members = {int(k.split(".")[1]) for k in state if k.startswith("members.")}
+        if not members:
+            raise ModelLoadError(f"{weights}: the ranker weights are of one model, not an ensemble (saved by an older "
+                                 "version): retrain it (crossrec rank train)")
+        ensemble = cls(config, max(members) + 1)
+        try:
+            ensemble.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"{weights}: ranker weights do not fit the saved feature sizes ({exc})") from exc
+        return ensemble.eval()
 
 
 # Below this many rows a forward pass is too small to gain from intra-op threads, and on a busy

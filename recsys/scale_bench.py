@@ -113,7 +113,7 @@ class _Stage:
 def _one_size(n: int, config: ScaleConfig, progress: bool) -> ScaleRow:
     from crossrec_datasets.synthetic import make_shop
     from recsys.data import chronological_split
-    from recsys.engine import EngineConfig, RankingEngine
+    from recsys.engine import EngineConfig, EngineTrainingConfig, RankingEngine
     from recsys.evaluate import _rows_per_user, per_user_metrics
     from recsys.profiles import ProfileStore, interactions_from_ratings
     from recsys.training import load_rank_inputs
@@ -127,8 +127,9 @@ def _one_size(n: int, config: ScaleConfig, progress: bool) -> ScaleRow:
     with _Stage(costs, "load"):
         data = load_rank_inputs(str(folder), multimodal=False)
         split = chronological_split(data.log)
-    engine_cfg = EngineConfig(multimodal=False, n_models=1, epochs=config.epochs, seed=config.seed)
-    engine = RankingEngine(data.catalogue, data.users, None, ProfileStore(None), engine_cfg)
+    engine_cfg = EngineConfig(multimodal=False, n_models=1)
+    training = EngineTrainingConfig(epochs=config.epochs, seed=config.seed)
+    engine = RankingEngine(data.catalogue, data.users, None, ProfileStore(None), engine_cfg, training)
     with _Stage(costs, "fit"):
         engine.fit(split.train, progress=progress)
     with _Stage(costs, "apply_val"):

@@ -13,7 +13,7 @@ import polars as pl
 
 from crossrec_core.paths import models_dir
 from recsys.data import Catalogue, ItemFeatures, UserTable, catalogue_from_dataset, load_item_features, log_from_dataset, users_from_dataset
-from recsys.engine import EngineConfig, RankingEngine
+from recsys.engine import EngineConfig, EngineTrainingConfig, RankingEngine
 from recsys.profiles import ProfileStore
 
 __all__ = ["RankInputs", "load_rank_inputs", "default_engine_dir", "train_engine", "ID_MAPS", "load_id_maps"]
@@ -119,7 +119,8 @@ def load_id_maps(engine_dir: str | os.PathLike):
     return tuple(IdMap.load(folder / f) for f in ID_MAPS)
 
 
-def train_engine(out_dir: str | os.PathLike, config: EngineConfig = EngineConfig(), dataset: str | os.PathLike = "ml100k",
+def train_engine(out_dir: str | os.PathLike, config: EngineConfig = EngineConfig(),
+                 training: EngineTrainingConfig = EngineTrainingConfig(), dataset: str | os.PathLike = "ml100k",
                  data_dir: str | None = None, embedder: Any = None, embedder_dir: str | None = None,
                  progress: bool = True) -> RankingEngine:
     """Fit the engine on every interaction of ``dataset`` and save it (with its profile store and
@@ -133,7 +134,7 @@ def train_engine(out_dir: str | os.PathLike, config: EngineConfig = EngineConfig
     data = load_rank_inputs(dataset, data_dir, embedder=embedder, embedder_dir=embedder_dir, multimodal=config.multimodal)
     if data.features is None and config.multimodal:
         config = replace(config, multimodal=False)
-    engine = RankingEngine(data.catalogue, data.users, data.features, ProfileStore(None), config)
+    engine = RankingEngine(data.catalogue, data.users, data.features, ProfileStore(None), config, training)
     engine.fit(data.log, progress=progress)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank trains, rank 0 saves
         engine.save_pretrained(out_dir)

@@ -66,16 +66,16 @@ class ServiceEngine:
         """Load every catalogue's searcher and the ranking engine (models once per process)."""
         import torch
 
-        from crossrec_datasets import load_movielens
+        from crossrec_datasets import open_dataset
         from crossrec_core.persist import saved_kind
         from recsys import ProfileStore, RankingEngine, load_recommender
-        from recsys.data import users_from_movielens
+        from recsys.data import users_from_dataset
         from recsys.training import default_engine_dir
         from retrieval.searcher import Searcher
 
         torch.set_num_threads(config.torch_threads)
         searchers = {name: Searcher.load(name, data_dir=config.data_dir) for name in config.catalogues}
-        users = users_from_movielens(load_movielens(config.data_dir))
+        users = users_from_dataset(open_dataset("ml100k", data_dir=config.data_dir))
         store = ProfileStore(config.profile_store) if config.profile_store else None
         directory = config.ranker_dir or default_engine_dir()
         if saved_kind(directory) == "recsys.engine":  # with demographics of users new since training

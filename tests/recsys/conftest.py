@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from crossrec_datasets import GENRES, load_movielens
-from recsys.data import ItemFeatures, catalogue_from_movielens, chronological_split, users_from_movielens
-from recsys.engine import EngineConfig, RankingEngine
+from crossrec_datasets import GENRES, load_movielens, open_dataset
+from recsys.data import ItemFeatures, catalogue_from_dataset, chronological_split, users_from_dataset
+from recsys.engine import EngineConfig, EngineTrainingConfig, RankingEngine
 from recsys.profiles import ProfileStore
 
 
@@ -38,8 +38,13 @@ def item_vectors(movielens) -> tuple[list[int], np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def catalogue(movielens):
-    return catalogue_from_movielens(movielens)
+def ml_dataset():
+    return open_dataset("ml100k")
+
+
+@pytest.fixture(scope="session")
+def catalogue(ml_dataset):
+    return catalogue_from_dataset(ml_dataset)
 
 
 @pytest.fixture(scope="session")
@@ -57,9 +62,9 @@ def features(catalogue, item_vectors):
 
 
 @pytest.fixture(scope="session")
-def engine(catalogue, split, features, movielens):
+def engine(catalogue, split, features, ml_dataset):
     """A tiny two-stage engine fitted once on the slice (one DMP training run)."""
-    config = EngineConfig(n_per_source=30, epochs=1, held_out=0.2, als_factors=16, als_iterations=5, bpr_factors=16,
-                          bpr_iterations=20, embedding_dim=8)
-    eng = RankingEngine(catalogue, users_from_movielens(movielens), features, ProfileStore(None), config)
+    config = EngineConfig(n_per_source=30, als_factors=16, bpr_factors=16, embedding_dim=8)
+    training = EngineTrainingConfig(epochs=1, held_out=0.2, als_iterations=5, bpr_iterations=20)
+    eng = RankingEngine(catalogue, users_from_dataset(ml_dataset), features, ProfileStore(None), config, training)
     return eng.fit(split.train, progress=False)

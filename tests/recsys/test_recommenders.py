@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from recsys import Filters, Recommendations, load_recommender
-from recsys.candidates import ALSConfig, ALSRecommender, BPRConfig, BPRRecommender, PopularityRecommender
-from recsys.data import users_from_movielens
-from recsys.engine import EngineConfig, RankingEngine
+from recsys.candidates import (ALSConfig, ALSRecommender, ALSTrainingConfig, BPRConfig, BPRRecommender,
+                               BPRTrainingConfig, PopularityRecommender)
+from recsys.data import users_from_dataset
+from recsys.engine import EngineConfig, EngineTrainingConfig, RankingEngine
 from recsys.profiles import Interaction, ProfileStore
 from crossrec_core.errors import ModelLoadError
 
@@ -96,7 +97,8 @@ class TestALS(RecommenderContract):
 
     @pytest.fixture(scope="class")
     def fitted(self, catalogue, split):
-        return ALSRecommender(catalogue, ProfileStore(None), ALSConfig(factors=16, iterations=5)).fit(split.train)
+        return ALSRecommender(catalogue, ProfileStore(None), ALSConfig(factors=16),
+                              ALSTrainingConfig(iterations=5)).fit(split.train)
 
 
 class TestBPR(RecommenderContract):
@@ -104,7 +106,8 @@ class TestBPR(RecommenderContract):
 
     @pytest.fixture(scope="class")
     def fitted(self, catalogue, split):
-        return BPRRecommender(catalogue, ProfileStore(None), BPRConfig(factors=16, iterations=20)).fit(split.train)
+        return BPRRecommender(catalogue, ProfileStore(None), BPRConfig(factors=16),
+                              BPRTrainingConfig(iterations=20)).fit(split.train)
 
 
 class TestRankingEngine(RecommenderContract):
@@ -132,23 +135,71 @@ class TestRankingEngine(RecommenderContract):
         assert stats.samples > 0 and stats.samples_per_s > 0
         assert stats.epochs == 1 and np.isfinite(stats.held_out_loss)  # held-out groups scored after the epoch
 
+    def test_children_are_saved_by_themselves(self, fitted, split, tmp_path):
+        import json
+
+        fitted.save_pretrained(tmp_path / "m")
+        modules = json.loads((tmp_path / "m" / "modules.json").read_text())
+        assert [(m["name"], m["kind"]) for m in modules] == [("als", "recsys.als"), ("bpr", "recsys.bpr"),
+                                                              ("ranker", "recsys.ranker")]
+        # Architecture and training settings in separate files, for the engine and each child.
+        config = json.loads((tmp_path / "m" / "config.json").read_text())["config"]
+        training = json.loads((tmp_path / "m" / "training_config.json").read_text())["config"]
+        assert "n_models" in config and "epochs" not in config and training["epochs"] == 1 and "n_models" not in training
+        assert json.loads((tmp_path / "m" / "als" / "training_config.json").read_text())["config"]["iterations"] == 5
+        assert not list((tmp_path / "m").rglob("*.npz")) and (tmp_path / "m" / "arrays.safetensors").is_file()
+        # One profile snapshot for the engine: the children share its store.
+        assert [p.parent.name for p in (tmp_path / "m").rglob("profiles.db")] == ["m"]
+        user = int(split.train["user_id"][2])
+        als = load_recommender(tmp_path / "m" / "als", profiles=fitted.profiles)
+        np.testing.assert_allclose(als.score([user]).scores, fitted.stage.als.score([user]).scores, rtol=1e-5)
+
+    def test_engine_saved_before_children_had_folders_loads(self, fitted, split, tmp_path):
+        """The format of earlier sessions (one arrays.npz, one config.json, ranker.safetensors)."""
+        import json
+
+        from safetensors.numpy import load_file
+
+        fitted.save_pretrained(tmp_path / "m")
+        old = tmp_path / "old"
+        old.mkdir()
+        a = load_file(str(tmp_path / "m" / "arrays.safetensors"))
+        extra = json.loads((tmp_path / "m" / "engine.json").read_text())
+        bpr = load_file(str(tmp_path / "m" / "bpr" / "arrays.safetensors"))
+        a.update(als_item_factors=load_file(str(tmp_path / "m" / "als" / "arrays.safetensors"))["item_factors"],
+                 bpr_item_factors=bpr["item_factors"], bpr_user_ids=bpr["user_ids"], bpr_user_factors=bpr["user_factors"],
+                 occupations=np.array(extra["occupations"]), mm_fingerprint=np.array(extra["mm_fingerprint"]))
+        np.savez(old / "arrays.npz", **a)
+        merged = {k: json.loads((tmp_path / "m" / f).read_text())["config"] for k, f in
+                  (("a", "config.json"), ("t", "training_config.json"))}
+        (old / "config.json").write_text(json.dumps({"kind": "recsys.engine", "format_version": 1,
+                                                     "config": merged["a"] | merged["t"]}))
+        for name in ("catalogue.json", "profiles.db"):
+            (old / name).write_bytes((tmp_path / "m" / name).read_bytes())
+        (old / "ranker.safetensors").write_bytes((tmp_path / "m" / "ranker" / "model.safetensors").read_bytes())
+        loaded = RankingEngine.from_pretrained(old)
+        assert loaded.config == fitted.config and loaded.training == fitted.training
+        user = int(split.train["user_id"][2])
+        a_, b_ = fitted.recommend(user, k=10), loaded.recommend(user, k=10)
+        assert a_.item_ids.tolist() == b_.item_ids.tolist()
+        np.testing.assert_allclose(a_.scores, b_.scores, rtol=1e-4, atol=1e-5)
+
     def test_mismatched_weights_are_refused(self, fitted, tmp_path, catalogue, features):
         from safetensors.torch import load_file, save_file
 
         fitted.save_pretrained(tmp_path / "m")
-        state = load_file(str(tmp_path / "m" / "ranker.safetensors"))
+        weights = tmp_path / "m" / "ranker" / "model.safetensors"
+        state = load_file(str(weights))
         state["members.0.dense_mlp.0.weight"] = state["members.0.dense_mlp.0.weight"][:, :3].contiguous()
-        save_file(state, str(tmp_path / "m" / "ranker.safetensors"))
+        save_file(state, str(weights))
         with pytest.raises(ModelLoadError, match="feature sizes"):
             RankingEngine.from_pretrained(tmp_path / "m")
         save_file({k.removeprefix("members.0."): v for k, v in state.items() if k.startswith("members.0.")},
-                  str(tmp_path / "m" / "ranker.safetensors"))  # an engine saved before ensembles
+                  str(weights))  # an engine saved before ensembles
         with pytest.raises(ModelLoadError, match="older version"):
             RankingEngine.from_pretrained(tmp_path / "m")
-        arrays = dict(np.load(tmp_path / "m" / "arrays.npz"))
-        del arrays["trend_cumulative"]
-        np.savez(tmp_path / "m" / "arrays.npz", **arrays)
-        with pytest.raises(ModelLoadError, match="retrain"):
+        (tmp_path / "m" / "arrays.safetensors").write_bytes(b"not safetensors")
+        with pytest.raises(ModelLoadError, match="arrays"):
             RankingEngine.from_pretrained(tmp_path / "m")
 
 
@@ -159,9 +210,10 @@ class TestColdStartEnsemble(RecommenderContract):
     cls = RankingEngine
 
     @pytest.fixture(scope="class")
-    def fitted(self, catalogue, split, features, movielens, engine):
-        config = replace(engine.config, n_models=2, item_id_dropout=0.3, cold_id_row=True, cold_groups=2)
-        eng = RankingEngine(catalogue, users_from_movielens(movielens), features, ProfileStore(None), config)
+    def fitted(self, catalogue, split, features, ml_dataset, engine):
+        config = replace(engine.config, n_models=2, cold_id_row=True)
+        training = replace(engine.training, item_id_dropout=0.3, cold_groups=2)
+        eng = RankingEngine(catalogue, users_from_dataset(ml_dataset), features, ProfileStore(None), config, training)
         return eng.fit(split.train, progress=False)
 
     def test_cold_items_share_the_unknown_row(self, fitted, split):
@@ -182,25 +234,26 @@ class TestColdStartEnsemble(RecommenderContract):
         assert not np.allclose(each[0], each[1])  # different seeds
         np.testing.assert_allclose(fitted._logits(batch), np.mean(each, axis=0), rtol=1e-5, atol=1e-6)
 
-    def test_cold_positives_get_cold_groups(self, fitted, split, catalogue, features, movielens):
+    def test_cold_positives_get_cold_groups(self, fitted, split, catalogue, features, ml_dataset):
         cold = fitted.stage.als.popularity < fitted.config.cold_count
         n_cold = int(cold[catalogue.positions(split.val["item_id"].to_list())].sum())
         assert n_cold > 0
         groups = {}
         for extra in (0, 2):
-            eng = RankingEngine(catalogue, users_from_movielens(movielens), features, fitted.profiles,
-                                replace(fitted.config, cold_groups=extra))
+            eng = RankingEngine(catalogue, users_from_dataset(ml_dataset), features, fitted.profiles, fitted.config,
+                                replace(fitted.training, cold_groups=extra))
             batch, labels = eng._examples(fitted.stage, split.val)
-            groups[extra] = (batch.item_rows.reshape(-1, 1 + eng.config.negatives), int(labels.sum()))
+            groups[extra] = (batch.item_rows.reshape(-1, 1 + eng.training.negatives), int(labels.sum()))
         assert groups[2][1] - groups[0][1] == 2 * n_cold
         # The extra groups are cold throughout (cold items use the shared id row 0 in this config).
         assert int((groups[2][0] == 0).all(axis=1).sum()) >= 2 * n_cold
 
 
 def test_engine_config_is_validated():
-    for bad in ({"item_id_dropout": 1.0}, {"n_models": 0}, {"cold_groups": -1}, {"cold_count": -1}):
+    for cls, bad in ((EngineTrainingConfig, {"item_id_dropout": 1.0}), (EngineConfig, {"n_models": 0}),
+                     (EngineTrainingConfig, {"cold_groups": -1}), (EngineConfig, {"cold_count": -1})):
         with pytest.raises(ValueError, match=next(iter(bad))):
-            EngineConfig(**bad)
+            cls(**bad)
 
 
 def test_load_recommender_refuses_other_models(tmp_path):

@@ -77,13 +77,15 @@ def ml_searcher():
 @pytest.fixture(scope="session")
 def store_path(tmp_path_factory, movielens):
     """A live profile store file holding the first 60 users' ratings (what a consumer had applied)."""
-    from recsys.candidates import ALSConfig, ALSRecommender
-    from recsys.data import catalogue_from_movielens
+    from crossrec_datasets import open_dataset
+    from recsys.candidates import ALSConfig, ALSRecommender, ALSTrainingConfig
+    from recsys.data import catalogue_from_dataset
     from recsys.profiles import ProfileStore
 
     path = tmp_path_factory.mktemp("store") / "profiles.db"
     with ProfileStore(path) as store:
-        als = ALSRecommender(catalogue_from_movielens(movielens), store, ALSConfig(factors=16, iterations=5))
+        als = ALSRecommender(catalogue_from_dataset(open_dataset("ml100k")), store, ALSConfig(factors=16),
+                             ALSTrainingConfig(iterations=5))
         als.fit(movielens.ratings.filter(pl.col("user_id") <= 60))
         als.save_pretrained(path.parent / "als")
     return path

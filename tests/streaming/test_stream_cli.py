@@ -46,9 +46,9 @@ def test_several_workers_with_the_item_index_and_creative_requests(broker, tmp_p
     index writer, and the new items' vectors reach the shared profile store."""
     import polars as pl
 
-    from crossrec_datasets import load_movielens
-    from recsys import ALSConfig, ALSRecommender, ProfileStore
-    from recsys.data import catalogue_from_movielens
+    from crossrec_datasets import load_movielens, open_dataset
+    from recsys import ALSConfig, ALSRecommender, ALSTrainingConfig, ProfileStore
+    from recsys.data import catalogue_from_dataset
     from retrieval.index import FaissIndex
     from streaming.events import ItemEvent, Topics
     from streaming.producer import EventProducer, ensure_topics
@@ -57,7 +57,8 @@ def test_several_workers_with_the_item_index_and_creative_requests(broker, tmp_p
 
     ml = load_movielens()
     model_dir = tmp_path / "als"
-    ALSRecommender(catalogue_from_movielens(ml), ProfileStore(), ALSConfig(factors=8, iterations=3)).fit(
+    ALSRecommender(catalogue_from_dataset(open_dataset("ml100k")), ProfileStore(), ALSConfig(factors=8),
+                   ALSTrainingConfig(iterations=3)).fit(
         ml.ratings.filter(pl.col("user_id") > 100)).save_pretrained(model_dir)
     topics = Topics(prefix="cli-workers", partitions=4)
     ensure_topics(broker.bootstrap, topics)

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from recsys import ALSRecommender, ProfileStore
-from recsys.data import catalogue_from_movielens
+from recsys.data import catalogue_from_dataset
 from streaming.events import CreativeRequest, UserEvent
 from streaming.handlers import CreativeRequestHandler, ProfileHandler
 from streaming.producer import EventProducer
@@ -17,10 +17,11 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture(scope="module")
 def recommender():
-    from crossrec_datasets import load_movielens
+    from crossrec_datasets import load_movielens, open_dataset
 
     ml = load_movielens()
-    return ALSRecommender(catalogue_from_movielens(ml), ProfileStore()).fit(ml.ratings.sort("timestamp").head(20_000))
+    catalogue = catalogue_from_dataset(open_dataset("ml100k"))
+    return ALSRecommender(catalogue, ProfileStore()).fit(ml.ratings.sort("timestamp").head(20_000))
 
 
 def test_clicks_change_recommendations_and_request_creatives(broker, topics, recommender):
