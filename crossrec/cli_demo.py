@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from crossrec.options import dataset_arg
+
 __all__ = ["add_parser"]
 
 
@@ -24,6 +26,9 @@ def add_parser(subparsers) -> None:
         description="Train (or reuse) the aligned retrieval models and the ranking engine, show cross-media search, "
                     "stream MovieLens ratings through the embedded Kafka broker into a live profile store, and show "
                     "recommendations before and after a click and a new item becoming searchable.")
+    demo.add_argument("--dataset", default=None, type=dataset_arg(()), metavar="FOLDER",
+                      help="run the demo on a folder of your own data (README 'Your data'): trains light models on it, "
+                           "replays its interactions through the broker (default: grocery + MovieLens)")
     demo.add_argument("--data-dir", default=None,
                       help="folder holding grocery-store/ and ml100k-posters/ (default: $CROSSREC_DATA_DIR or ../shared/data)")
     demo.add_argument("--out-dir", default="runs/demo", help="broker data, profile store, item index, summary.json")
@@ -46,7 +51,12 @@ def _demo(args) -> int:
 
     options = DemoOptions(data_dir=args.data_dir, out_dir=args.out_dir, quick=args.quick, retrain=args.retrain,
                           events=args.events, user_id=args.user, progress=not args.no_progress)
-    report = run_demo(options)
+    if args.dataset is not None:
+        from crossrec.demo_folder import run_folder_demo
+
+        report = run_folder_demo(args.dataset, options)
+    else:
+        report = run_demo(options)
     print(report.summary())
     print(f"\nreport: {report.outputs['report']}")
     if args.serve:
