@@ -205,7 +205,8 @@ class Studio:
             "item_id": item.item_id, "user_id": controls.user_id, "ai_generated": True,
             "gate": {"passed": passed, "fallback": None if passed or not score else
                      f"no variant passed in {len(attempts)} attempt(s): kept the best-ranked one"},
-            "chosen": {"seed": chosen.seed, **({"scores": chosen_scores.to_dict()} if chosen_scores else {})},
+            "chosen": {"seed": chosen.seed, "extra": dict(chosen.extra),
+                       **({"scores": chosen_scores.to_dict()} if chosen_scores else {})},
             "copy": {"source": copy.source, "fallback_reason": copy.fallback_reason, "guardrails": copy.guardrails.to_dict(),
                      "rejected": copy.rejected},
             "controls": _controls_summary(controls), "attempts": attempts, "poster_notes": list(chosen.notes),

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 from crossrec_core.errors import ImageDecodeError
+from generation.bandit import STYLE_FAMILIES
 from generation.poster.base import RGB, Box, PosterCopy, PosterGenerator, PosterVariant, TextLayer, TextLine
 from generation.poster.text import (
     WCAG_AA, FittedText, contrast_ratio, fit_text, load_font, luminance_range, relative_luminance, worst_contrast,
@@ -56,15 +57,29 @@ _FULL_COLUMN = (0.08, 0.08, 0.92, 0.90)
 class LayoutConfig:
     """``max_upscale``: the most a source image is enlarged on the product layer.
     ``find_source_text``: run OCR on the item image to keep new text off text already there.
-    ``threads``: onnxruntime threads for style transfer and OCR."""
+    ``threads``: onnxruntime threads for style transfer and OCR.
+    Background (how much of the item image survives; fidelity against personalisation):
+    ``style_strength`` is the styled image's share over the item image (times 0.6-1 per
+    variant), ``background_blur`` the blur radius of the item image in px at 540 px,
+    ``colour_grade`` how far the item image's mean colour moves to the user's palette (times the
+    personalisation weight), ``tint`` scales the accent-colour wash (8-22 %)."""
 
     max_upscale: float = 2.0
     find_source_text: bool = True
     threads: int = 1
+    style_strength: float = 1.0
+    background_blur: float = 6.0
+    colour_grade: float = 0.0
+    tint: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.1 <= float(self.max_upscale) <= 2.0:
             raise ValueError(f"max_upscale={self.max_upscale!r}: must be in [0.1, 2.0] (no upscaling beyond 2x)")
+        for name in ("style_strength", "colour_grade", "tint"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)!r}: must be in [0, 1]")
+        if not 0.0 <= float(self.background_blur) <= 32.0:
+            raise ValueError(f"background_blur={self.background_blur!r}: must be in [0, 32] px")
 
 
 def _scaled(frac: tuple[float, ...], w: int, h: int) -> Box:
@@ -130,8 +145,12 @@ class LayoutPosterGenerator(PosterGenerator):
             image, item_style, found = source
             item_palette = [tuple(int(v) for v in c) for c in palette([image], k=5, seed=seed)]
             vector = mix_styles(controls.style_vector, item_style, weight)
-            styled = self.style_model.stylize(image, vector, size)
-            plain = ImageOps.fit(image, size, Image.LANCZOS).filter(ImageFilter.GaussianBlur(6))
+            styled = self.style_model.stylize(image, vector, size) if self.config.style_strength > 0 else None
+            plain = ImageOps.fit(image, size, Image.LANCZOS)
+            if self.config.background_blur > 0:
+                plain = plain.filter(ImageFilter.GaussianBlur(self.config.background_blur * size[0] / 540))
+            if controls.palette and self.config.colour_grade > 0 and weight > 0:
+                plain = _grade(plain, controls.palette, self.config.colour_grade * weight)
         else:
             image, found, item_palette = None, [], list(NEUTRAL_PALETTE)
             styled = plain = _gradient(size, list(controls.palette) or item_palette)
@@ -144,10 +163,13 @@ class LayoutPosterGenerator(PosterGenerator):
                     product_box: Box | None) -> Image.Image:
         """The background layer of one variant: the styled image over the blurred plain one,
         tinted towards the accent colour."""
-        size = request.size
-        canvas = Image.blend(request.plain, request.styled, float(rng.uniform(0.6, 1.0)))
-        canvas = canvas.filter(ImageFilter.GaussianBlur(float(rng.uniform(1.5, 4.0)) * size[0] / 540))
-        return Image.blend(canvas, Image.new("RGB", size, accent), float(rng.uniform(0.08, 0.22)))
+        size, cfg = request.size, self.config
+        alpha, blur, wash = (float(v) for v in (rng.uniform(0.6, 1.0), rng.uniform(1.5, 4.0), rng.uniform(0.08, 0.22)))
+        canvas = request.plain
+        if request.styled is not None:
+            styled = request.styled.filter(ImageFilter.GaussianBlur(blur * size[0] / 540))
+            canvas = Image.blend(canvas, styled, cfg.style_strength * alpha) if request.image is not None else styled
+        return Image.blend(canvas, Image.new("RGB", size, accent), cfg.tint * wash)
 
     # -- one variant ----------------------------------------------------------------------------
     def _render(self, request: "_Request", copy: PosterCopy, shape: str, seed: int) -> PosterVariant:
@@ -167,7 +189,8 @@ class LayoutPosterGenerator(PosterGenerator):
             x0 = region[0] + (region[2] - region[0] - pw) // 2
             y0 = region[1] + (region[3] - region[1] - ph) // 2
             product_box = (x0, y0, x0 + pw, y0 + ph)
-        canvas = self._background(request, rng, accent, product_box)
+        family = STYLE_FAMILIES[seed % len(STYLE_FAMILIES)]  # variants of one request span the families
+        canvas = _family_look(self._background(request, rng, accent, product_box), family)
         if image is not None:
             _paste_product(canvas, image.resize((pw, ph), Image.LANCZOS), product_box)
             avoid.append(product_box)
@@ -213,12 +236,29 @@ class LayoutPosterGenerator(PosterGenerator):
             image=canvas, item_id=request.item.item_id, shape=shape, seed=seed, generator=self.name,
             text_layers=tuple(layers), product_box=product_box,
             product_scale=None if scale is None else round(float(scale), 4), style_weight=request.weight,
-            palette=tuple(accents[:5]), avoid=tuple(avoid), notes=notes, extra=self._extra(request),
+            palette=tuple(accents[:5]), avoid=tuple(avoid), notes=notes, extra={"family": family, **self._extra(request)},
         )
 
     def _extra(self, request: "_Request") -> dict:
         """Generator-specific fields for :meth:`PosterVariant.to_dict`."""
         return {}
+
+
+def _family_look(canvas: Image.Image, family: str) -> Image.Image:
+    """The background in the look of a style family (the bandit's arms: ``STYLE_FAMILIES``); text
+    is placed afterwards, so its contrast is checked against this look."""
+    if family == "minimal":
+        return Image.blend(canvas, Image.new("RGB", canvas.size, (246, 245, 240)), 0.55)
+    if family == "bold":
+        return ImageEnhance.Contrast(ImageEnhance.Color(canvas).enhance(1.8)).enhance(1.25)
+    if family == "vintage":
+        sepia = ImageOps.colorize(ImageOps.grayscale(canvas), (52, 34, 18), (250, 232, 196))
+        return Image.blend(canvas, sepia, 0.75)
+    if family == "noir":
+        return ImageEnhance.Contrast(ImageOps.grayscale(canvas).convert("RGB")).enhance(1.3)
+    if family == "pastel":
+        return Image.blend(ImageEnhance.Color(canvas).enhance(0.55), Image.new("RGB", canvas.size, (255, 255, 255)), 0.35)
+    return canvas  # photo: the styled photograph as it is
 
 
 @dataclass(frozen=True)
@@ -227,7 +267,7 @@ class _Request:
     controls: ControlSignals
     size: tuple[int, int]
     image: Image.Image | None
-    styled: Image.Image
+    styled: Image.Image | None
     plain: Image.Image
     found: list[FoundText]
     accents: list[RGB]
@@ -243,6 +283,14 @@ def _gradient(size: tuple[int, int], colours: list[RGB]) -> Image.Image:
     t = np.linspace(0.0, 1.0, size[1], dtype=np.float32)[:, None, None]
     rows = (a * (1 - t) + b * t).repeat(size[0], axis=1)
     return Image.fromarray(np.clip(rows + 0.5, 0, 255).astype(np.uint8))
+
+
+def _grade(image: Image.Image, palette, strength: float) -> Image.Image:
+    """``image`` with its mean colour moved ``strength`` of the way to the palette's mean (a
+    colour cast: edges and layout, which identify the item, stay)."""
+    pixels = np.asarray(image, np.float32)
+    shift = np.asarray(palette, np.float32).mean(axis=0) - pixels.reshape(-1, 3).mean(axis=0)
+    return Image.fromarray(np.clip(pixels + strength * shift + 0.5, 0, 255).astype(np.uint8))
 
 
 def _map_fit_box(box: Box, src: tuple[int, int], dst: tuple[int, int]) -> Box:

@@ -77,6 +77,16 @@ def test_seeds_repeat_and_variants_differ(generator, toy_story, style_model):
     assert not np.array_equal(np.asarray(a[0].image), np.asarray(a[1].image))
 
 
+def test_variants_of_one_request_span_the_style_families_the_bandit_chooses_among(generator, toy_story, style_model):
+    from generation.bandit import STYLE_FAMILIES
+
+    variants = generator.generate(toy_story, COPY, _controls(style_model, [50]), n_variants=len(STYLE_FAMILIES), seed=3)
+    assert {v.extra["family"] for v in variants} == set(STYLE_FAMILIES)
+    noir = next(np.asarray(v.image, dtype=np.int16) for v in variants if v.extra["family"] == "noir")
+    # noir is grey apart from the coloured text and palette strip: most pixels have R == G == B
+    assert (np.abs(noir[..., 0] - noir[..., 1]) + np.abs(noir[..., 1] - noir[..., 2]) < 6).mean() > 0.5
+
+
 def test_personalisation_weight_moves_the_background_towards_the_user_style(generator, toy_story, style_model):
     def background(weight: float) -> np.ndarray:
         v = generator.generate(toy_story, COPY, _controls(style_model, [50, 100], weight), n_variants=1, seed=0)[0]
