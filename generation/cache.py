@@ -101,6 +101,18 @@ class CreativeCache:
             self.hits += 1
         return json.loads(row[0])
 
+    def latest(self, kind: str, owner: str, item_id: str) -> dict | None:
+        """The newest record of (``kind``, ``owner``, ``item_id``) whatever its settings: for a
+        reader that does not make creatives itself (the service serving what the worker made)."""
+        with self._lock:
+            row = self._conn.execute("SELECT record FROM entries WHERE kind = ? AND owner = ? AND item_id = ? "
+                                     "ORDER BY created DESC LIMIT 1", (kind, owner, str(item_id))).fetchone()
+            if row is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+        return json.loads(row[0])
+
     def put(self, key: CacheKey, record: Mapping[str, Any]) -> None:
         """Store (or replace) the record of ``key``."""
         data = json.dumps(dict(record), sort_keys=True, default=str)

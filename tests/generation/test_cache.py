@@ -56,6 +56,11 @@ def test_cache_hits_and_profile_version_in_the_key(tmp_path):
     assert cache.get(newer) is None  # a new event: the old creative is not served
     assert settings_hash({"variants": 4, "shape": "square"}) == settings
     assert CreativeCache(tmp_path / "index.sqlite").get(key) == record  # persisted, shared by processes
+    # a reader without the settings (the service) gets the newest record of (owner, item)
+    later = CacheKey("creative", user_owner(5, v1), "10", settings_hash({"shape": "story"}))
+    cache.put(later, {"poster": "later.png"})
+    assert cache.latest("creative", user_owner(5, v1), "10") == {"poster": "later.png"}
+    assert cache.latest("creative", newer.owner, "10") is None
     with pytest.raises(ValueError, match="kind"):
         CacheKey("video", "neutral", "1", settings)
 
