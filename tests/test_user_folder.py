@@ -1,0 +1,99 @@
+"""Issue 14's target: a user's folder goes through every command with no code change.
+
+Fast: the catalogue fingerprint and the warning for a model used on another catalogue, and folder
+problems reported as one-line errors (never a traceback from torch, faiss or polars). Slow: the
+whole chain on the 40-item fixture folder through the CLI (retrieval train, eval, search by text
+and by photo, demo with rank train, recommend and the interactions replayed through the broker).
+`data check`, rank train/recommend (tests/recsys/test_user_folder.py) and the corrupted copy
+(tests/datasets/test_check.py) run in the default test run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+from crossrec.cli import main
+from crossrec_datasets import open_dataset
+from retrieval.provenance import check_catalogue, training_record, write_training_record
+
+
+def _copy(shop_folder, tmp_path, name: str):
+    out = tmp_path / name
+    shutil.copytree(shop_folder, out)
+    return out
+
+
+def test_fingerprint_follows_the_catalogue(shop_folder, tmp_path):
+    same = _copy(shop_folder, tmp_path, "same")
+    edited = _copy(shop_folder, tmp_path, "edited")
+    cat = pl.read_parquet(edited / "catalogue.parquet")
+    cat.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("another text")).otherwise(pl.col("text"))
+                     .alias("text")).write_parquet(edited / "catalogue.parquet")
+    first = open_dataset(shop_folder).fingerprint()
+    assert open_dataset(same).fingerprint() == first  # content, not the folder's path
+    assert open_dataset(edited).fingerprint() != first
+
+
+def test_a_model_used_on_another_catalogue_says_so(shop_folder, tmp_path, caplog):
+    other = _copy(shop_folder, tmp_path, "other")
+    pl.read_parquet(other / "catalogue.parquet").head(30).write_parquet(other / "catalogue.parquet")
+    model = tmp_path / "model"
+    model.mkdir()
+    record = write_training_record(model, open_dataset(shop_folder), seconds=1.0)
+    assert training_record(model) == record and record["items"] == 40
+    assert check_catalogue(model, open_dataset(shop_folder)) is None
+    message = check_catalogue(model, open_dataset(other))
+    assert message is not None and record["catalogue_fingerprint"] in message
+    assert f"crossrec retrieval train --dataset {other}" in message and message in caplog.text
+
+
+def test_folder_problems_are_one_line_errors(shop_folder, tmp_path, capsys):
+    tiny = _copy(shop_folder, tmp_path, "tiny")
+    pl.read_parquet(tiny / "catalogue.parquet").head(3).write_parquet(tiny / "catalogue.parquet")
+    (tiny / "photos.parquet").unlink()
+    assert main(["retrieval", "eval", "--dataset", str(tiny), "--out-dir", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("crossrec: error:") and "3 items" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):  # argparse names the value
+        main(["retrieval", "eval", "--dataset", str(tmp_path / "nowhere")])
+    assert "neither one of grocery, ml100k, all nor an existing folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # minutes: image features, alignment trainings (closed set + 2 folds x 2 models), ranker, broker
+def test_the_fixture_folder_through_every_command(shop_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CROSSREC_HOME", str(tmp_path / "home"))
+    folder = str(shop_folder)
+    assert main(["data", "check", folder]) == 0
+    assert main(["retrieval", "train", "--dataset", folder, "--epochs", "2"]) == 0
+    model = tmp_path / "home" / "models" / "crossclip-shop"
+    assert training_record(model)["catalogue_fingerprint"] == open_dataset(folder).fingerprint()
+
+    report_path = tmp_path / "eval.json"
+    assert main(["retrieval", "eval", "--dataset", folder, "--quick", "--out-dir", str(tmp_path / "ev"),
+                 "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["dataset"] == "shop" and report["protocol"]["closed_set"].startswith("photo -> item")
+    for block in (report["crossclip"], report["baseline"]):
+        assert {"i2t", "t2i", "i2i", "i2item"} <= set(block) and 0.0 <= block["i2t"]["acc@1"] <= 1.0
+    assert report["open_set"]["folds"] == 2 and "p_value" in report["open_set"]
+    assert (tmp_path / "ev" / "retrieval_eval.md").is_file() and (tmp_path / "ev" / "training_curves.png").is_file()
+
+    capsys.readouterr()
+    assert main(["retrieval", "search", "glass rake", "--dataset", folder, "-k", "3", "--json", str(tmp_path / "s.json")]) == 0
+    hits = json.loads((tmp_path / "s.json").read_text())["hits"]
+    catalogue = set(pl.read_parquet(shop_folder / "catalogue.parquet")["item_id"])
+    assert len(hits) == 3 and {h["item_id"] for h in hits} <= catalogue
+    assert "no aligned model" not in capsys.readouterr().out  # the folder's own model was found
+    photo = pl.read_parquet(shop_folder / "photos.parquet")["image"][0]
+    assert main(["retrieval", "search", "--image", str(shop_folder / photo), "--dataset", folder, "-k", "3"]) == 0
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--dataset", folder, "--quick", "--no-progress", "--out-dir", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stream"]["applied"] == 2_000 and summary["stream"]["dlq"] == 1  # the one malformed message
+    assert summary["new_item"]["rank_after"] is not None and (out / "report.html").is_file()
+    assert main(["recommend", "--dataset", folder, "--user", "U0000003", "-k", "5"]) == 0
