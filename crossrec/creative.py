@@ -247,7 +247,7 @@ def _score(result, dataset: str, data_dir) -> dict:
             catalogue = load_catalogue(dataset, data_dir)
             with_image = [it for it in catalogue.values() if it.image is not None]
             embedder = load_item_embedder(dataset=dataset)
-            vectors, _ = embedder.embed_images([it.image for it in with_image])
+            vectors = embedder.embed_images([it.image for it in with_image]).vectors
             ids = [it.item_id for it in with_image]
         else:
             note = f"no aligned model in {default_model_dir(dataset)}: key-frame fidelity skipped"

@@ -223,8 +223,8 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
     poster_time = (time.perf_counter() - t0) / (len(needed) * len(options.weights))
 
     def embed_posters(keys):
-        vectors, ok = embedder.embed_images([posters[k] for k in keys])
-        return {k: v for k, v, good in zip(keys, _unit(vectors), ok) if good}
+        out = embedder.embed_images([posters[k] for k in keys])
+        return {k: v for k, v, good in zip(keys, _unit(out.vectors), out.ok) if good}
 
     pairs = [(u, i) for u in users for i in targets[u]]
     groups = np.array([users.index(u) for u, _ in pairs])
@@ -330,7 +330,7 @@ def _catalogue_vectors(embedder, images: list, progress: bool) -> tuple[np.ndarr
             return cached["vectors"], cached["ok"]
     chunks = [embedder.embed_images(images[k:k + 128]) for k in tqdm(range(0, len(images), 128), desc="catalogue posters",
                                                                         disable=not progress)]
-    vectors, ok = _unit(np.concatenate([c[0] for c in chunks])), np.concatenate([c[1] for c in chunks])
+    vectors, ok = _unit(np.concatenate([c.vectors for c in chunks])), np.concatenate([c.ok for c in chunks])
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_name(file.stem + ".tmp.npz")
     np.savez(tmp, vectors=vectors, ok=ok)

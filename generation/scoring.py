@@ -122,15 +122,15 @@ class FidelityScorer:
     @classmethod
     def from_images(cls, embedder, catalogue_ids: Sequence[str], images: Sequence[ImageInput | None]) -> "FidelityScorer":
         """Embed the catalogue images (undecodable ones get zero rows and are never retrieved)."""
-        vectors, _ = embedder.embed_images(list(images))
-        return cls(embedder, catalogue_ids, vectors)
+        return cls(embedder, catalogue_ids, embedder.embed_images(list(images)).vectors)
 
     def score(self, images: Sequence[Image.Image], item: CreativeItem) -> list[dict[str, float]]:
         """Per poster: ``text_similarity`` (cosine), ``self_rank`` (1 = its own item retrieved
         first; 0 when the item is not in the catalogue) and ``retrieves_item`` (1.0 or 0.0)."""
-        z, ok = self.embedder.embed_images(list(images))
+        posters = self.embedder.embed_images(list(images))
+        z, ok = posters.vectors, posters.ok
         text = item.text or item.title
-        zt = self.embedder.embed_text([text])[0] if text.strip() else None
+        zt = self.embedder.embed_text([text]).vectors[0] if text.strip() else None
         row = self._row.get(str(item.item_id))
         out = []
         for zi, good in zip(z, ok):

@@ -38,14 +38,13 @@ class RankInputs:
 
 def _embedder_for(dataset, embedder: Any, embedder_dir: str | os.PathLike | None):
     """The aligned item embedder: given, loaded from ``embedder_dir``, or the model trained on this
-    data set (``$CROSSREC_HOME/models/crossclip-<name>``); ``None`` when a folder has none yet."""
-    from crossrec_datasets import is_named
-
+    data set (``$CROSSREC_HOME/models/crossclip-<name>``); ``None`` when none was trained yet
+    (random projections would only add noise features)."""
     if embedder is not None:
         return embedder
     from retrieval.align.embedder import default_model_dir, load_item_embedder
 
-    if embedder_dir is None and not is_named(dataset.name) and not (default_model_dir(dataset.name) / "config.json").is_file():
+    if embedder_dir is None and not (default_model_dir(dataset.name) / "config.json").is_file():
         return None
     emb = load_item_embedder(embedder_dir, dataset=dataset.name)
     _warn_if_trained_elsewhere(emb.source, dataset.name)
@@ -90,8 +89,10 @@ def load_rank_inputs(dataset: str | os.PathLike = "ml100k", data_dir: str | None
     if multimodal:
         emb = _embedder_for(ds, embedder, embedder_dir)
         if emb is None:
+            from crossrec_datasets import is_named
+
             log.warning("dataset %r has no aligned model (train one: crossrec retrieval train --dataset %s); "
-                        "ranking without multimodal item features", ds.name, ds.root)
+                        "ranking without multimodal item features", ds.name, ds.name if is_named(ds.name) else ds.root)
         else:
             cat = ds.catalogue().select("image").collect()
             images = [Path(p) if p else None for p in cat["image"].to_list()]

@@ -175,8 +175,8 @@ def _grocery_grid(model: AlignedModel, data_dir: str | None, path: Path, n_queri
     embedder = ItemEmbedder(model)
     test = g.split("test")
     picks = [test[i] for i in np.linspace(0, len(test) - 1, n_queries).astype(int)]
-    z, _ = embedder.embed_images([p.path for p in picks])
-    zt = embedder.embed_text([p.description for p in g.products])
+    z = embedder.embed_images([p.path for p in picks], test_time_flip=True).vectors  # as the eval scores photos
+    zt = embedder.embed_text([p.description for p in g.products]).vectors
     top = np.argsort(-(z @ zt.T), axis=1)[:, :k]
     names = [p.name for p in g.products]
     return plot_retrieval_grid(

@@ -93,7 +93,7 @@ class CatalogueSearch:
         return [SearchHit(int(i), float(s), m) for i, s, m in zip(result.ids[0], result.scores[0], meta) if i >= 0]
 
     def search_text(self, text: str, k: int = 10, space: str = "fused") -> list[SearchHit]:
-        return self._search(self.embedder.embed_text([text])[0], k, space)
+        return self._search(self.embedder.embed_text([text]).vectors[0], k, space)
 
     def search_image(self, image: ImageInput, k: int = 10, space: str = "fused") -> list[SearchHit]:
         return self._search(self.embedder.embed_query_image(image), k, space)

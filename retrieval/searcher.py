@@ -475,7 +475,7 @@ class Searcher:
         if space == "text":
             if "aligned_text" not in self._dense:
                 texts = self.items.aligned_texts or self.items.texts
-                self._dense["aligned_text"] = DenseSignal(self.embedder.embed_text(texts))
+                self._dense["aligned_text"] = DenseSignal(self.embedder.embed_text(texts).vectors)
             signal = self._dense["aligned_text"]
         else:
             signal = self._dense[space]

@@ -27,9 +27,10 @@ JUMP = 40.0  # mean |difference| (0..255) of consecutive frames above which a fr
 
 
 class ImageEmbedder(Protocol):
-    """``retrieval.ItemEmbedder``'s image side: images -> ``(N, D)`` L2-normalised, ok ``(N,)``."""
+    """``retrieval.ItemEmbedder``'s image side: images -> ``Embeddings`` (``vectors (N, D)``
+    L2-normalised, ``ok (N,)``)."""
 
-    def embed_images(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]: ...
+    def embed_images(self, images: Sequence[Image.Image]): ...
 
 
 @dataclass
@@ -95,7 +96,7 @@ def score_trailer(result: TrailerResult, *, reader=None, embedder: ImageEmbedder
         index = {item: k for k, item in enumerate(ids)}
         shots = [(f, item) for f, item in result.key_frames.items() if f in frames and item in index]
         if shots:
-            z, _ = embedder.embed_images([frames[f] for f, _ in shots])
+            z = embedder.embed_images([frames[f] for f, _ in shots]).vectors
             sims = z @ np.asarray(catalogue_vectors, np.float32).T  # (K, N)
             own = np.array([index[item] for _, item in shots])
             scores.fidelity_hit1 = float(np.mean(sims.argmax(1) == own))

@@ -15,6 +15,7 @@ from generation.scoring import (
 )
 from generation.style import StyleModel
 from generation.types import ControlSignals, CreativeItem
+from retrieval.align.embedder import Embeddings
 
 POSTERS = resolve_data_dir() / "ml100k-posters" / "data" / "posters"
 LIKED = [POSTERS / "50.jpg", POSTERS / "181.jpg"]
@@ -96,10 +97,10 @@ class _ImageBranch:
         self.encoder = MobileNetV2Encoder()
 
     def embed_images(self, images):
-        return self.encoder.encode(list(images)), np.ones(len(images), bool)
+        return Embeddings(self.encoder.encode(list(images)), np.ones(len(images), bool), {})
 
     def embed_text(self, texts):
-        return np.ones((len(texts), self.encoder.dim), np.float32)
+        return Embeddings(np.ones((len(texts), self.encoder.dim), np.float32), np.ones(len(texts), bool), {})
 
 
 def test_fidelity_finds_the_item_among_the_catalogue(request_):

@@ -112,13 +112,15 @@ def test_item_embedder_handles_missing_modalities(tiny_crossclip, grocery, tmp_p
         embedder.embed(["a", "b"], [None])
 
 
-def test_load_item_embedder_falls_back_untrained_loudly(tmp_path, monkeypatch):
-    from retrieval.align.embedder import UntrainedModelWarning
+def test_load_item_embedder_refuses_untrained_unless_asked(tmp_path, monkeypatch):
+    from retrieval.align.embedder import UntrainedModelError, UntrainedModelWarning
 
     monkeypatch.setenv("CROSSREC_HOME", str(tmp_path))
+    with pytest.raises(UntrainedModelError, match="crossrec retrieval train --dataset grocery"):
+        load_item_embedder()
     with pytest.warns(UntrainedModelWarning, match="crossrec retrieval train --dataset grocery"):
-        embedder = load_item_embedder()
-    assert not embedder.trained and embedder.embed_text(["apple"]).shape == (1, embedder.dim)
+        embedder = load_item_embedder(allow_untrained=True)
+    assert not embedder.trained and embedder.embed_text(["apple"]).vectors.shape == (1, embedder.dim)
 
 
 def test_retrieval_metrics_ranks():
