@@ -97,3 +97,48 @@ def test_the_fixture_folder_through_every_command(shop_folder, tmp_path, monkeyp
     assert summary["stream"]["applied"] == 2_000 and summary["stream"]["dlq"] == 1  # the one malformed message
     assert summary["new_item"]["rank_after"] is not None and (out / "report.html").is_file()
     assert main(["recommend", "--dataset", folder, "--user", "U0000003", "-k", "5"]) == 0
+
+
+def test_item_vectors_a_catalogue_brings(shop_folder, tmp_path):
+    import numpy as np
+
+    from crossrec_core.errors import DataFormatError
+    from crossrec_datasets.check import check_dataset
+
+    folder = _copy(shop_folder, tmp_path, "vectors")
+    assert open_dataset(folder).item_vectors() is None  # none brought: the aligned model embeds items
+    raw = np.random.default_rng(0).normal(size=(40, 16)).astype(np.float32)
+    np.save(folder / "item_vectors.npy", raw)
+    got = open_dataset(folder).item_vectors()
+    assert got.vectors.shape == (40, 16) and np.allclose(np.linalg.norm(got.vectors, axis=1), 1.0)
+    assert np.allclose(got.vectors[7], raw[7] / np.linalg.norm(raw[7]))  # row i is the i-th catalogue item
+    raw[3], raw[5], raw[9] = np.nan, 0.0, np.inf
+    np.save(folder / "item_vectors.npy", raw)
+    report = check_dataset(folder, check_images=False)
+    assert {p.code: p.count for p in report.problems} == {"nonfinite_vector": 2, "zero_vector": 1} and not report.usable
+    with pytest.raises(DataFormatError, match="row 4"):
+        open_dataset(folder).item_vectors()
+    np.save(folder / "item_vectors.npy", raw[:39])
+    assert [p.code for p in check_dataset(folder, check_images=False).problems] == ["vector_rows"]
+    # the same as a Parquet column, with one short and one missing vector
+    (folder / "item_vectors.npy").unlink()
+    column = [list(map(float, r)) for r in np.random.default_rng(1).normal(size=(40, 8))]
+    column[2], column[4] = column[2][:5], None
+    cat = pl.read_parquet(folder / "catalogue.parquet")
+    cat.with_columns(pl.Series("embedding", column)).write_parquet(folder / "catalogue.parquet")
+    counts = {p.code: p.count for p in check_dataset(folder, check_images=False).problems}
+    assert counts == {"missing_vector": 1, "vector_length": 1}
+
+
+def test_rank_inputs_use_the_catalogues_vectors(shop_folder, tmp_path, monkeypatch):
+    import numpy as np
+
+    from recsys.training import load_rank_inputs
+
+    monkeypatch.setenv("CROSSREC_HOME", str(tmp_path / "home"))  # no aligned model anywhere
+    folder = _copy(shop_folder, tmp_path, "ranked")
+    raw = np.random.default_rng(0).normal(size=(40, 16)).astype(np.float32)
+    np.save(folder / "item_vectors.npy", raw)
+    data = load_rank_inputs(str(folder))
+    assert data.features is not None and data.features.fused.shape == (40, 16)
+    assert np.allclose(data.features.fused[0], raw[0] / np.linalg.norm(raw[0]))

@@ -47,6 +47,11 @@ class Dataset(ABC):
     def users(self) -> pl.LazyFrame | None:
         return None
 
+    def item_vectors(self):
+        """The item vectors the catalogue brings (``crossrec_datasets.vectors.ItemVectors``, rows in
+        catalogue order), or None: the engine then embeds items with its aligned model."""
+        return None
+
     @cached_property
     def items(self) -> IdMap:
         """The item id map (built from the catalogue)."""

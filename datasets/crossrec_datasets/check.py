@@ -13,6 +13,7 @@ import polars as pl
 
 from crossrec_core.errors import DataFormatError
 from crossrec_datasets.folder import FORMATS, find_table, scan_table
+from crossrec_datasets.vectors import inspect_vectors
 from crossrec_datasets.schema import KINDS, TABLES, polars_schema, required_columns
 
 __all__ = ["Problem", "CheckReport", "check_dataset"]
@@ -168,6 +169,8 @@ def check_dataset(path: str | os.PathLike, *, check_images: bool = True, max_exa
                 _rows(cat, empty, "item_id"))
         if check_images and "image" in cat.columns:
             _check_images(cat, root, "catalogue", out, required=False)
+        for p in inspect_vectors(root, cat)[1]:
+            out.add("catalogue", p.code, p.message, p.count, p.examples, error=True)
     if photos is not None:
         _check_ids(photos, "photos", "item_id", False, out)
         if items is not None:

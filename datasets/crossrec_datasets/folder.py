@@ -92,6 +92,18 @@ class FolderDataset(Dataset):
     def users(self) -> pl.LazyFrame | None:
         return self._table("users")
 
+    def item_vectors(self):
+        """``item_vectors.npy`` or the catalogue column ``embedding`` (``crossrec_datasets.vectors``);
+        a problem with them raises ``DataFormatError`` naming it (``crossrec data check`` counts all)."""
+        from crossrec_datasets.vectors import inspect_vectors
+
+        vectors, problems = inspect_vectors(self.root, self.catalogue().collect())
+        if problems:
+            p = problems[0]
+            raise DataFormatError(f"{self.root}: {p.message} ({p.count}{': ' + ', '.join(p.examples) if p.examples else ''}); "
+                                  "run `crossrec data check` for every problem")
+        return vectors
+
 
 def _scan_atomic(path: Path) -> pl.LazyFrame:
     """A RecBole atomic file: tab-separated, header ``name:type``; the types are dropped from the names."""
