@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from crossrec_core.paths import models_dir
@@ -67,8 +68,9 @@ def _warn_if_trained_elsewhere(model_dir: str, dataset: str) -> None:
 def load_rank_inputs(dataset: str | os.PathLike = "ml100k", data_dir: str | None = None, *, embedder: Any = None,
                      embedder_dir: str | None = None, max_users: int | None = None,
                      multimodal: bool = True) -> RankInputs:
-    """A data set (``ml100k`` or a folder) as engine inputs; item features from the aligned embedder
-    (cached under ``$CROSSREC_HOME/cache/recsys``). A folder without a trained aligned model (train
+    """A data set (``ml100k`` or a folder) as engine inputs; item features from the vectors the
+    catalogue brings (``Dataset.item_vectors``), else from the aligned embedder (cached under
+    ``$CROSSREC_HOME/cache/recsys``). A folder without a trained aligned model (train
     one with ``crossrec retrieval train --dataset FOLDER``, or pass ``embedder_dir``) gets no
     multimodal features, with a warning."""
     from crossrec_datasets import open_dataset
@@ -86,7 +88,13 @@ def load_rank_inputs(dataset: str | os.PathLike = "ml100k", data_dir: str | None
         keep = sorted(log_frame["user_id"].unique().to_list())[:max_users]
         log_frame = log_frame.filter(pl.col("user_id").is_in(keep))
     feats = None
-    if multimodal:
+    vectors = ds.item_vectors() if multimodal and embedder is None and embedder_dir is None else None
+    if vectors is not None:  # the catalogue's own item vectors stand in for the aligned model's
+        log.info("dataset %r brings its own item vectors (%s, dim %d): the ranker uses them as item features",
+                 ds.name, vectors.source, vectors.dim)
+        feats = ItemFeatures(catalogue.item_ids, vectors.vectors, vectors.vectors, vectors.vectors,
+                             np.ones(len(vectors.vectors), bool), vectors.fingerprint)
+    elif multimodal:
         emb = _embedder_for(ds, embedder, embedder_dir)
         if emb is None:
             from crossrec_datasets import is_named
