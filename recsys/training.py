@@ -47,22 +47,11 @@ def _embedder_for(dataset, embedder: Any, embedder_dir: str | os.PathLike | None
 
     if embedder_dir is None and not (default_model_dir(dataset.name) / "config.json").is_file():
         return None
+    from retrieval.provenance import check_catalogue
+
     emb = load_item_embedder(embedder_dir, dataset=dataset.name)
-    _warn_if_trained_elsewhere(emb.source, dataset.name)
+    check_catalogue(emb.source, dataset)  # a model aligned on another catalogue can score below chance here
     return emb
-
-
-def _warn_if_trained_elsewhere(model_dir: str, dataset: str) -> None:
-    """A model aligned on one catalogue can score below chance on another: say so."""
-    import json
-
-    record = Path(model_dir) / "training.json" if model_dir else None
-    if record is None or not record.is_file():
-        return
-    trained_on = json.loads(record.read_text("utf-8")).get("dataset")
-    if trained_on is not None and trained_on != dataset:
-        log.warning("the aligned model %s was trained on %r, not on %r: its item features may be poor here; train "
-                    "one on this catalogue first (crossrec retrieval train --dataset ...)", model_dir, trained_on, dataset)
 
 
 def load_rank_inputs(dataset: str | os.PathLike = "ml100k", data_dir: str | None = None, *, embedder: Any = None,
