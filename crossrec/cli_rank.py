@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 from crossrec.options import add_data_dir, add_dataset, add_json
 
@@ -40,7 +39,7 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--n-models", type=int, default=None, help="rankers averaged (default: EngineConfig.n_models)")
     ev.add_argument("--max-users", type=int, default=None)
     ev.add_argument("--seeds", type=int, default=None,
-                    help="seeded trainings of each ranker row, averaged per user (default: EvalConfig.seeds)")
+                    help="seeded trainings of each ranker row, averaged per user (default: RankingEvalConfig.seeds)")
     ev.set_defaults(func=_eval)
 
     bench = sub.add_parser("bench", help="training samples/s and recommend latency")
@@ -95,27 +94,27 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from crossrec_core.persist import write_json
-    from recsys.evaluate import EvalConfig, evaluate_ranking
+    from recsys.evaluate import RankingEvalConfig, evaluate_ranking
 
-    base = EvalConfig()
+    base = RankingEvalConfig()
     engine, training = _engine_configs(base.engine, base.training, args)
     config = replace(base, dataset=args.dataset, data_dir=args.data_dir, out_dir=args.out_dir, max_users=args.max_users,
                      embedder_dir=args.embedder, engine=engine, training=training,
                      seeds=base.seeds if args.seeds is None else args.seeds)
     report = evaluate_ranking(config)
-    write_json(args.json, report.results)
-    print(report.markdown_path.read_text())
+    report.to_json(args.json)
+    print(report.to_markdown())
     print(f"JSON: {args.json}  table: {report.markdown_path}  plot: {report.plot_path}")
     return 0
 
 
 def _bench(args) -> int:
-    from recsys.bench import BenchConfig, benchmark_ranking
+    from recsys.bench import RankingBenchConfig, benchmark_ranking
 
-    report = benchmark_ranking(BenchConfig(model_dir=args.model, dataset=args.dataset, data_dir=args.data_dir,
-                                           embedder_dir=args.embedder), json_path=args.json)
-    print(json.dumps(asdict(report), indent=2))
+    report = benchmark_ranking(RankingBenchConfig(model_dir=args.model, dataset=args.dataset, data_dir=args.data_dir,
+                                                  embedder_dir=args.embedder), json_path=args.json)
+    print(report.to_markdown())
+    print(f"JSON: {args.json}")
     return 0
 
 

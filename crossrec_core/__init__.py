@@ -12,6 +12,7 @@ from crossrec_core.paths import (
     resolve_data_dir,
 )
 from crossrec_core.persist import atomic_directory, atomic_write_bytes, atomic_write_text, load_config, save_config
+from crossrec_core.reports import Report
 
 __all__ = [
     "CrossrecError", "DataFormatError", "DatasetNotFoundError", "EmbeddingDimensionError", "ImageDecodeError", "IncompatibleIndexError",
@@ -19,4 +20,5 @@ __all__ = [
     "BROKER_DIR_ENV", "CROSSREC_HOME_ENV", "DATA_DIR_ENV", "cache_dir", "crossrec_home", "default_broker_dir",
     "models_dir", "resolve_data_dir",
     "atomic_directory", "atomic_write_bytes", "atomic_write_text", "load_config", "save_config",
+    "Report",
 ]

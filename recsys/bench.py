@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -10,15 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from crossrec_core.persist import atomic_write_text
+from crossrec_core.reports import Report
 from recsys.engine import EngineConfig, EngineTrainingConfig, RankingEngine
 from recsys.profiles import ProfileStore
 
-__all__ = ["BenchConfig", "BenchReport", "benchmark_ranking"]
+__all__ = ["RankingBenchConfig", "RankingBenchReport", "benchmark_ranking"]
 
 
 @dataclass(frozen=True)
-class BenchConfig:
+class RankingBenchConfig:
     model_dir: str | None = None  # a saved engine; None trains one (epochs below) on all of ``dataset``
     dataset: str = "ml100k"  # a data set name or a folder
     data_dir: str | None = None
@@ -33,7 +32,7 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
-class BenchReport:
+class RankingBenchReport(Report):
     device: str
     catalogue_size: int
     train_samples: int | None
@@ -45,14 +44,28 @@ class BenchReport:
     batch: dict  # batch size -> {"p50_ms", "p99_ms", "users_per_s"}
     torch_threads: int
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        lines = [f"{self.catalogue_size:,} items on {self.device}, {self.torch_threads} torch threads", "",
+                 "| call | p50 ms | p99 ms | users/s |", "|---|---:|---:|---:|",
+                 f"| recommend (one user) | {self.single_p50_ms:.1f} | {self.single_p99_ms:.1f} | |"]
+        lines += [f"| score {size} users | {b['p50_ms']:.1f} | {b['p99_ms']:.1f} | {b['users_per_s']:,.0f} |"
+                  for size, b in self.batch.items()]
+        if self.train_samples_per_s is not None:
+            lines += ["", f"training: {self.train_samples:,} samples at {self.train_samples_per_s:,.0f}/s "
+                          f"(world size {self.train_world_size})"]
+        return "\n".join(lines)
+
 
 def _percentiles(times: list[float]) -> tuple[float, float]:
     ms = np.array(times) * 1000.0
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def benchmark_ranking(config: BenchConfig = BenchConfig(), embedder: Any = None, json_path: str | os.PathLike | None = None,
-                      progress: bool = True) -> BenchReport:
+def benchmark_ranking(config: RankingBenchConfig = RankingBenchConfig(), embedder: Any = None, json_path: str | os.PathLike | None = None,
+                      progress: bool = True) -> RankingBenchReport:
     """Time training (unless ``model_dir`` is given) and ``recommend`` on ``config.dataset``."""
     import torch
 
@@ -92,7 +105,7 @@ def benchmark_ranking(config: BenchConfig = BenchConfig(), embedder: Any = None,
         batch[str(size)] = {"p50_ms": p50, "p99_ms": p99, "users_per_s": size / float(np.median(times))}
     stats = engine.train_stats
     p50, p99 = _percentiles(single)
-    report = BenchReport(
+    report = RankingBenchReport(
         device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         catalogue_size=len(engine.catalogue),
         train_samples=None if stats is None else stats.samples,
@@ -101,5 +114,5 @@ def benchmark_ranking(config: BenchConfig = BenchConfig(), embedder: Any = None,
         single_p50_ms=p50, single_p99_ms=p99, single_rounds=rounds, batch=batch, torch_threads=torch.get_num_threads(),
     )
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps(asdict(report), indent=2))
+        report.to_json(json_path)
     return report

@@ -9,14 +9,13 @@ are excluded. Cold-item slice: items with fewer than ``COLD_THRESHOLD`` train in
 user's cold test items are ranked among all unseen cold items.
 
 Ranker training is not deterministic and the cold slice has few users, so the two ranker rows are
-averaged over ``EvalConfig.seeds`` independently seeded trainings: each user's metric is the mean
+averaged over ``RankingEvalConfig.seeds`` independently seeded trainings: each user's metric is the mean
 over the seeds, and the per-seed figures are reported beside it.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from dataclasses import dataclass, replace
@@ -32,9 +31,10 @@ from recsys.candidates import ALSConfig, ALSRecommender, ALSTrainingConfig, BPRR
 from recsys.data import Split, chronological_split
 from recsys.engine import EngineConfig, EngineTrainingConfig, RankingEngine
 from recsys.profiles import ProfileStore, interactions_from_ratings
+from crossrec_core.reports import Report
 
 __all__ = [
-    "COLD_THRESHOLD", "MODEL_ROWS", "EvalConfig", "EvalReport",
+    "COLD_THRESHOLD", "MODEL_ROWS", "RankingEvalConfig", "RankingEvalReport",
     "ranking_metrics", "per_user_metrics", "paired_bootstrap", "gain_gap_bootstrap", "evaluate_ranking",
 ]
 
@@ -44,7 +44,7 @@ METRICS = ("ndcg@10", "recall@10", "recall@20", "auc")
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class RankingEvalConfig:
     dataset: str = "ml100k"  # a data set name or a folder (crossrec_datasets.open_dataset)
     data_dir: str | None = None
     out_dir: str = "runs/rank_eval"
@@ -64,11 +64,19 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class EvalReport:
+class RankingEvalReport(Report):
+    """Figures of every model row (``results``) and the files written beside them."""
+
     results: dict  # {model: {metric: value}, "cold_items": {model: {...}}, "validation": ..., ...}
     json_path: Path
     markdown_path: Path
     plot_path: Path
+
+    def to_dict(self) -> dict:
+        return self.results
+
+    def to_markdown(self) -> str:
+        return _markdown(self.results)
 
 
 def ranking_metrics(scores: np.ndarray, relevant: Sequence[np.ndarray], excluded: Sequence[np.ndarray]) -> dict[str, float]:
@@ -171,7 +179,8 @@ def _score(model: Recommender, users: list[int], all_items: bool = False) -> np.
     return model.score_users(profiles)
 
 
-def evaluate_ranking(config: EvalConfig = EvalConfig(), embedder: Any = None, progress: bool = True) -> EvalReport:
+def evaluate_ranking(config: RankingEvalConfig = RankingEvalConfig(), embedder: Any = None,
+                     progress: bool = True) -> RankingEvalReport:
     """Run the whole evaluation on ``config.dataset`` and write ``metrics.json``, ``metrics.md`` and
     ``metrics.png``. Relevant items are the held-out events the data set's positives setting counts
     (MovieLens: every rating); users without such an event in the test period are not scored."""
@@ -312,7 +321,7 @@ def _progress(items: list, enabled: bool, desc: str):
     return tqdm(items, desc=desc, disable=not enabled, leave=False)
 
 
-def _write(results: dict, out_dir: Path) -> EvalReport:
+def _write(results: dict, out_dir: Path) -> RankingEvalReport:
     from crossrec_core.persist import atomic_write_text
     from crossrec_core.plots import pyplot, save_figure
 
@@ -320,26 +329,10 @@ def _write(results: dict, out_dir: Path) -> EvalReport:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path, png_path = out_dir / "metrics.json", out_dir / "metrics.md", out_dir / "metrics.png"
-    atomic_write_text(json_path, json.dumps(results, indent=2))
-    lines = []
-    for title, rows in (("All test items", results), ("Cold items (< 5 train interactions)", results["cold_items"])):
-        lines += [f"### {title}", "", "| model | " + " | ".join(METRICS) + " | users |",
-                  "|---|" + "---|" * (len(METRICS) + 1)]
-        lines += [f"| {m} | " + " | ".join(f"{rows[m][k]:.4f}" for k in METRICS) + f" | {rows[m]['users']} |"
-                  for m in MODEL_ROWS]
-        lines.append("")
-    t = results["targets"]
-    lines.append(f"ranker / ALS NDCG@10: {t['ranker_over_als_ndcg@10']:.3f}; multimodal gain NDCG@10: "
-                 f"{t['mm_gain_ndcg@10']:+.4f} (cold slice {t['mm_gain_cold_ndcg@10']:+.4f})")
+    report = RankingEvalReport(results, json_path, md_path, png_path)
+    report.to_json(json_path)
+    atomic_write_text(md_path, report.to_markdown())
     sd = results["seeds"]
-    lines += ["", f"Ranker rows: per-user mean over {sd['n']} seeded trainings (engine seeds {sd['engine_seeds']}); "
-              "multimodal gain per seed, all items: " + ", ".join(f"{g:+.4f}" for g in sd["mm_gain_ndcg@10"])
-              + "; cold items: " + ", ".join(f"{g:+.4f}" for g in sd["mm_gain_cold_ndcg@10"])
-              + f" (cold gain larger in {sd['seeds_cold_gain_larger']} of {sd['n']})"]
-    lines += ["", "Paired bootstrap over users (2,000 resamples): " + "; ".join(
-        f"{k} {v['value']:.4f} [95% CI {v['ci95_low']:.4f}, {v['ci95_high']:.4f}], P(not better) {v['p_not_better']:.3f}"
-        for k, v in results["bootstrap"].items())]
-    atomic_write_text(md_path, "\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, 3, figsize=(16, 4), gridspec_kw={"width_ratios": [2, 2, 1.2]})
     for ax, (title, rows) in zip(axes, (("all items", results), ("cold items", results["cold_items"]))):
         x = np.arange(len(MODEL_ROWS))
@@ -359,4 +352,26 @@ def _write(results: dict, out_dir: Path) -> EvalReport:
     ax.set_title("multimodal gain per seed\n(NDCG@10; bar: mean)")
     fig.tight_layout()
     save_figure(fig, png_path)
-    return EvalReport(results, json_path, md_path, png_path)
+    return report
+
+
+def _markdown(results: dict) -> str:
+    lines = []
+    for title, rows in (("All test items", results), ("Cold items (< 5 train interactions)", results["cold_items"])):
+        lines += [f"### {title}", "", "| model | " + " | ".join(METRICS) + " | users |",
+                  "|---|" + "---|" * (len(METRICS) + 1)]
+        lines += [f"| {m} | " + " | ".join(f"{rows[m][k]:.4f}" for k in METRICS) + f" | {rows[m]['users']} |"
+                  for m in MODEL_ROWS]
+        lines.append("")
+    t = results["targets"]
+    lines.append(f"ranker / ALS NDCG@10: {t['ranker_over_als_ndcg@10']:.3f}; multimodal gain NDCG@10: "
+                 f"{t['mm_gain_ndcg@10']:+.4f} (cold slice {t['mm_gain_cold_ndcg@10']:+.4f})")
+    sd = results["seeds"]
+    lines += ["", f"Ranker rows: per-user mean over {sd['n']} seeded trainings (engine seeds {sd['engine_seeds']}); "
+              "multimodal gain per seed, all items: " + ", ".join(f"{g:+.4f}" for g in sd["mm_gain_ndcg@10"])
+              + "; cold items: " + ", ".join(f"{g:+.4f}" for g in sd["mm_gain_cold_ndcg@10"])
+              + f" (cold gain larger in {sd['seeds_cold_gain_larger']} of {sd['n']})"]
+    lines += ["", "Paired bootstrap over users (2,000 resamples): " + "; ".join(
+        f"{k} {v['value']:.4f} [95% CI {v['ci95_low']:.4f}, {v['ci95_high']:.4f}], P(not better) {v['p_not_better']:.3f}"
+        for k, v in results["bootstrap"].items())]
+    return "\n".join(lines) + "\n"

@@ -17,7 +17,6 @@ model's query photo embedding is the mean of the photo's and its mirror image's.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -33,10 +32,10 @@ from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.align.train import PairData, TrainResult, embed_cached, model_image_inputs, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
 from retrieval.metrics import retrieval_metrics
-from crossrec_core.persist import atomic_write_text
+from crossrec_core.reports import Report
 
 __all__ = [
-    "EvalOptions", "EvalReport", "score_model", "evaluate_grocery", "evaluate_folder", "evaluate_ml100k",
+    "EvalOptions", "RetrievalEvalReport", "score_model", "evaluate_grocery", "evaluate_folder", "evaluate_ml100k",
     "paired_stats", "markdown_table", "movielens_features",
 ]
 
@@ -74,13 +73,14 @@ class EvalOptions:
 
 
 @dataclass
-class EvalReport:
-    """The JSON report; ``to_json`` writes it, ``to_markdown`` renders the comparison table."""
+class RetrievalEvalReport(Report):
+    """Baseline vs CrossCLIP on one data set: ``data`` is the JSON report, ``to_markdown`` the
+    comparison table."""
 
     data: dict
 
-    def to_json(self, path: str | os.PathLike) -> None:
-        atomic_write_text(path, json.dumps(self.data, indent=2))
+    def to_dict(self) -> dict:
+        return self.data
 
     def to_markdown(self) -> str:
         return markdown_table(self.data)
@@ -174,7 +174,7 @@ def _open_set_summary(runs: dict[str, list[list[dict]]], folds: int, seeds: list
     return open_set
 
 
-def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = None) -> tuple[EvalReport, dict]:
+def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = None) -> tuple[RetrievalEvalReport, dict]:
     """Closed set and open set on the Grocery Store data. Returns the report and the trained
     closed-set models (for plots and saving)."""
     from crossrec_datasets import load_grocery
@@ -235,7 +235,7 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
                             test_time_flip=opts.test_time_flip)
                 for seed in seeds])
     report["open_set"] = _open_set_summary(runs, folds, seeds)
-    return EvalReport(report), models
+    return RetrievalEvalReport(report), models
 
 
 def _split(n: int, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
@@ -245,7 +245,7 @@ def _split(n: int, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
     return [np.sort(part) for part in np.split(order, cuts)]
 
 
-def evaluate_folder(folder: str | os.PathLike, opts: EvalOptions) -> tuple[EvalReport, dict]:
+def evaluate_folder(folder: str | os.PathLike, opts: EvalOptions) -> tuple[RetrievalEvalReport, dict]:
     """Closed and open set on a user's folder (README "Your data"), in the grocery report's shape.
 
     With ``photos.*``: query photos split 60/20/20 into train/val/test; the models train on every
@@ -336,7 +336,7 @@ def evaluate_folder(folder: str | os.PathLike, opts: EvalOptions) -> tuple[EvalR
                             catalogue_of(held, cfg.split_stage), test_time_flip=opts.test_time_flip)
                 for seed in seeds])
     report["open_set"] = _open_set_summary(runs, folds, seeds)
-    return EvalReport(report), models
+    return RetrievalEvalReport(report), models
 
 
 def movielens_features(data_dir: str | None, *, image_views: int, text_views: int, seed: int,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import math
 import os
 import tempfile
@@ -33,9 +32,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from retrieval.index import INDEX_TYPES, FaissIndex, create_index, recall_at_k
-from crossrec_core.persist import atomic_write_text
+from crossrec_core.reports import Report
 
-__all__ = ["BenchRow", "BenchReport", "ClusteredVectors", "TiledVectors", "run_index_benchmark"]
+__all__ = ["IndexBenchRow", "IndexBenchReport", "ClusteredVectors", "TiledVectors", "run_index_benchmark"]
 
 _SINGLE_QUERIES = 100
 _CHUNK = 100_000
@@ -101,7 +100,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class BenchRow:
+class IndexBenchRow:
     """Figures of one index type at one size; ``params`` are the tuned FAISS knobs."""
 
     size: int
@@ -115,10 +114,10 @@ class BenchRow:
 
 
 @dataclass(frozen=True)
-class BenchReport:
+class IndexBenchReport(Report):
     """All rows of a benchmark run plus its setting."""
 
-    rows: tuple[BenchRow, ...]
+    rows: tuple[IndexBenchRow, ...]
     dim: int
     n_queries: int
     k: int
@@ -128,7 +127,7 @@ class BenchReport:
     load_avg: tuple[float, float]  # 1-minute load average of the machine at start and end
 
 
-    def speedup(self, row: BenchRow) -> float:
+    def speedup(self, row: IndexBenchRow) -> float:
         """Batch QPS of ``row`` over that of exact search at the same size (nan without a flat row)."""
         flat = [r for r in self.rows if r.size == row.size and r.kind == "flat"]
         return row.batch_qps / flat[0].batch_qps if flat else float("nan")
@@ -138,9 +137,6 @@ class BenchReport:
         for row, raw in zip(self.rows, out["rows"]):
             raw["speedup_vs_flat"] = round(self.speedup(row), 2)
         return out
-
-    def to_json(self, path: str | os.PathLike) -> None:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 
     def to_markdown(self) -> str:
         lines = [
@@ -178,7 +174,7 @@ def _measure(index: FaissIndex, queries: np.ndarray, k: int) -> tuple[float, flo
 def run_index_benchmark(sizes: Sequence[int] = (100_000, 1_000_000), dim: int = 384,
                         kinds: Sequence[str] = ("flat", "ivf", "hnsw"), n_queries: int = 1000, k: int = 10,
                         seed: int = 0, *, recall_target: float = 0.95, base: np.ndarray | None = None,
-                        threads: int | None = None, progress: bool = True) -> BenchReport:
+                        threads: int | None = None, progress: bool = True) -> IndexBenchReport:
     """Build each index type at each size and measure it (see the module docstring).
 
     ``base`` ``(M, D)``: real embeddings to tile instead of the synthetic mixture (``dim`` is
@@ -219,7 +215,7 @@ def run_index_benchmark(sizes: Sequence[int] = (100_000, 1_000_000), dim: int = 
                 c = index.config
                 params = {"flat": {}, "ivf": {"nlist": c.nlist, "nprobe": c.nprobe},
                           "hnsw": {"M": c.hnsw_m, "efConstruction": c.ef_construction, "efSearch": c.ef_search}}[kind]
-                row = BenchRow(size, kind, round(build_s, 3), _saved_bytes(index), round(batch_qps, 1),
+                row = IndexBenchRow(size, kind, round(build_s, 3), _saved_bytes(index), round(batch_qps, 1),
                                round(single_qps, 1), round(recall_at_k(found, truth), 4), params)
                 rows.append(row)
                 if progress:
@@ -231,5 +227,5 @@ def run_index_benchmark(sizes: Sequence[int] = (100_000, 1_000_000), dim: int = 
             steps.update()
         del vectors
     steps.close()
-    return BenchReport(tuple(rows), source.dim, n_queries, k, seed, threads, source.describe(),
+    return IndexBenchReport(tuple(rows), source.dim, n_queries, k, seed, threads, source.describe(),
                        (round(load_start, 2), round(os.getloadavg()[0], 2)))

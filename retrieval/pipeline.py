@@ -16,7 +16,7 @@ from retrieval.align.model import AlignConfig, AlignedModel
 from retrieval.align.train import PairData, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
 from retrieval.evaluate import (
-    EvalOptions, EvalReport, evaluate_folder, evaluate_grocery, evaluate_ml100k, markdown_table, movielens_features,
+    EvalOptions, RetrievalEvalReport, evaluate_folder, evaluate_grocery, evaluate_ml100k, markdown_table, movielens_features,
 )
 from retrieval.provenance import write_training_record
 from retrieval.plots import plot_retrieval_grid, plot_training_curves
@@ -186,7 +186,7 @@ def _grocery_grid(model: AlignedModel, data_dir: str | None, path: Path, n_queri
         title="CrossCLIP image→text: shop photo → top-5 product descriptions (shown by catalogue image)")
 
 
-def run_retrieval_eval(dataset: str, opts: EvalOptions, out_dir: str | os.PathLike, json_path: str | os.PathLike | None = None) -> EvalReport:
+def run_retrieval_eval(dataset: str, opts: EvalOptions, out_dir: str | os.PathLike, json_path: str | os.PathLike | None = None) -> RetrievalEvalReport:
     """Evaluate baseline vs CrossCLIP; write JSON, Markdown and plots under ``out_dir``.
 
     ``dataset``: "grocery" (closed + open set), "ml100k" (poster <-> overview folds), "all"
@@ -200,7 +200,7 @@ def run_retrieval_eval(dataset: str, opts: EvalOptions, out_dir: str | os.PathLi
     start = time.perf_counter()
     if dataset == "ml100k":
         ml = evaluate_ml100k(opts)
-        report = EvalReport({"dataset": "ml100k", "quick": opts.quick, **ml})
+        report = RetrievalEvalReport({"dataset": "ml100k", "quick": opts.quick, **ml})
     elif dataset not in (*DATASETS, "all"):
         report, _ = evaluate_folder(dataset, opts)
         plot_training_curves(report.data["training"], out / "training_curves.png")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recsys.evaluate import (
-    EvalConfig,
+    RankingEvalConfig,
     _positions_among,
     gain_gap_bootstrap,
     paired_bootstrap,
@@ -69,6 +69,24 @@ def test_positions_among_skips_users_without_outer_items():
 
 
 def test_eval_config_needs_a_seed():
-    assert EvalConfig().seeds >= 1
+    assert RankingEvalConfig().seeds >= 1
     with pytest.raises(ValueError, match="seeds=0"):
-        EvalConfig(seeds=0)
+        RankingEvalConfig(seeds=0)
+
+
+def test_reports_share_one_shape(tmp_path):
+    import json
+
+    from crossrec_core.reports import Report
+    from recsys.bench import RankingBenchReport
+    from recsys.evaluate import RankingEvalReport
+    from retrieval.evaluate import RetrievalEvalReport
+    from retrieval.index_bench import IndexBenchReport
+
+    assert all(issubclass(c, Report) for c in (RankingBenchReport, RankingEvalReport, RetrievalEvalReport, IndexBenchReport))
+    report = RankingBenchReport(device="cpu", catalogue_size=1682, train_samples=None, train_samples_per_s=None,
+                                train_world_size=None, single_p50_ms=3.0, single_p99_ms=9.0, single_rounds=[],
+                                batch={"16": {"p50_ms": 20.0, "p99_ms": 30.0, "users_per_s": 800.0}}, torch_threads=1)
+    report.to_json(tmp_path / "bench.json")
+    assert json.loads((tmp_path / "bench.json").read_text())["single_p99_ms"] == 9.0
+    assert "| score 16 users | 20.0 | 30.0 | 800 |" in report.to_markdown()

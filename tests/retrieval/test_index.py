@@ -10,6 +10,7 @@ import pytest
 
 from crossrec_core.errors import EmbeddingDimensionError, IncompatibleIndexError, ModelLoadError, UnknownIdError
 from retrieval.index import FaissIndex, IndexConfig, SearchResult, choose_index_type, create_index, recall_at_k
+from crossrec_core.reports import Report
 from retrieval.index_bench import ClusteredVectors, run_index_benchmark
 
 DIM = 32
@@ -300,6 +301,7 @@ def test_benchmark_quick(tmp_path):
     flat = report.rows[0]
     assert flat.recall_at_k == 1.0 and report.speedup(flat) == 1.0
     assert all(r.memory_bytes > 3000 * DIM * 4 and r.batch_qps > 0 and r.single_qps > 0 for r in report.rows)
+    assert isinstance(report, Report)  # the one report shape shared with every eval and bench
     report.to_json(tmp_path / "bench.json")
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["rows"][1]["kind"] == "ivf" and "speedup_vs_flat" in saved["rows"][1]
