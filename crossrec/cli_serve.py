@@ -42,6 +42,11 @@ def add_parser(subparsers) -> None:
     serve.add_argument("--topic-prefix", default="crossrec", help="topic names are PREFIX.user-events, ... (default crossrec)")
     serve.add_argument("--api-key-file", default=None, help="file holding the API key for writes (else $CROSSREC_API_KEY)")
     serve.add_argument("--creatives-dir", default=None, help="finished creatives: DIR/<user>/<item>/poster.png, copy.json ...")
+    serve.add_argument("--creative-cache", default=None, metavar="SQLITE",
+                       help="the creative worker's cache index (its --state DIR/cache.sqlite): creatives served from it")
+    serve.add_argument("--assets-dir", default=None, help="the creative worker's asset store (its --state DIR/assets)")
+    serve.add_argument("--bandit", default=None, metavar="DIR",
+                       help="a creative bandit state: picks the poster variant each user is shown (needs --creative-cache)")
     serve.add_argument("--reports-dir", default=None, help="evaluation charts (PNG) shown on the page (e.g. runs/)")
     serve.add_argument("--cors-origin", action="append", default=[], help="allow this origin (CORS is off by default)")
     serve.set_defaults(func=_serve)
@@ -73,7 +78,8 @@ def _serve(args) -> int:
     from crossrec.service.server import serve
 
     config = _config(args, bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, api_key_file=args.api_key_file,
-                     creatives_dir=args.creatives_dir, reports_dir=args.reports_dir, cors_origins=tuple(args.cors_origin))
+                     creatives_dir=args.creatives_dir, reports_dir=args.reports_dir, cors_origins=tuple(args.cors_origin),
+                     creative_cache=args.creative_cache, assets_dir=args.assets_dir, bandit_dir=args.bandit)
     config.api_key()  # an unreadable key file fails here, not in every worker
     print(f"crossrec serve: http://{args.host}:{args.port}/ ({args.workers} worker(s); API docs at /docs)", flush=True)
     serve(config, host=args.host, port=args.port, workers=args.workers)

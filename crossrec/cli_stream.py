@@ -168,21 +168,22 @@ def _replay(args) -> int:
 
 
 def _consume(args) -> int:
+    from crossrec.wiring import ProfileWiring, consume_stream
     from streaming.broker import resolve_bootstrap
-    from streaming.worker import ConsumerConfig, consume_stream
+    from streaming.worker import ConsumerConfig
 
     config = ConsumerConfig(bootstrap=resolve_bootstrap(args.bootstrap, args.broker_dir), topics=_topics(args),
                             group_id=args.group, consume=("user_events",), max_events=args.max_events,
-                            idle_timeout_s=args.idle_timeout, store_path=args.store, features_path=args.features,
-                            fetch_max_wait_ms=args.fetch_wait_ms, recommender_dir=args.recommender,
-                            creative_k=args.creative_k)
-    stats = consume_stream(config, workers=args.workers, index_dir=args.index_dir, embedder_dir=args.embedder)
+                            idle_timeout_s=args.idle_timeout, fetch_max_wait_ms=args.fetch_wait_ms)
+    wiring = ProfileWiring(args.store, features_path=args.features, recommender_dir=args.recommender,
+                           creative_k=args.creative_k)
+    stats = consume_stream(config, wiring, workers=args.workers, index_dir=args.index_dir, embedder_dir=args.embedder)
     print(json.dumps(stats.summary(), indent=2))
     return 0
 
 
 def _bench(args) -> int:
-    from streaming.bench import SCENARIOS, BenchConfig, run_bench
+    from crossrec.stream_bench import SCENARIOS, BenchConfig, run_bench
 
     config = BenchConfig(n_events=args.events, workers=args.workers, producers=args.producers,
                          latency_rate=args.latency_rate, latency_events=args.latency_events,

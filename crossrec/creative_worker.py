@@ -41,7 +41,7 @@ from streaming.handlers import HandleResult, Handler
 
 __all__ = [
     "WorkerConfig", "CreativeWorkerHandler", "StudioCreativeGenerator", "FeedbackHandler", "run_creative_worker",
-    "variant_family",
+    "variant_family", "poster_variant_id", "variant_asset",
 ]
 
 # generate(request) -> the result to publish (status "ok"); raises to dead-letter the request
@@ -146,6 +146,18 @@ def variant_family(poster_variant_extra: dict | None, default: str = "photo") ->
     return str((poster_variant_extra or {}).get("family") or default)
 
 
+def poster_variant_id(item_id: str, family: str, poster_asset: str) -> str:
+    """The variant id of a poster: item, style family and the poster's asset id, so whoever
+    serves the variant the bandit chose finds its file (``variant_asset``)."""
+    return f"{item_id}:{family}:{poster_asset}"
+
+
+def variant_asset(variant_id: str) -> str | None:
+    """The poster asset id inside a variant id made by ``poster_variant_id`` (None for others)."""
+    tail = variant_id.rsplit(":", 1)[-1]
+    return tail if "." in tail else None
+
+
 class StudioCreativeGenerator:
     """Answers a request with ``generation.studio.Studio`` (copy + scored poster, from the creative
     cache when the same (profile version, item, settings) was made before) and, when the request
@@ -162,7 +174,7 @@ class StudioCreativeGenerator:
         chosen = made.scores.get("chosen", {})
         total = (chosen.get("scores") or {}).get("total")
         family = variant_family(chosen.get("extra"))
-        variant = f"{item}:{family}:{poster_id[:12]}"
+        variant = poster_variant_id(item, family, poster_id)
         score = float(total) if isinstance(total, (int, float)) else None
         assets = [CreativeAsset(kind="poster", asset_id=poster_id, variant_id=variant, family=family, score=score),
                   CreativeAsset(kind="copy", asset_id=made.assets["copy.json"]),

@@ -8,7 +8,6 @@ from streaming.events import (
     MAX_EVENT_BYTES, SCHEMA_VERSION, CreativeRequest, CreativeResult, DeadLetter, Event, EventSchemaError, ItemEvent,
     Topics, UserEvent, decode_event,
 )
-from streaming.bench import BenchConfig, run_bench
 from streaming.features import FeatureHandler, OnlineFeatureStore
 from streaming.handlers import CreativeRequestHandler, HandleResult, Handler, ItemIndexHandler, ProfileHandler
 from streaming.producer import EventProducer, ensure_topics
@@ -16,7 +15,7 @@ from streaming.replay import (
     ReplayStats, movielens_events, publish, publish_parallel, replay_movielens, simulate_shoppers,
 )
 from streaming.source import Delivery, EventSource, KafkaEventSource, MemoryEventSource
-from streaming.worker import ConsumerConfig, ConsumerStats, WorkerPool, consume_stream, run_consumer, run_workers
+from streaming.worker import ConsumerConfig, ConsumerStats, HandlerFactory, WorkerPool, run_consumer, run_workers
 
 __all__ = [
     "Broker", "BrokerConfig", "BrokerError", "BrokerStatus", "resolve_bootstrap",
@@ -27,6 +26,5 @@ __all__ = [
     "EventProducer", "ensure_topics",
     "ReplayStats", "movielens_events", "publish", "publish_parallel", "replay_movielens", "simulate_shoppers",
     "Delivery", "EventSource", "KafkaEventSource", "MemoryEventSource",
-    "ConsumerConfig", "ConsumerStats", "WorkerPool", "run_consumer", "run_workers", "consume_stream",
-    "BenchConfig", "run_bench",
+    "ConsumerConfig", "ConsumerStats", "HandlerFactory", "WorkerPool", "run_consumer", "run_workers",
 ]

@@ -15,22 +15,18 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
 from crossrec_core.errors import CrossrecError
 from streaming.events import DeadLetter, Event, Topics
-from streaming.handlers import Handler, ProfileHandler
+from streaming.handlers import Handler
 from streaming.producer import EventProducer, ensure_topics
 from streaming.source import Delivery, EventSource, KafkaEventSource
 
-__all__ = [
-    "ConsumerConfig", "ConsumerStats", "WorkerPool", "run_consumer", "run_workers", "consume_stream",
-    "worker_handlers", "merge_stats",
-]
+__all__ = ["ConsumerConfig", "ConsumerStats", "HandlerFactory", "WorkerPool", "run_consumer", "run_workers", "merge_stats"]
 
 _DLQ_PAYLOAD_CHARS = 4096
 
@@ -51,10 +47,6 @@ class ConsumerConfig:
     poll_timeout_s: float = 0.2
     max_events: int | None = None
     idle_timeout_s: float | None = None
-    store_path: str | None = None  # for run_workers: each process opens the ProfileStore here
-    features_path: str | None = None  # optional OnlineFeatureStore (item counters) beside it
-    recommender_dir: str | None = None  # a saved recsys recommender: also publish creative requests
-    creative_k: int = 5  # ... for items newly in a user's top creative_k
     fetch_max_wait_ms: int = 100  # Kafka fetch wait: the latency floor when the topic is quiet
 
     def __post_init__(self) -> None:
@@ -64,8 +56,6 @@ class ConsumerConfig:
             raise ValueError(f"consume={self.consume!r}: choose among {names}")
         if not 1 <= self.min_batch <= self.max_batch:
             raise ValueError(f"min_batch={self.min_batch}, max_batch={self.max_batch}: need 1 <= min_batch <= max_batch")
-        if self.creative_k < 1:
-            raise ValueError(f"creative_k={self.creative_k!r}: at least one recommendation per user is required")
         if not 1 <= self.fetch_max_wait_ms <= 10_000:
             raise ValueError(f"fetch_max_wait_ms={self.fetch_max_wait_ms!r}: choose 1..10000")
         for name in ("target_batch_s", "commit_interval_s", "poll_timeout_s"):
@@ -305,57 +295,30 @@ def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
     return restore
 
 
-def worker_handlers(config: ConsumerConfig) -> tuple[list[Handler], Callable[[], None]]:
-    """The handlers of a user-event worker: a ProfileHandler on ``config.store_path``; with
-    ``config.features_path`` a FeatureHandler; with ``config.recommender_dir`` a
-    CreativeRequestHandler (after the profiles, so it ranks with the new events). Users are keyed
-    to partitions, so each worker process re-ranks only its own users. Returns the handlers and a
-    close function."""
-    from recsys import load_recommender
-    from recsys.profiles import ProfileStore
-
-    from streaming.features import FeatureHandler, OnlineFeatureStore
-    from streaming.handlers import CreativeRequestHandler
-
-    if not config.store_path:
-        raise ValueError("config.store_path is empty: worker processes need a profile store path")
-    stores = [ProfileStore(config.store_path)]
-    handlers: list[Handler] = [ProfileHandler(stores[0])]
-    if config.features_path:
-        stores.append(OnlineFeatureStore(config.features_path))
-        handlers.append(FeatureHandler(stores[-1]))
-    producer = None
-    if config.recommender_dir:
-        producer = EventProducer(config.bootstrap, client_id=f"{config.group_id}-creative")
-        recommender = load_recommender(config.recommender_dir, profiles=stores[0])
-        handlers.append(CreativeRequestHandler(recommender, producer, config.topics, k=config.creative_k))
-
-    def close() -> None:
-        if producer is not None:
-            producer.close()
-        for store in stores:
-            store.close()
-
-    return handlers, close
+# Builds one worker process's handlers and returns them with a close function. It is pickled into
+# spawned processes: a module-level function or a functools.partial of one (the composition root,
+# ``crossrec.wiring``, makes them; streaming only transports).
+HandlerFactory = Callable[[], tuple[Sequence[Handler], Callable[[], None]]]
 
 
-def _worker_main(config: ConsumerConfig, results, ready) -> None:
-    handlers, close = worker_handlers(config)
+def _worker_main(config: ConsumerConfig, handlers: HandlerFactory, results, ready) -> None:
+    built, close = handlers()
     try:
-        results.put(run_consumer(config, handlers, on_ready=lambda: ready.put(os.getpid())))
+        results.put(run_consumer(config, built, on_ready=lambda: ready.put(os.getpid())))
     finally:
         close()
 
 
 class WorkerPool:
-    """``n_workers`` processes of one group, each running ``run_consumer`` with the handlers of
-    ``config`` (see ``worker_handlers``); ``kill9`` simulates a crash."""
+    """``n_workers`` processes of one group, each running ``run_consumer`` with the handlers that
+    ``handlers()`` builds in that process; ``kill9`` simulates a crash."""
 
-    def __init__(self, config: ConsumerConfig, n_workers: int) -> None:
+    def __init__(self, config: ConsumerConfig, n_workers: int, handlers: HandlerFactory) -> None:
         if n_workers < 1:
             raise ValueError(f"n_workers={n_workers!r}: at least 1 worker process is required")
         self._ctx = mp.get_context("spawn")  # no inherited Kafka sockets or SQLite handles
-        self.config, self._results, self._ready = config, self._ctx.Queue(), self._ctx.Queue()
+        self.config, self.handlers = config, handlers
+        self._results, self._ready = self._ctx.Queue(), self._ctx.Queue()
         self.procs = [self._spawn() for _ in range(n_workers)]
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
@@ -371,7 +334,7 @@ class WorkerPool:
 
     def _spawn(self):
         self._unready = getattr(self, "_unready", 0) + 1
-        proc = self._ctx.Process(target=_worker_main, args=(self.config, self._results, self._ready), daemon=True)
+        proc = self._ctx.Process(target=_worker_main, args=(self.config, self.handlers, self._results, self._ready), daemon=True)
         proc.start()
         return proc
 
@@ -405,63 +368,7 @@ class WorkerPool:
         return merge_stats(stats)
 
 
-def run_workers(config: ConsumerConfig, n_workers: int) -> ConsumerStats:
-    """Run ``n_workers`` processes of the same group (profile handlers on ``config.store_path``)
-    until each ends (``max_events`` is per worker; use ``idle_timeout_s`` to drain); merged stats."""
-    return WorkerPool(config, n_workers).join()
-
-
-def consume_stream(
-    config: ConsumerConfig,
-    *,
-    workers: int = 1,
-    index_dir: str | os.PathLike | None = None,
-    embedder_dir: str | os.PathLike | None = None,
-) -> ConsumerStats:
-    """The library function behind ``crossrec stream consume``.
-
-    ``workers`` processes of ``config.group_id`` share the user events: profiles on
-    ``config.store_path``, online features and creative requests as ``config`` asks (see
-    ``worker_handlers``). ``index_dir``: item events also go into the FAISS index kept there
-    (created on first use, new items embedded with ``retrieval.load_item_embedder``). With one
-    worker that happens in the same consumer; with several, the index has a single writer: a
-    consumer group of its own (``<group_id>-items``) in this process, next to the worker pool.
-    """
-    if workers == 1:
-        handlers, close = worker_handlers(config)
-        if index_dir is not None:
-            handlers.append(_index_handler(Path(index_dir), embedder_dir, handlers[0].store))
-            if "item_events" not in config.consume:
-                config = replace(config, consume=(*config.consume, "item_events"))
-        try:
-            return run_consumer(config, handlers)
-        finally:
-            close()
-    if index_dir is None:
-        return run_workers(config, workers)
-    from recsys.profiles import ProfileStore
-
-    pool = WorkerPool(config, workers)  # started before the index consumer, which blocks this process
-
-    store = ProfileStore(config.store_path)  # new items' vectors reach the workers through the shared file
-    try:
-        items = run_consumer(replace(config, group_id=f"{config.group_id}-items", consume=("item_events",)),
-                             [_index_handler(Path(index_dir), embedder_dir, store)])
-    finally:
-        store.close()
-    return merge_stats([pool.join(), items])
-
-
-def _index_handler(index_dir: Path, embedder_dir, store) -> Handler:
-    from retrieval.index import FaissIndex, create_index
-
-    from retrieval import load_item_embedder
-    from streaming.handlers import ItemIndexHandler
-
-    embedder = load_item_embedder(embedder_dir)
-    # the fingerprint check refuses an index built by another embedding model
-    if (index_dir / "index").is_dir():
-        index = FaissIndex.load(index_dir / "index", expected_fingerprint=embedder.fingerprint)
-    else:
-        index = create_index(embedder.dim, expected_size=10_000, kind="flat", fingerprint=embedder.fingerprint)
-    return ItemIndexHandler(index, embedder, state_dir=index_dir, profile_store=store)
+def run_workers(config: ConsumerConfig, n_workers: int, handlers: HandlerFactory) -> ConsumerStats:
+    """Run ``n_workers`` processes of the same group until each ends (``max_events`` is per worker;
+    use ``idle_timeout_s`` to drain); merged stats."""
+    return WorkerPool(config, n_workers, handlers).join()

@@ -28,13 +28,15 @@ from crossrec.service import metrics
 from crossrec.service.config import ServiceConfig
 from crossrec.service.engine import CREATIVE_FILES, ServiceEngine
 from crossrec.service.models import (
-    SEARCH_SPACES, CreativeAccepted, CreativeOut, ErrorOut, EventsAccepted, Health, ItemOut, ProfileOut, Ready,
+    SEARCH_SPACES, CreativeAccepted, CreativeClickAccepted, CreativeClickIn, CreativeOut, ErrorOut, EventsAccepted, Health, ItemOut, ProfileOut, Ready,
     RecommendationsOut, RecommendedItem, SearchHitOut, SearchOut, UsersOut,
 )
 from crossrec.service.publisher import BrokerUnavailableError
 from crossrec.service.uploads import BodyLimitMiddleware, read_upload_image
 from crossrec_core.errors import CrossrecError, ImageDecodeError, UnknownIdError
-from streaming.events import MAX_ID, CreativeRequest, UserEvent, json_schemas, new_event_id
+from streaming.events import (
+    MAX_ID, CreativeClick, CreativeImpression, CreativeRequest, UserEvent, json_schemas, new_event_id,
+)
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -230,7 +232,7 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
                 item_id=item_id, title=record.title if record else engine.title(item_id), score=float(score),
                 sources=list(sources), top_feature_group=group,
                 image_url=f"/catalogues/{cat}/items/{item_id}/image" if record and record.image else None,
-                creative_url=f"/creatives/{user_id}/{item_id}" if engine.creative_dir(user_id, item_id) else None))
+                creative_url=f"/creatives/{user_id}/{item_id}" if engine.has_creative(user_id, item_id) else None))
         return RecommendationsOut(user_id=user_id, catalogue=cat, cold_start=rec.cold_start, reason=rec.reason, items=items)
 
     # -- events ----------------------------------------------------------------------------------
@@ -270,10 +272,36 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
         if not engine.is_ranked_item(item_id):
             raise UnknownIdError(f"item_id={item_id} is not in catalogue {config.ranking_catalogue!r}")
 
+    async def impression(served) -> str | None:
+        """Publish that ``served``'s variant is shown (the bandit learns from it); its id, or None
+        when the broker is down (the creative is served all the same; a click on it cannot count)."""
+        event = CreativeImpression(event_id=new_event_id(), timestamp=time.time(), user_id=served.user_id,
+                                   item_id=served.item_id, variant_id=served.variant_id, family=served.family)
+        try:
+            await anyio.to_thread.run_sync(engine.publisher.publish, engine.topics.creative_feedback, [event])
+        except BrokerUnavailableError:
+            return None
+        return event.event_id
+
+    async def find_creative(user_id: int, item_id: int) -> dict | None:
+        """From the worker's cache (with the variant shown and its impression), else the folder."""
+        served = await heavy(engine.cached_creative, user_id, item_id)
+        if served is None:
+            return engine.creative(user_id, item_id)
+        assets = {"poster": f"/assets/{served.poster_asset}"}
+        if served.trailer_asset:
+            assets["trailer"] = f"/assets/{served.trailer_asset}"
+        return {"user_id": user_id, "item_id": item_id, "assets": assets, "copy": served.copy, "scores": served.scores,
+                "variant": {"variant_id": served.variant_id, "family": served.family, "chosen_by": served.chosen_by,
+                            "impression_id": await impression(served)}}
+
     @app.get("/creatives/{user_id}/{item_id}", response_model=CreativeOut, tags=["creatives"], responses=_ERRORS)
     async def creative(user_id: UserId, item_id: ItemId):
+        """The creative for (user, item): from the creative worker's cache for the user's current
+        profile (the poster variant picked by the bandit when there are several; an impression is
+        published), else from the creatives folder; 404 until one exists."""
         check_pair(user_id, item_id)
-        found = engine.creative(user_id, item_id)
+        found = await find_creative(user_id, item_id)
         if found is None:
             raise HTTPException(404, f"no creative for user {user_id} and item {item_id} yet; POST to this URL "
                                      "(with the API key) to request one")
@@ -286,7 +314,7 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
         """The creative from the cache at once, else publish a creative request and answer 202 with
         the URL to poll (generation never blocks the request path)."""
         check_pair(user_id, item_id)
-        found = engine.creative(user_id, item_id)
+        found = await find_creative(user_id, item_id)
         if found is not None:
             return JSONResponse(CreativeOut.model_validate(found).model_dump(by_alias=True))
         request = CreativeRequest(event_id=new_event_id(), timestamp=time.time(), user_id=user_id, item_id=item_id,
@@ -295,6 +323,26 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
         location = f"/creatives/{user_id}/{item_id}"
         return JSONResponse(CreativeAccepted(request_id=request.event_id, location=location).model_dump(),
                             status_code=202, headers={"Location": location})
+
+    @app.post("/creatives/{user_id}/{item_id}/clicks", response_model=CreativeClickAccepted, status_code=202,
+              tags=["creatives"], dependencies=[Depends(require_key)], responses={**_ERRORS, 503: {"model": ErrorOut}})
+    async def creative_click(user_id: UserId, item_id: ItemId, body: CreativeClickIn):
+        """A click on a shown creative (the ``impression_id`` and ``variant_id`` of its variant),
+        published on the creative-feedback topic for the bandit; a click on an impression never
+        published is dead-lettered there, not counted."""
+        check_pair(user_id, item_id)
+        parts = body.variant_id.split(":")
+        click = CreativeClick(event_id=new_event_id(), timestamp=time.time(), impression_id=body.impression_id,
+                              user_id=user_id, item_id=item_id, variant_id=body.variant_id,
+                              family=parts[1][:64] if len(parts) == 3 else "")
+        receipt = await anyio.to_thread.run_sync(engine.publisher.publish, engine.topics.creative_feedback, [click])
+        return CreativeClickAccepted(click_id=click.event_id, topic=receipt.topic)
+
+    @app.get("/assets/{asset_id}", tags=["creatives"], response_class=FileResponse,
+             responses={**_ERRORS, 200: {"content": {"image/png": {}, "video/mp4": {}}}})
+    async def asset(asset_id: Annotated[str, PathParam(max_length=80)]):
+        """A creative's file by its content id (``<sha256>.<suffix>``) from the asset store."""
+        return FileResponse(engine.asset_path(asset_id), headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
     @app.get("/creatives/{user_id}/{item_id}/{kind}", tags=["creatives"], response_class=FileResponse, responses=_ERRORS)
     async def creative_asset(user_id: UserId, item_id: ItemId, kind: str):
@@ -338,5 +386,12 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
 def create_app_from_env() -> FastAPI:
     """The uvicorn worker factory: the config from ``$CROSSREC_SERVICE_CONFIG``, models loaded once
     in this process."""
+    import sys
+
+    started = time.perf_counter()
     config = ServiceConfig.from_env()
-    return create_app(ServiceEngine.load(config))
+    app = create_app(ServiceEngine.load(config))
+    # start-up time per worker in the server log: serve-bench and the NOTES figures read it
+    print(f"crossrec worker {os.getpid()}: models loaded in {time.perf_counter() - started:.1f} s "
+          f"(load average {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+    return app

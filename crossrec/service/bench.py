@@ -13,23 +13,18 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
-from crossrec.service.config import ENV_API_KEY, ServiceConfig
+from crossrec.service.config import ServiceConfig
 from crossrec_core.errors import CrossrecError
 
-__all__ = ["BenchOptions", "RouteFigures", "RunningService", "run_serve_bench", "open_loop", "service_stack"]
+__all__ = ["BenchOptions", "RouteFigures", "run_serve_bench", "open_loop"]
 
 P99_TARGET_MS = 100.0
 QUERIES = {
@@ -111,89 +106,6 @@ async def open_loop(base_url: str, routes: dict[str, tuple[float, Callable[[int]
     return results
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float, log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise CrossrecError(f"the service exited with {proc.returncode} while starting; see {log}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    raise CrossrecError(f"the service was not ready within {timeout_s:.0f} s; see {log}")
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-@dataclass(frozen=True)
-class RunningService:
-    url: str
-    api_key: str
-    bootstrap: str
-    work_dir: Path
-
-
-@contextmanager
-def service_stack(config: ServiceConfig, *, store: Path, work: Path, workers: int, port: int = 0,
-                  topic_prefix: str = "crossrec", start_timeout_s: float = 900.0,
-                  echo: Callable[[str], None] = print) -> Iterator[RunningService]:
-    """The embedded broker (in-memory log), a stream consumer process applying user events to
-    ``store`` and the service (``workers`` processes reading ``store``); everything is stopped on exit."""
-    from streaming.broker import Broker, BrokerConfig
-    from streaming.events import Topics
-    from streaming.producer import ensure_topics
-
-    key = os.environ.get(ENV_API_KEY) or "local-" + os.urandom(8).hex()
-    broker = Broker(BrokerConfig(data_dir=str(work / "broker"), kafka_port=0, storage="memory"))
-    consumer = server = None
-    port = port or _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, ENV_API_KEY: key, "OPENBLAS_NUM_THREADS": "1"}
-    try:
-        broker.start()
-        ensure_topics(broker.bootstrap, Topics(prefix=topic_prefix))
-        cli = [sys.executable, "-m", "crossrec.cli"]
-        consumer = subprocess.Popen([*cli, "stream", "consume", "--bootstrap", broker.bootstrap, "--topic-prefix",
-                                     topic_prefix, "--store", str(store), "--fetch-wait-ms", "20"], env=env,
-                                    stdout=open(work / "consumer.log", "w"), stderr=subprocess.STDOUT)
-        serve = [*cli, "serve", "--port", str(port), "--workers", str(workers), "--bootstrap", broker.bootstrap,
-                 "--topic-prefix", topic_prefix, "--profile-store", str(store), "--torch-threads",
-                 str(config.torch_threads), "--catalogues", *config.catalogues]
-        for flag, value in (("--data-dir", config.data_dir), ("--ranker-dir", config.ranker_dir),
-                            ("--creatives-dir", config.creatives_dir), ("--reports-dir", config.reports_dir)):
-            if value:
-                serve += [flag, value]
-        server = subprocess.Popen(serve, env=env, stdout=open(work / "server.log", "w"), stderr=subprocess.STDOUT)
-        started = time.perf_counter()
-        echo(f"  starting the service ({workers} worker(s); models load once per worker) ...")
-        _wait_ready(url, server, start_timeout_s, work / "server.log")
-        echo(f"  service ready in {time.perf_counter() - started:.0f} s at {url}")
-        yield RunningService(url, key, broker.bootstrap, work)
-    finally:
-        _stop(server)
-        _stop(consumer)
-        broker.stop()
-
-
 def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(),
                     echo: Callable[[str], None] = print) -> dict:
     """Run the bench (see the module docstring) and return the JSON report: ``recommend`` and
@@ -208,6 +120,8 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
     store = work / "profiles.db"
     shutil.copyfile(ranker / "profiles.db", store)  # the live store: the consumer writes it, the service reads it
     config = replace(config, ranker_dir=str(ranker))
+    from crossrec.wiring import service_stack
+
     echo(f"serve-bench: broker, consumer and {options.workers} service workers (work dir {work}) ...")
     with service_stack(config, store=store, work=work, workers=options.workers, topic_prefix="bench",
                        start_timeout_s=options.start_timeout_s, echo=echo) as running:

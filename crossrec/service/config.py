@@ -47,6 +47,10 @@ class ServiceConfig:
     heavy_threads: int = 4  # concurrent embedding/ranking calls per process
     torch_threads: int = 1
     creatives_dir: str | None = None  # finished creatives: <dir>/<user>/<item>/{poster.png,copy.json,...}
+    creative_cache: str | None = None  # the creative worker's cache index (SQLite): creatives served from it
+    assets_dir: str | None = None  # ... and its asset store (default: $CROSSREC_HOME/cache/assets)
+    bandit_dir: str | None = None  # a generation.bandit state: picks the poster variant shown
+    bandit_refresh_s: float = 5.0  # reopen the bandit (written by the feedback consumer) at most this often
     reports_dir: str | None = None  # evaluation charts (PNG) shown on the page
     cors_origins: tuple[str, ...] = ()  # CORS is off unless origins are named
 
@@ -60,6 +64,10 @@ class ServiceConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise CrossrecError(f"{name}={value!r}: must be a positive integer")
+        if not self.bandit_refresh_s > 0:
+            raise CrossrecError(f"bandit_refresh_s={self.bandit_refresh_s!r}: must be > 0 seconds")
+        if self.bandit_dir and not self.creative_cache:
+            raise CrossrecError("bandit_dir is set without creative_cache: the bandit picks among the cached creatives' variants")
         if not self.publish_timeout_s > 0:
             raise CrossrecError(f"publish_timeout_s={self.publish_timeout_s!r}: must be > 0 seconds")
 

@@ -60,6 +60,12 @@ class ServiceEngine:
         self.topics = Topics(prefix=config.topic_prefix)
         self._rows = {name: {str(i): r for r, i in enumerate(s.items.ids)} for name, s in self.searchers.items()}
         self._ranking_ids = {int(i) for i in recommender.catalogue.item_ids}
+        self.creatives = None
+        if config.creative_cache:
+            from crossrec.service.creatives import CreativeSource
+
+            self.creatives = CreativeSource(config.creative_cache, config.assets_dir, config.bandit_dir,
+                                            config.bandit_refresh_s)
 
     @classmethod
     def load(cls, config: ServiceConfig) -> "ServiceEngine":
@@ -150,6 +156,23 @@ class ServiceEngine:
 
     # -- creatives -------------------------------------------------------------------------------
 
+    def cached_creative(self, user_id: int, item_id: int):
+        """A ``ServedCreative`` from the creative worker's cache for the user's current profile
+        version (the bandit's variant when it knows several), or None."""
+        if self.creatives is None:
+            return None
+        return self.creatives.find(user_id, item_id, self.profiles.user_version(user_id))
+
+    def has_creative(self, user_id: int, item_id: int) -> bool:
+        if self.creative_dir(user_id, item_id) is not None:
+            return True
+        return self.creatives is not None and self.creatives.has(user_id, item_id, self.profiles.user_version(user_id))
+
+    def asset_path(self, asset_id: str) -> Path:
+        if self.creatives is None:
+            raise UnknownIdError(f"asset {asset_id[:80]!r}: this service has no asset store")
+        return self.creatives.asset_path(asset_id)
+
     def creative_dir(self, user_id: int, item_id: int) -> Path | None:
         """The finished creative's folder, or None; ids are ints, so the path cannot escape the root."""
         if not self.config.creatives_dir:
@@ -177,3 +200,5 @@ class ServiceEngine:
 
     def close(self) -> None:
         self.publisher.close()
+        if self.creatives is not None:
+            self.creatives.close()

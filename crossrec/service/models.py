@@ -105,14 +105,36 @@ class EventsAccepted(_Out):
     publish_ms: float
 
 
+class VariantOut(_Out):
+    variant_id: str
+    family: str = Field(description="The poster's style family (the bandit's arm).")
+    chosen_by: Literal["bandit", "cache"] = Field(description="bandit: Thompson sampling among the item's "
+                                                              "variants; cache: the creative's own poster.")
+    impression_id: str | None = Field(None, description="Post a click on it to /creatives/{user}/{item}/clicks; "
+                                                        "None when the impression could not be published.")
+
+
 class CreativeOut(_Out):
     user_id: int
     item_id: int
     assets: dict[str, str] = Field(description="URLs of the poster and trailer, by kind.")
     copy_: Any = Field(None, alias="copy")
     scores: Any = None
+    variant: VariantOut | None = Field(None, description="The poster variant shown (creatives from the cache).")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CreativeClickIn(BaseModel):
+    impression_id: str = Field(min_length=1, max_length=128, description="From the creative's variant.")
+    variant_id: str = Field(min_length=1, max_length=200)
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreativeClickAccepted(_Out):
+    click_id: str
+    topic: str
 
 
 class CreativeAccepted(_Out):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import shutil
 import tempfile
+import time
+from typing import Callable
 
 from crossrec.service.config import ENV_CONFIG, ServiceConfig
+from crossrec_core.errors import CrossrecError
 
-__all__ = ["serve", "service_env"]
+__all__ = ["serve", "service_env", "warm_search_cache"]
 
 APP_FACTORY = "crossrec.service.app:create_app_from_env"
 
@@ -23,14 +27,48 @@ def service_env(config: ServiceConfig, metrics_dir: str | None = None) -> dict[s
     return env
 
 
+def _build_search_vectors(catalogues: tuple[str, ...], data_dir: str | None, torch_threads: int) -> None:
+    import torch
+
+    from retrieval.searcher import Searcher
+
+    torch.set_num_threads(torch_threads)
+    for name in catalogues:
+        Searcher.load(name, data_dir=data_dir)
+
+
+def warm_search_cache(config: ServiceConfig, echo: Callable[[str], None] = print) -> float:
+    """Build every served catalogue's search vectors (MiniLM, e5, aligned image/fused) once, into
+    the Searcher's cache under ``$CROSSREC_HOME/cache/search``, so that N workers starting at once
+    only load them instead of each encoding the catalogues in parallel. Runs in a child process:
+    the parent (the uvicorn supervisor) keeps no models. A warm cache costs one model load.
+    Returns the seconds it took."""
+    started = time.perf_counter()
+    echo(f"  search vectors for {', '.join(config.catalogues)}: building once before the workers start "
+         "(cached; later starts only load them) ...")
+    proc = mp.get_context("spawn").Process(target=_build_search_vectors, name="crossrec-search-warm",
+                                           args=(config.catalogues, config.data_dir, config.torch_threads))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise CrossrecError(f"building the search vectors failed (exit code {proc.exitcode}); "
+                            f"run `crossrec retrieval search --dataset {config.catalogues[0]} test` to see why")
+    took = time.perf_counter() - started
+    echo(f"  search vectors ready in {took:.0f} s")
+    return took
+
+
 def serve(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          log_level: str = "warning") -> None:
+          log_level: str = "warning", echo: Callable[[str], None] = print) -> None:
     """Serve until interrupted. ``workers`` > 1 starts that many processes on one port (each loads
-    the models once and reads the same live profile store)."""
+    the models once and reads the same live profile store); the search vectors are built once
+    before they start (``warm_search_cache``)."""
     import uvicorn
 
     if workers < 1:
         raise ValueError(f"workers={workers!r}: must be >= 1")
+    if workers > 1:  # one worker builds its vectors itself, once
+        warm_search_cache(config, echo=echo)
     metrics_dir = tempfile.mkdtemp(prefix="crossrec-metrics-") if workers > 1 else None
     os.environ.update(service_env(config, metrics_dir))
     try:

@@ -51,7 +51,7 @@ def test_memory_storage_runs_tansu_alone_and_refuses_a_storage_switch(broker, tm
         got = _drain(memory.bootstrap, topics.user_events, "mem-group", 10)
         assert sorted(d.event.event_id for d in got) == sorted(e.event_id for e in events)
         # The bench's broker CPU accounting covers Tansu alone when no SeaweedFS runs.
-        from streaming.bench import BenchConfig, _Bench
+        from crossrec.stream_bench import BenchConfig, _Bench
 
         cpu = _Bench(BenchConfig(scenarios=("latency",), storage="memory", out_dir=str(tmp_path / "bench")), memory.bootstrap, memory).broker_cpu_s()
         assert cpu is not None and cpu > 0

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from streaming.bench import BenchConfig, run_bench
+from crossrec.stream_bench import BenchConfig, run_bench
+from crossrec.wiring import ProfileWiring, user_event_handlers
 
 pytestmark = pytest.mark.broker
 
@@ -51,3 +52,11 @@ def test_bench_and_worker_settings_are_checked():
         BenchConfig(partitions=0)
     with pytest.raises(ValueError, match="fetch_max_wait_ms=0"):
         ConsumerConfig(bootstrap="127.0.0.1:9092", fetch_max_wait_ms=0)
+    with pytest.raises(TypeError):  # streaming transports: what a worker applies is the composition root's
+        ConsumerConfig(bootstrap="127.0.0.1:9092", store_path="x.db")
+    with pytest.raises(ValueError, match="store_path is empty"):
+        ProfileWiring("")
+    with pytest.raises(ValueError, match="creative_k=0"):
+        ProfileWiring("x.db", creative_k=0)
+    with pytest.raises(ValueError, match="without producer and topics"):
+        user_event_handlers(object(), recommender=object())

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from crossrec.wiring import ProfileWiring, profile_worker
 from crossrec_core.persist import atomic_write_text
 from streaming.broker import Broker, BrokerConfig, resolve_bootstrap
 from streaming.events import MAX_EVENT_BYTES, ItemEvent, Topics, UserEvent
@@ -160,10 +161,11 @@ class _Bench:
         _new_store(store, self.genres).close()  # the workers open it with its catalogue
         return topics, store
 
-    def worker_config(self, topics: Topics, store: Path, group: str, **kw) -> ConsumerConfig:
-        return ConsumerConfig(bootstrap=self.bootstrap, topics=topics, group_id=group, consume=("user_events",),
-                              store_path=str(store), idle_timeout_s=kw.pop("idle_timeout_s", 4.0),
-                              fetch_max_wait_ms=self.config.fetch_max_wait_ms, **kw)
+    def workers(self, topics: Topics, store: Path, group: str, n: int, idle_timeout_s: float) -> WorkerPool:
+        """``n`` profile-worker processes of ``group`` on ``store`` (wired by ``crossrec.wiring``)."""
+        config = ConsumerConfig(bootstrap=self.bootstrap, topics=topics, group_id=group, consume=("user_events",),
+                                idle_timeout_s=idle_timeout_s, fetch_max_wait_ms=self.config.fetch_max_wait_ms)
+        return WorkerPool(config, n, profile_worker(ProfileWiring(str(store)), config))
 
     # -- scenarios ---------------------------------------------------------------------------
     def throughput(self, events: list[UserEvent]) -> dict:
@@ -173,8 +175,7 @@ class _Bench:
         n_bad = len(bad)
         events = events + [unknown_item_event(events[0])]
         # Idle long enough to outlast the start-up of the producer processes.
-        workers = WorkerPool(self.worker_config(topics, store, "bench-throughput", idle_timeout_s=30.0),
-                             self.config.workers)
+        workers = self.workers(topics, store, "bench-throughput", self.config.workers, idle_timeout_s=30.0)
         workers.wait_ready()
         with EventProducer(self.bootstrap) as producer:  # untimed: the malformed messages first
             for key, value in bad:
@@ -217,7 +218,7 @@ class _Bench:
         """Paced at ``latency_rate`` events/s from this process into one worker process (no shared
         GIL); latency = producer ``sent_at`` -> batch applied in the profile store."""
         topics, store = self.fresh("latency")
-        workers = WorkerPool(self.worker_config(topics, store, "bench-latency", idle_timeout_s=5.0), 1)
+        workers = self.workers(topics, store, "bench-latency", 1, idle_timeout_s=5.0)
         workers.wait_ready()
         load_before = os.getloadavg()[0]
         # linger 5 ms: ~200 produce requests (S3 objects) a second instead of ~1,000 at 1 ms,
@@ -236,7 +237,7 @@ class _Bench:
         """Produce ``events`` at ``crash_rate`` into one worker; when a third is in the store call
         ``interrupt(workers)``; drain, then check the store against a direct load."""
         topics, store = self.fresh(name)
-        workers = WorkerPool(self.worker_config(topics, store, f"bench-{name}", idle_timeout_s=idle_timeout_s), 1)
+        workers = self.workers(topics, store, f"bench-{name}", 1, idle_timeout_s=idle_timeout_s)
         workers.wait_ready()
 
         def produce() -> None:

@@ -1,0 +1,263 @@
+"""The composition root: the one place that builds stream consumers and their handlers.
+
+``streaming`` transports events (consumer loop, worker pool, producers) and knows nothing of
+where profiles live or which recommender runs; this module opens those parts and hands them to it.
+The CLI (``crossrec stream consume``), the demo, the stream benchmark and the service stack call
+it, so a change in what a worker applies is made here once.
+
+- :class:`ProfileWiring`: what a user-event worker applies (profile store, optional online item
+  counters, optional recommender publishing creative requests), as paths: picklable, so spawned
+  worker processes open their own copies (``profile_worker``).
+- :func:`user_event_handlers`: the same handlers over parts already open (the demo, tests).
+- :func:`consume_stream`: ``crossrec stream consume``; :func:`service_stack`: broker + consumer +
+  service processes for ``serve-bench`` and ``demo --serve``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from crossrec_core.errors import CrossrecError
+from streaming.events import Topics
+from streaming.handlers import Handler
+from streaming.worker import ConsumerConfig, ConsumerStats, HandlerFactory
+
+__all__ = [
+    "ProfileWiring", "user_event_handlers", "open_user_event_handlers", "profile_worker", "item_index_handler",
+    "consume_stream", "RunningService", "service_stack",
+]
+
+
+@dataclass(frozen=True)
+class ProfileWiring:
+    """A user-event worker's parts by path: the profile store (SQLite) at ``store_path``; with
+    ``features_path`` online item counters; with ``recommender_dir`` (a saved recsys recommender)
+    creative requests for items newly in a user's top ``creative_k``."""
+
+    store_path: str
+    features_path: str | None = None
+    recommender_dir: str | None = None
+    creative_k: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.store_path:
+            raise ValueError("store_path is empty: worker processes need a profile store path")
+        if self.creative_k < 1:
+            raise ValueError(f"creative_k={self.creative_k!r}: at least one recommendation per user is required")
+
+
+def user_event_handlers(store, *, features=None, recommender=None, producer=None, topics: Topics | None = None,
+                        creative_k: int = 5) -> list[Handler]:
+    """Handlers of user events over open parts, in the order they must run: profiles first, then
+    online counters, then creative requests (which rank with the new events). ``recommender``
+    needs ``producer`` and ``topics``."""
+    from streaming.features import FeatureHandler
+    from streaming.handlers import CreativeRequestHandler, ProfileHandler
+
+    handlers: list[Handler] = [ProfileHandler(store)]
+    if features is not None:
+        handlers.append(FeatureHandler(features))
+    if recommender is not None:
+        if producer is None or topics is None:
+            raise ValueError("recommender given without producer and topics: creative requests need both")
+        handlers.append(CreativeRequestHandler(recommender, producer, topics, k=creative_k))
+    return handlers
+
+
+def open_user_event_handlers(wiring: ProfileWiring, consumer: ConsumerConfig) -> tuple[list[Handler], Callable[[], None]]:
+    """Open ``wiring``'s stores (and recommender) and build their handlers for ``consumer``'s
+    cluster and topics. Users are keyed to partitions, so each worker process re-ranks only its
+    own users. Returns the handlers and a close function."""
+    from recsys import load_recommender
+    from recsys.profiles import ProfileStore
+
+    from streaming.features import OnlineFeatureStore
+    from streaming.producer import EventProducer
+
+    store = ProfileStore(wiring.store_path)
+    features = OnlineFeatureStore(wiring.features_path) if wiring.features_path else None
+    producer = recommender = None
+    if wiring.recommender_dir:
+        producer = EventProducer(consumer.bootstrap, client_id=f"{consumer.group_id}-creative")
+        recommender = load_recommender(wiring.recommender_dir, profiles=store)
+    handlers = user_event_handlers(store, features=features, recommender=recommender, producer=producer,
+                                   topics=consumer.topics, creative_k=wiring.creative_k)
+
+    def close() -> None:
+        if producer is not None:
+            producer.close()
+        for part in (features, store):
+            if part is not None:
+                part.close()
+
+    return handlers, close
+
+
+def profile_worker(wiring: ProfileWiring, consumer: ConsumerConfig) -> HandlerFactory:
+    """The handler factory a ``streaming.WorkerPool`` runs in each process (picklable)."""
+    return functools.partial(open_user_event_handlers, wiring, consumer)
+
+
+def item_index_handler(index_dir: str | os.PathLike, embedder_dir: str | os.PathLike | None, store) -> Handler:
+    """Item events into the FAISS index kept in ``index_dir`` (created on first use; new items
+    embedded with ``retrieval.load_item_embedder(embedder_dir)``; vectors also put in ``store``)."""
+    from retrieval import load_item_embedder
+    from retrieval.index import FaissIndex, create_index
+    from streaming.handlers import ItemIndexHandler
+
+    index_dir = Path(index_dir)
+    embedder = load_item_embedder(embedder_dir)
+    # the fingerprint check refuses an index built by another embedding model
+    if (index_dir / "index").is_dir():
+        index = FaissIndex.load(index_dir / "index", expected_fingerprint=embedder.fingerprint)
+    else:
+        index = create_index(embedder.dim, expected_size=10_000, kind="flat", fingerprint=embedder.fingerprint)
+    return ItemIndexHandler(index, embedder, state_dir=index_dir, profile_store=store)
+
+
+def consume_stream(config: ConsumerConfig, wiring: ProfileWiring, *, workers: int = 1,
+                   index_dir: str | os.PathLike | None = None,
+                   embedder_dir: str | os.PathLike | None = None) -> ConsumerStats:
+    """The library function behind ``crossrec stream consume``.
+
+    ``workers`` processes of ``config.group_id`` share the user events, each with ``wiring``'s
+    handlers. ``index_dir``: item events also go into the FAISS index kept there. With one worker
+    that happens in the same consumer; with several, the index has a single writer: a consumer
+    group of its own (``<group_id>-items``) in this process, next to the worker pool.
+    """
+    from recsys.profiles import ProfileStore
+    from streaming.worker import WorkerPool, run_consumer, run_workers
+
+    if workers == 1:
+        handlers, close = open_user_event_handlers(wiring, config)
+        if index_dir is not None:
+            handlers.append(item_index_handler(index_dir, embedder_dir, handlers[0].store))
+            if "item_events" not in config.consume:
+                config = replace(config, consume=(*config.consume, "item_events"))
+        try:
+            return run_consumer(config, handlers)
+        finally:
+            close()
+    if index_dir is None:
+        return run_workers(config, workers, profile_worker(wiring, config))
+    pool = WorkerPool(config, workers, profile_worker(wiring, config))  # before the index consumer blocks
+    store = ProfileStore(wiring.store_path)  # new items' vectors reach the workers through the shared file
+    try:
+        items = run_consumer(replace(config, group_id=f"{config.group_id}-items", consume=("item_events",)),
+                             [item_index_handler(index_dir, embedder_dir, store)])
+    finally:
+        store.close()
+    from streaming.worker import merge_stats
+
+    return merge_stats([pool.join(), items])
+
+
+# -- the service stack ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunningService:
+    url: str
+    api_key: str
+    bootstrap: str
+    work_dir: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float, log: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CrossrecError(f"the service exited with {proc.returncode} while starting; see {log}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise CrossrecError(f"the service was not ready within {timeout_s:.0f} s; see {log}")
+
+
+def _stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def service_stack(config, *, store: Path, work: Path, workers: int, port: int = 0, topic_prefix: str = "crossrec",
+                  start_timeout_s: float = 900.0, creative_worker: Sequence[str] | None = None,
+                  echo: Callable[[str], None] = print) -> Iterator[RunningService]:
+    """The embedded broker (in-memory log), a stream consumer process applying user events to
+    ``store``, optionally a creative worker process (``creative_worker``: its extra CLI flags, e.g.
+    ``["--light"]``) and the service (a ``crossrec.service.ServiceConfig``; ``workers`` processes
+    reading ``store``); everything is stopped on exit. Logs go to ``work``."""
+    from crossrec.service.config import ENV_API_KEY
+    from streaming.broker import Broker, BrokerConfig
+    from streaming.producer import ensure_topics
+
+    key = os.environ.get(ENV_API_KEY) or "local-" + os.urandom(8).hex()
+    broker = Broker(BrokerConfig(data_dir=str(work / "broker"), kafka_port=0, storage="memory"))
+    procs: list[subprocess.Popen] = []
+    server = None
+    port = port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, ENV_API_KEY: key, "OPENBLAS_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "crossrec.cli"]
+
+    def start(args: list[str], log: str) -> subprocess.Popen:
+        proc = subprocess.Popen(args, env=env, stdout=open(work / log, "w"), stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    try:
+        broker.start()
+        ensure_topics(broker.bootstrap, Topics(prefix=topic_prefix))
+        connection = ["--bootstrap", broker.bootstrap, "--topic-prefix", topic_prefix]
+        start([*cli, "stream", "consume", *connection, "--store", str(store), "--fetch-wait-ms", "20"], "consumer.log")
+        if creative_worker is not None:  # the service reads the worker's cache and asset store
+            state = work / "creative-worker"
+            start([*cli, "creative", "worker", "--bootstrap", broker.bootstrap, "--prefix", topic_prefix, "--state",
+                   str(state), "--profiles", str(store), *creative_worker], "creative-worker.log")
+            config = replace(config, creative_cache=config.creative_cache or str(state / "cache.sqlite"),
+                             assets_dir=config.assets_dir or str(state / "assets"))
+        serve = [*cli, "serve", "--port", str(port), "--workers", str(workers), *connection, "--profile-store",
+                 str(store), "--torch-threads", str(config.torch_threads), "--catalogues", *config.catalogues]
+        for flag, value in (("--data-dir", config.data_dir), ("--ranker-dir", config.ranker_dir),
+                            ("--creatives-dir", config.creatives_dir), ("--reports-dir", config.reports_dir),
+                            ("--bandit", config.bandit_dir), ("--creative-cache", config.creative_cache),
+                            ("--assets-dir", config.assets_dir)):
+            if value:
+                serve += [flag, value]
+        server = start(serve, "server.log")
+        started = time.perf_counter()
+        echo(f"  starting the service ({workers} worker(s); models load once per worker) ...")
+        _wait_ready(url, server, start_timeout_s, work / "server.log")
+        echo(f"  service ready in {time.perf_counter() - started:.0f} s at {url}")
+        yield RunningService(url, key, broker.bootstrap, work)
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        broker.stop()
