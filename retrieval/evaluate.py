@@ -245,6 +245,17 @@ def _split(n: int, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
     return [np.sort(part) for part in np.split(order, cuts)]
 
 
+def _concat_images(parts: list[ImageFeatures]) -> ImageFeatures:
+    """Image features of several extractions (same stage), rows in order."""
+    if len(parts) == 1:
+        return parts[0]
+    cat = lambda name: None if any(getattr(p, name) is None for p in parts) else torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+    offsets = np.cumsum([0] + [len(p.ok) for p in parts])
+    errors = {int(i) + int(off): e for p, off in zip(parts, offsets) for i, e in p.errors.items()}
+    return ImageFeatures(cat("clean"), cat("views"), np.concatenate([p.ok for p in parts]), errors, parts[0].stage,
+                         cat("mirrored"))
+
+
 def evaluate_folder(folder: str | os.PathLike, opts: EvalOptions) -> tuple[RetrievalEvalReport, dict]:
     """Closed and open set on a user's folder (README "Your data"), in the grocery report's shape.
 
@@ -277,8 +288,12 @@ def evaluate_folder(folder: str | os.PathLike, opts: EvalOptions) -> tuple[Retri
     paths = [cat["image"][r] for r in cat_rows] + [im for _, im in photos]
     labels = np.array(cat_rows + [r for r, _ in photos], np.int64)  # the item (catalogue row) of each image
     is_photo = np.arange(len(paths)) >= len(cat_rows)
-    feats = extract_image_features(paths, views=max(c.image_views for c in configs.values()), mirror=True,
-                                   seed=opts.seed, encoder=encoder, cache_dir=opts.cache_dir, progress=opts.progress)
+    # catalogue images and photos extracted apart: the photos' features are then the ones
+    # `retrieval train --dataset FOLDER` cached (the cache is keyed by the list's content)
+    parts = [extract_image_features(part, views=max(c.image_views for c in configs.values()), mirror=True, seed=opts.seed,
+                                    encoder=encoder, cache_dir=opts.cache_dir, progress=opts.progress)
+             for part in (paths[:len(cat_rows)], paths[len(cat_rows):]) if part]
+    feats = _concat_images(parts)
     lifted = lift_to_stages(feats, encoder, {c.split_stage for c in configs.values()})
     texts = extract_text_features(ds.item_texts(), views=max(c.text_views for c in configs.values()), seed=opts.seed,
                                   encoder=load_encoder(opts.text_encoder), cache_dir=opts.cache_dir, progress=opts.progress)
