@@ -44,6 +44,9 @@ def add_parser(subparsers) -> None:
     search = sub.add_parser("search", help="search the catalogue by text (hybrid by default) or by image")
     search.add_argument("query", nargs="?", default=None, help="query text (English, Chinese or mixed)")
     search.add_argument("--image", default=None, help="query image path")
+    search.add_argument("--vector", default=None, metavar="PATH.npy",
+                        help="query vector (a .npy of dim D) against the item vectors your catalogue brings "
+                             "(item_vectors.npy): made by the same model as they were")
     search.add_argument("-k", type=int, default=5)
     search.add_argument("--mode", default="hybrid",
                         help="text search: hybrid (learned weights), rrf, or one signal: bm25, trigram, minilm, "
@@ -121,8 +124,10 @@ def _search(args) -> int:
     from crossrec_core.persist import write_json
     from retrieval.searcher import Searcher
 
-    if (args.query is None) == (args.image is None):
-        raise SystemExit("give exactly one of a query text or --image PATH")
+    if sum(x is not None for x in (args.query, args.image, args.vector)) != 1:
+        raise SystemExit("give exactly one of a query text, --image PATH or --vector PATH.npy")
+    if args.vector is not None:
+        return _search_vector(args)
     searcher = Searcher.load(args.dataset, model_dir=args.model, data_dir=args.data_dir)
     filters = _filters(args.filter) or None
     result = (searcher.search(args.query, k=args.k, filters=filters, mode=args.mode) if args.query is not None
@@ -135,11 +140,37 @@ def _search(args) -> int:
     if result.note:
         print(f"note: {result.note}")
         if "no aligned model" in result.note:
+            from crossrec_datasets import is_named, open_dataset
             from retrieval.provenance import train_first_hint
 
+            if not is_named(args.dataset) and open_dataset(args.dataset).item_vectors() is not None:
+                print("note: your catalogue brings its own item vectors: this text query searched the item texts with "
+                      "the engine's own encoders; to search your vectors, give a query vector from the same model "
+                      "(--vector PATH.npy)")
             print(f"hint: {train_first_hint(args.dataset)}")
     if args.json:
         write_json(args.json, result.to_dict())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _search_vector(args) -> int:
+    import numpy as np
+
+    from crossrec_core.persist import write_json
+    from crossrec_datasets import open_dataset
+    from retrieval.search import search_item_vectors
+
+    try:
+        query = np.load(args.vector, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--vector {args.vector!r}: not a readable .npy array ({exc})") from None
+    hits = search_item_vectors(open_dataset(args.dataset, data_dir=args.data_dir), query, k=args.k)
+    for rank, h in enumerate(hits, 1):
+        print(f"{rank:2d}. {str(h.metadata['item_id']):<12s} {h.score:7.3f}  {h.metadata['title']}")
+    if args.json:
+        write_json(args.json, {"query_vector": args.vector, "hits": [
+            {"item_id": h.metadata["item_id"], "title": h.metadata["title"], "score": h.score} for h in hits]})
         print(f"wrote {args.json}")
     return 0
 

@@ -22,7 +22,7 @@ from retrieval.images import ImageInput
 from retrieval.index import FaissIndex, create_index
 from crossrec_core.persist import atomic_directory, atomic_write_text
 
-__all__ = ["SPACES", "SearchHit", "CatalogueSearch", "BuildReport"]
+__all__ = ["SPACES", "SearchHit", "CatalogueSearch", "BuildReport", "search_item_vectors"]
 
 SPACES = ("fused", "image", "text")
 
@@ -88,7 +88,11 @@ class CatalogueSearch:
     def _search(self, query: np.ndarray, k: int, space: str) -> list[SearchHit]:
         if space not in SPACES:
             raise ValueError(f"space={space!r} is not one of {SPACES}")
-        result = self.indexes[space].search(query[None, :], k)
+        return self._hits(self.indexes[space], query, k)
+
+    @staticmethod
+    def _hits(index: FaissIndex, query: np.ndarray, k: int) -> list[SearchHit]:
+        result = index.search(query[None, :], k)
         meta = result.hit_metadata()[0]
         return [SearchHit(int(i), float(s), m) for i, s, m in zip(result.ids[0], result.scores[0], meta) if i >= 0]
 
@@ -119,3 +123,25 @@ class CatalogueSearch:
             except IncompatibleIndexError as exc:
                 raise IncompatibleIndexError(f"catalogue {str(directory)!r} was built with another model: {exc}") from exc
         return cls(embedder, indexes)
+
+
+def search_item_vectors(dataset, query: np.ndarray, k: int = 10) -> list[SearchHit]:
+    """The ``k`` catalogue items nearest to ``query`` ``(D,)`` among the vectors the catalogue brings
+    (``Dataset.item_vectors()``; ``dataset`` a ``crossrec_datasets.Dataset``): the query must come
+    from the same model as the item vectors (the engine cannot encode for a model it does not
+    have). Hits carry the engine's int64 id and, in the metadata, the user's ``item_id`` and title."""
+    from crossrec_core.errors import DataFormatError
+
+    vectors = dataset.item_vectors()
+    if vectors is None:
+        raise DataFormatError(f"{dataset.root}: the catalogue brings no item vectors (item_vectors.npy or a column "
+                              "'embedding'); search it by text or image instead")
+    query = np.asarray(query, dtype=np.float32).reshape(-1)
+    if query.shape[0] != vectors.dim or not np.isfinite(query).all() or not np.linalg.norm(query):
+        raise ValueError(f"query vector of shape {query.shape}: expected {vectors.dim} finite values, not all zero "
+                         f"(the dimension of {vectors.source})")
+    cat = dataset.catalogue().select("item_id", "title").collect()
+    ids = cat.select(dataset.items.to_internal("item_id")).to_series().to_numpy()
+    index = create_index(vectors.dim, expected_size=len(ids), kind="flat", fingerprint=vectors.fingerprint)
+    index.add(ids, vectors.vectors, [{"item_id": i, "title": t} for i, t in cat.iter_rows()])
+    return CatalogueSearch._hits(index, query / np.linalg.norm(query), k)

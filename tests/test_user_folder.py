@@ -142,3 +142,20 @@ def test_rank_inputs_use_the_catalogues_vectors(shop_folder, tmp_path, monkeypat
     data = load_rank_inputs(str(folder))
     assert data.features is not None and data.features.fused.shape == (40, 16)
     assert np.allclose(data.features.fused[0], raw[0] / np.linalg.norm(raw[0]))
+
+
+def test_search_by_query_vector_against_the_catalogues_vectors(shop_folder, tmp_path, capsys):
+    import numpy as np
+
+    folder = _copy(shop_folder, tmp_path, "vsearch")
+    raw = np.random.default_rng(0).normal(size=(40, 16)).astype(np.float32)
+    np.save(folder / "item_vectors.npy", raw)
+    np.save(tmp_path / "q.npy", raw[11] * 3.0)  # any scale: the query is normalised
+    assert main(["retrieval", "search", "--vector", str(tmp_path / "q.npy"), "--dataset", str(folder), "-k", "2",
+                 "--json", str(tmp_path / "hits.json")]) == 0
+    hits = json.loads((tmp_path / "hits.json").read_text())["hits"]
+    sku = pl.read_parquet(folder / "catalogue.parquet")["item_id"][11]
+    assert hits[0]["item_id"] == sku and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    np.save(tmp_path / "bad.npy", raw[11][:8])
+    assert main(["retrieval", "search", "--vector", str(tmp_path / "bad.npy"), "--dataset", str(folder)]) == 2
+    assert "expected 16 finite values" in capsys.readouterr().err
