@@ -12,14 +12,29 @@ __all__ = ["movielens_items", "grocery_items", "load_catalogue", "display_title"
 
 CATALOGUES = ("ml100k", "grocery")
 _YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
-_ARTICLE = re.compile(r"^(.*), (The|A|An|Les|La|Le|Il|Das|Der|Die|El)$")
+_SUFFIX = re.compile(r"\s*\((\d{4}|V)\)\s*$")  # the year, and "(V)" (released on video)
+_ALTERNATIVE = re.compile(r"^(.+?)\s*\(([^()]+)\)$")
+_ARTICLE = re.compile(r"^(.*), (The|A|An|Les|La|Le|L'|Il|Lo|Das|Der|Die|Det|El|O)$")
+
+
+def _article_first(title: str) -> str:
+    m = _ARTICLE.match(title.strip())
+    if not m:
+        return title.strip()
+    return f"{m.group(2)}{m.group(1)}" if m.group(2).endswith("'") else f"{m.group(2)} {m.group(1)}"
 
 
 def display_title(title: str) -> str:
-    """"Usual Suspects, The (1995)" -> "The Usual Suspects"; grocery "Red-Delicious" -> "Red Delicious"."""
-    base = _YEAR.sub("", title).strip()
-    m = _ARTICLE.match(base)
-    return f"{m.group(2)} {m.group(1)}" if m else base
+    """"Usual Suspects, The (1995)" -> "The Usual Suspects"; an alternative title in brackets
+    keeps its brackets, each part article-first: "Invitation, The (Zaproszenie) (1986)" ->
+    "The Invitation (Zaproszenie)"; grocery "Red-Delicious" -> "Red Delicious"."""
+    base = title.strip()
+    while _SUFFIX.search(base):
+        base = _SUFFIX.sub("", base).strip()
+    m = _ALTERNATIVE.match(base)
+    if m:
+        return f"{_article_first(m.group(1))} ({_article_first(m.group(2))})"
+    return _article_first(base)
 
 
 def movielens_items(data_dir: str | os.PathLike | None = None, movielens=None) -> dict[str, CreativeItem]:

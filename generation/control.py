@@ -11,8 +11,9 @@ Whose taste: the user's *liked items*, each with a weight.
 Granularities (see ../shared/REFERENCE.md, "Controllable creative generation"):
 
 - word: ``style_words`` and ``tone`` from the user's top categories (the lexicon below), the
-  ``palette`` (k-means colours of the liked items' images, ``generation.style.palette``) and the
-  ``style_vector`` (weighted mean Magenta style vector of the liked images).
+  ``palette`` (k-means colours of the liked items' images, ``generation.style.palette``), the
+  ``style_vector`` (weighted mean Magenta style vector of the liked images) and ``keywords``
+  (:func:`taste_keywords`: nouns that recur in the liked items' texts).
 - sentence: ``stress``, the item's own attributes (genres, categories) ordered by the user's
   affinity for them; only attributes the item has, so the copy cannot claim what is not there.
 - campaign: ``theme``, from the user's top category alone, so every creative of one user's list
@@ -25,6 +26,7 @@ order, theme ``""`` and personalisation 0.
 
 from __future__ import annotations
 
+import re
 import weakref
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
@@ -36,6 +38,7 @@ from generation.types import NEUTRAL_TONE, ControlSignals, CreativeItem
 
 __all__ = [
     "LikedItem", "ControlConfig", "LEXICON", "ZH_TERMS", "EN_TERMS", "term_text", "item_terms", "category_affinity", "liked_from_profile",
+    "taste_keywords",
     "controls_for", "neutral_controls", "translate",
 ]
 
@@ -118,6 +121,7 @@ class ControlConfig:
     palette_k: int = 5
     style_words: int = 4
     stress: int = 2
+    keywords: int = 3
     personalisation: float = 0.5
 
     def __post_init__(self) -> None:
@@ -147,6 +151,55 @@ def category_affinity(liked: Sequence[LikedItem]) -> dict[str, float]:
             totals[t] = totals.get(t, 0.0) + entry.weight / len(terms)
     total = sum(totals.values())
     return {t: w / total for t, w in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))} if total > 0 else {}
+
+
+# A word reads as a noun in a tag list when the liked texts show it as the head of a noun
+# phrase: after a determiner and before punctuation or a function word ("the crew of ...").
+_DETERMINERS = frozenset({"a", "an", "the", "his", "her", "their", "its", "our", "your"})
+_AFTER_NOUN = frozenset({
+    ".", ",", ";", ":", "!", "?", "of", "in", "to", "and", "or", "but", "who", "whose", "with", "is", "was", "are", "were",
+    "for", "from", "on", "at", "that", "as", "by", "has", "have", "had", "he", "she", "they", "into", "when", "while",
+})
+_KEYWORD_TOKEN = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*|[.,;:!?]")
+
+
+def taste_keywords(liked: Sequence[LikedItem], n: int = 3) -> tuple[str, ...]:
+    """Up to ``n`` nouns that recur in the liked items' texts, most characteristic first.
+
+    A word counts when it is written in lower case (so no names or titles), seen as the head of a
+    noun phrase at least once ("the outlaws of ...": a noun, not a verb or an adjective), not among the most
+    common English words, and in at least two liked texts (one overview's quirk is not taste).
+    Score: the summed weights of the liked items using it times its rarity (7 - Zipf frequency,
+    wordfreq). Blocklisted words never appear.
+    """
+    from wordfreq import zipf_frequency
+
+    from generation.copy.guardrails import BLOCKLIST
+
+    blocked = {w for w in BLOCKLIST["en"] if " " not in w}
+    weight: dict[str, float] = {}
+    seen_in: dict[str, int] = {}
+    noun: set[str] = set()
+    for entry in liked:
+        tokens = _KEYWORD_TOKEN.findall(entry.item.text or "")
+        words = set()
+        for prev, word, after in zip([""] + tokens, tokens, tokens[1:] + ["."]):
+            if not word.islower() or len(word) < 4 or word.endswith(("ly", "'s")):
+                continue
+            words.add(word)
+            if prev.lower() in _DETERMINERS and after.lower() in _AFTER_NOUN:
+                noun.add(word)
+        for word in words:
+            weight[word] = weight.get(word, 0.0) + entry.weight
+            seen_in[word] = seen_in.get(word, 0) + 1
+    scored = []
+    for word, w in weight.items():
+        if word not in noun or seen_in[word] < 2 or word in blocked:
+            continue
+        zipf = zipf_frequency(word, "en")
+        if 1.5 <= zipf <= 5.0:
+            scored.append((-w * (7.0 - zipf), word))
+    return tuple(word for _, word in sorted(scored)[:n])
 
 
 def liked_from_profile(profile, items: Mapping[str, CreativeItem], *, half_life_days: float = 30.0,
@@ -261,6 +314,7 @@ def controls_for(user_id: str | None, liked: Sequence[LikedItem], item: Creative
         user_id=None if user_id is None else str(user_id), style_words=tuple(words[: config.style_words]), tone=tone,
         palette=colours, style_vector=style_vector, stress=tuple(stress), theme=theme, language=language,
         personalisation=float(weight), liked_titles=tuple(e.item.title for e in liked[:5]),
+        keywords=taste_keywords(liked, config.keywords) if language == "en" else (),
     )
 
 

@@ -44,7 +44,8 @@ class ControlSignals:
     - campaign level: ``theme``, kept the same across every creative of one user's list.
     ``personalisation`` in [0, 1] weighs the user's style against the item's own (0: the item's
     style only). ``liked_titles`` are what "because you liked ..." may quote (and what scoring
-    masks out).
+    masks out). ``keywords`` (word level too) are common words that recur in the liked items'
+    texts ("heist", "outlaws"): the user's own vocabulary for copy, never a title or a name.
     """
 
     user_id: str | None
@@ -57,6 +58,7 @@ class ControlSignals:
     language: str = "en"
     personalisation: float = 0.5
     liked_titles: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:

@@ -110,7 +110,8 @@ def find_entities(text: str, language: str) -> tuple[list[str], list[str]]:
 class GuardrailConfig:
     """Limits in characters: English (headline, tagline, body), Chinese the same fields.
     ``min_similarity``: cosine of the copy to the item text; ``control_bonus``: added to a
-    passing draft's score per style word / stressed attribute it uses (prefers personal copy)."""
+    passing draft's score per style word / stressed attribute / taste keyword it uses (prefers
+    personal copy)."""
 
     max_chars_en: tuple[int, int, int] = (60, 100, 240)
     max_chars_zh: tuple[int, int, int] = (24, 40, 100)
@@ -143,20 +144,26 @@ class Guardrails:
     def fingerprint(self) -> str:
         return f"guardrails:{self.config}"
 
-    def check(self, drafts: Sequence[CopyDraft], item: CreativeItem, controls: ControlSignals) -> list[GuardrailReport]:
-        """One report per draft (similarities computed in one batch)."""
+    def item_text(self, item: CreativeItem) -> str:
+        """What the copy's similarity is measured against."""
+        return item.title + ". " + (sanitise(item.text)[0] or item.title)
+
+    def check(self, drafts: Sequence[CopyDraft], item: CreativeItem, controls: ControlSignals, *,
+              similarities: Sequence[float] | None = None) -> list[GuardrailReport]:
+        """One report per draft (similarities computed in one batch, or given: a writer that
+        pre-screens many drafts passes estimates, then checks its short list for real)."""
         if not drafts:
             return []
         language = controls.language
         allowed = allowed_text(item)
         allowed_lower = allowed.lower()
         allowed_numbers = set(_NUMBER.findall(allowed))
-        encoder = self.encoder(language)
-        texts = [d.text() or "-" for d in drafts]
-        vectors = encoder.encode([item.title + ". " + (sanitise(item.text)[0] or item.title)] + texts)
-        sims = vectors[1:] @ vectors[0]
-        terms = [t.lower() for t in (*controls.style_words, *controls.stress) if t]
-        return [self._one(d, float(s), language, allowed_lower, allowed_numbers, terms) for d, s in zip(drafts, sims)]
+        if similarities is None:
+            vectors = self.encoder(language).encode([self.item_text(item)] + [d.text() or "-" for d in drafts])
+            similarities = vectors[1:] @ vectors[0]
+        terms = [t.lower() for t in (*controls.style_words, *controls.stress, *controls.keywords) if t]
+        return [self._one(d, float(s), language, allowed_lower, allowed_numbers, terms)
+                for d, s in zip(drafts, similarities)]
 
     def _one(self, draft: CopyDraft, sim: float, language: str, allowed_lower: str, allowed_numbers: set[str],
              terms: list[str]) -> GuardrailReport:
@@ -181,7 +188,13 @@ class Guardrails:
             reasons.append("repetitive (a word trigram repeats)")
         if language == "zh" and not re.search(r"[\u4e00-\u9fff]", text):
             reasons.append("not Chinese")
-        names, numbers = find_entities(text, language)
+        # Each field is its own line (poster, page), so each starts a sentence: checked as one
+        # run-on string, the tagline's first word read as a capital inside a sentence.
+        names, numbers = [], []
+        for value in (draft.headline, draft.tagline, draft.body):
+            found = find_entities(value, language)
+            names += found[0]
+            numbers += found[1]
         bad_names = sorted({n for n in names if n.lower() not in allowed_lower})
         bad_numbers = sorted({n for n in numbers if n not in allowed_numbers})
         entities_ok = not bad_names and not bad_numbers

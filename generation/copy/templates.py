@@ -2,8 +2,8 @@
 and the Chinese writer (SmolLM2 writes poor Chinese).
 
 Templates are filled only from the item's metadata (title, first sentence of its text, genres,
-year, category) and the user's controls (style words, stressed attributes, theme, a liked title),
-so they cannot invent entities. Every filled combination is checked by the guardrails and the
+year, category) and the user's controls (style words, stressed attributes, theme, the user's
+taste keywords: lower-case nouns from the liked items' texts), so they cannot invent entities. Every filled combination is checked by the guardrails and the
 best-scoring passing one is chosen (similarity to the item text plus a bonus per control term).
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 import re
 from typing import Sequence
+
+import numpy as np
 
 from generation.control import item_terms, term_text, translate
 from generation.copy.base import AdCopy, CopyDraft, CopyRequest, CopyWriter
@@ -22,8 +24,10 @@ __all__ = ["TemplateCopyWriter", "fill"]
 _EN = {
     "headline": ("{title}", "{title}: {Style0} and {style1}", "{theme}: {title}", "{Style0} {stress0}: {title}"),
     "tagline": ("A {style0} {stress0} pick, chosen for you.", "{Style0}, {style1} and made for your taste.",
-                "Your next {stress0} favourite.", "Discover something {style0}."),
-    "body": ("{first}", "{title}: {stresses}.", "{Style0} {stresses} for you. {first}"),
+                "Your next {stress0} favourite.", "Discover something {style0}.",
+                "{Style0} {stress0} for fans of {keywords}."),
+    "body": ("{first}", "{title}: {stresses}.", "{Style0} {stresses} for you. {first}", "{first} {theme}: {keywords}.",
+             "{theme}: {style0} {stresses} with {keywords}.", "{Style0} {stresses} to discover."),
 }
 _ZH = {
     "headline": ("{title}", "{style0}{stress0}：{title}", "{theme}｜{title}", "{style0}{stress0}精选"),
@@ -54,59 +58,88 @@ def _slots(request: CopyRequest) -> dict[str, str]:
     # No "because you liked ...": other titles are entities outside the item's own metadata.
     theme = translate(controls.theme, lang) if controls.theme else ""
     stresses = ("、" if lang == "zh" else ", ").join(stress)
+    keywords = list(controls.keywords) if lang == "en" else []
     return {
         "title": item.title, "style0": words[0], "style1": words[1], "Style0": words[0][:1].upper() + words[0][1:],
         "stress0": stress[0], "stresses": stresses, "theme": theme,
-        "first": _first_sentence(item.text, 200) or f"{item.title}.",
+        "keywords": ", ".join(keywords[:-1]) + f" and {keywords[-1]}" if len(keywords) > 1 else "".join(keywords),
+        # no text: templates that need a sentence about the item are skipped (repeating the title
+        # instead made every body repeat the headline)
+        "first": _first_sentence(item.text, 200),
     }
 
 
-def fill(request: CopyRequest, limit: int = 24) -> list[CopyDraft]:
-    """Up to ``limit`` filled drafts (headline x tagline x body), skipping templates whose slots
-    are empty for this request (no theme for a user without history, for example)."""
+def _options(request: CopyRequest) -> dict[str, list[str]]:
+    """Each field's filled templates, skipping those whose slots are empty for this request (no
+    theme for a user without history, for example)."""
     table = _ZH if request.language == "zh" else _EN
     slots = _slots(request)
-
-    def usable(templates):
-        out = []
+    out: dict[str, list[str]] = {}
+    for name, templates in table.items():
+        out[name] = []
         for t in templates:
-            names = re.findall(r"{(\w+)}", t)
-            if all(slots[n] for n in names):
-                out.append(re.sub(r"\s+", " ", t.format(**slots)).strip())
-        return out
+            if all(slots[n] for n in re.findall(r"{(\w+)}", t)):
+                text = re.sub(r"\s+", " ", t.format(**slots)).strip()
+                if text not in out[name]:
+                    out[name].append(text)
+    return out
 
-    drafts = [CopyDraft(h, t, b) for h, t, b in itertools.product(usable(table["headline"]), usable(table["tagline"]),
-                                                                 usable(table["body"]))]
-    return drafts[:limit]
+
+def fill(request: CopyRequest) -> list[CopyDraft]:
+    """Every filled draft (headline x tagline x body)."""
+    options = _options(request)
+    return [CopyDraft(h, t, b) for h, t, b in itertools.product(options["headline"], options["tagline"], options["body"])]
 
 
 class TemplateCopyWriter(CopyWriter):
-    """Deterministic copy from templates, chosen by the guardrail score."""
+    """Deterministic copy from templates, chosen by the guardrail score.
+
+    Encoding every combination (about 100) costs seconds per request; so each field option is
+    encoded once, a combination's embedding is estimated as the length-weighted mean of its
+    fields' (sentence encoders mean-pool tokens), every combination is screened with that
+    estimate, and only the ``shortlist`` best are encoded and checked for real."""
 
     name = "template"
 
-    def __init__(self, guardrails: Guardrails | None = None):
+    def __init__(self, guardrails: Guardrails | None = None, *, shortlist: int = 8):
+        if shortlist < 1:
+            raise ValueError(f"shortlist={shortlist}: must be >= 1")
         self.guardrails = guardrails or Guardrails()
+        self.shortlist = shortlist
 
     @property
     def fingerprint(self) -> str:
-        return f"template:v1:{self.guardrails.fingerprint}"
+        return f"template:v2:{self.shortlist}:{self.guardrails.fingerprint}"
+
+    def _estimated(self, request: CopyRequest, drafts: list[CopyDraft]) -> list:
+        options = _options(request)
+        texts = [t for name in ("headline", "tagline", "body") for t in options[name]]
+        vectors = self.guardrails.encoder(request.language).encode([self.guardrails.item_text(request.item)] + texts)
+        field = {t: (v, max(len(t), 1)) for t, v in zip(texts, vectors[1:])}
+        sims = []
+        for d in drafts:
+            parts = [field[t] for t in (d.headline, d.tagline, d.body) if t]
+            mean = sum(w * v for v, w in parts) / sum(w for _, w in parts)
+            sims.append(float(mean @ vectors[0] / max(np.linalg.norm(mean), 1e-12)))
+        return self.guardrails.check(drafts, request.item, request.controls, similarities=sims)
 
     def write_batch(self, requests: Sequence[CopyRequest], *, seed: int = 0, fallback_reason: str = "") -> list[AdCopy]:
         """``seed`` is accepted for the common signature; templates do not sample."""
         out = []
         for request in requests:
             drafts = fill(request)
-            reports = self.guardrails.check(drafts, request.item, request.controls)
+            estimated = self._estimated(request, drafts)
+            rank = sorted(range(len(drafts)), key=lambda i: (not estimated[i].passed, -estimated[i].score, i))
+            short = rank[: self.shortlist]
+            reports = self.guardrails.check([drafts[i] for i in short], request.item, request.controls)
             # The best passing draft; when none passes (e.g. a very long title), the best overall,
             # its report saying what failed.
-            order = sorted(range(len(drafts)), key=lambda i: (not reports[i].passed, -reports[i].score, i))
-            best = order[0]
-            d, r = drafts[best], reports[best]
+            best = min(range(len(short)), key=lambda k: (not reports[k].passed, -reports[k].score, k))
+            d, r = drafts[short[best]], reports[best]
             out.append(AdCopy(
                 item_id=request.item.item_id, user_id=request.controls.user_id, headline=d.headline, tagline=d.tagline,
                 body=d.body, language=request.language, source="template", guardrails=r, candidates=len(drafts),
-                writer=self.name, fallback_reason=fallback_reason or "template writer", rejected=first_reason(reports),
+                writer=self.name, fallback_reason=fallback_reason or "template writer", rejected=first_reason(estimated),
                 sanitised=sanitise(request.item.text)[1],
             ))
         return out

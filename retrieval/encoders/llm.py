@@ -129,10 +129,26 @@ class LocalLanguageModel:
         sample = temperature > 0
         options = dict(do_sample=True, temperature=float(temperature), top_p=0.95) if sample else dict(do_sample=False)
         per_prompt = num_return_sequences if sample else 1  # greedy: one decode, repeated
+        input_ids, mask = batch["input_ids"], batch["attention_mask"]
         torch.manual_seed(seed)
         with torch.inference_mode():
+            if per_prompt > 1 and input_ids.shape[1] > 1:
+                # One prefill per prompt, shared by its samples: reading the prompt dominates a
+                # small model's cost on CPU, and num_return_sequences would repeat it per sample.
+                from transformers import DynamicCache
+
+                cache = DynamicCache(config=loaded.model.config)
+                positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+                loaded.model(input_ids=input_ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                             past_key_values=cache, use_cache=True)
+                cache.batch_repeat_interleave(per_prompt)
+                input_ids, mask = input_ids.repeat_interleave(per_prompt, 0), mask.repeat_interleave(per_prompt, 0)
+                options["past_key_values"] = cache
+                copies = 1
+            else:
+                copies = per_prompt
             out = loaded.model.generate(
-                **batch, max_new_tokens=max_new_tokens, num_return_sequences=per_prompt,
+                input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, num_return_sequences=copies,
                 pad_token_id=loaded.tokenizer.pad_token_id, **options,
             )
         new_tokens = out[:, batch["input_ids"].shape[1]:]

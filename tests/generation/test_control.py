@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -56,15 +58,33 @@ def test_neutral_default_and_broken_liked_images(movies, tmp_path):
     assert neutral.style_vector is None and not neutral.palette and neutral.stress
     corrupt = tmp_path / "broken.jpg"
     corrupt.write_bytes(b"not a jpeg")
-    from dataclasses import replace
 
     liked = [LikedItem(replace(movies["2"], image=corrupt), 1.0), LikedItem(replace(movies["3"], image=None), 1.0)]
     c = controls_for("9", liked, toy)
     assert c.style_words and c.style_vector is None and not c.palette  # categories count, images skipped
 
 
+def test_taste_keywords_are_recurring_lower_case_nouns(movies):
+    from generation.control import taste_keywords
+
+    def film(i, text):
+        return LikedItem(replace(movies["1"], item_id=str(i), text=text), 1.0)
+
+    liked = [film(1, "Rick leads a heist of the vault. The crew escapes."),
+             film(2, "A retired thief plans one last heist with his crew."),
+             film(3, "Rick meets a detective in Paris."), film(4, "The heist goes wrong, and the crew splits.")]
+    words = taste_keywords(liked, 3)
+    assert words[:2] == ("heist", "crew") or words[:2] == ("crew", "heist")
+    assert "rick" not in words and "paris" not in words and "detective" not in words  # names; one text only
+    assert taste_keywords([], 3) == ()
+
+
 def test_catalogues():
     assert display_title("Usual Suspects, The (1995)") == "The Usual Suspects"
+    assert display_title("Invitation, The (Zaproszenie) (1986)") == "The Invitation (Zaproszenie)"
+    assert display_title("Star Maker, The (Uomo delle stelle, L') (1995)") == "The Star Maker (L'Uomo delle stelle)"
+    assert display_title("Land Before Time III: The Time of the Great Giving (1995) (V)") == \
+        "Land Before Time III: The Time of the Great Giving"
     groceries = grocery_items()
     apple = next(i for i in groceries.values() if i.attributes.get("group") == "Apple")
     assert apple.category in LEXICON and apple.image.is_file() and item_terms(apple) == [apple.category, "Apple"]

@@ -60,6 +60,25 @@ def test_guardrails_reject_invented_entities_numbers_blocklist_and_length(movies
     assert any("empty" in r for r in reports[5].reasons)
 
 
+def test_each_field_starts_a_sentence_and_text_less_items_pass(movies, guardrails, horror_fan):
+    toy = movies["1"]
+    # a tagline's capitalised first word is not a name (the fields were checked as one run-on
+    # sentence: "Toy Story Gripping ..." flagged "Gripping")
+    [report] = guardrails.check([CopyDraft("Toy Story", "Gripping and witty.", "Andy's toys come alive.")], toy, horror_fan)
+    assert report.entities_ok, report.reasons
+    # an item without text: no body may repeat the long title the headline already shows
+    bare = replace(movies["26"], text="")
+    for controls in (horror_fan, neutral_controls(bare)):
+        copy = TemplateCopyWriter(guardrails).write(bare, controls)
+        assert copy.guardrails.passed and copy.guardrails.entities_ok, (copy.text(), copy.guardrails.reasons)
+
+
+def test_taste_keywords_reach_the_copy(movies, guardrails, horror_fan):
+    fan = replace(horror_fan, keywords=("murder", "detective"))
+    copy = TemplateCopyWriter(guardrails).write(movies["1"], fan)
+    assert "murder" in copy.text() and copy.guardrails.passed
+
+
 @pytest.mark.parametrize("language", ["en", "zh"])
 def test_template_writer_personal_and_neutral(movies, guardrails, horror_fan, language):
     writer = TemplateCopyWriter(guardrails)

@@ -55,6 +55,10 @@ def test_generate_shape_seed_and_chat_template(toy_lm_dir):
     alone = lm.generate(prompts[1:], max_new_tokens=4, temperature=0)
     together = lm.generate(prompts, max_new_tokens=4, temperature=0)
     assert together[1] == alone[0]
+    # samples share one prefill per prompt (left-padded rows included): near-zero temperature
+    # samples decode exactly what greedy decoding does
+    near = lm.generate(prompts, max_new_tokens=4, num_return_sequences=2, temperature=1e-4)
+    assert near == [[t[0]] * 2 for t in together]
 
 
 def test_bad_arguments_and_paths(toy_lm_dir, tmp_path):
