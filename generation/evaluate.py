@@ -68,7 +68,7 @@ class EvalOptions:
 
     @classmethod
     def quick(cls) -> "EvalOptions":
-        return cls(users=10, items=5, weights=(0.0, 0.5, 1.0), trust_outputs=3, lm_requests=2, catalogue=400,
+        return cls(users=10, items=5, weights=(0.0, 0.25, 0.5, 0.75, 1.0), trust_outputs=3, lm_requests=2, catalogue=400,
                    history=20)
 
     def with_(self, **changes: Any) -> "EvalOptions":

@@ -1,7 +1,8 @@
 """The offline poster generator: a layout engine over the item's own image.
 
-Layers, bottom to top: a background made from the item image restyled by the mixed style vector
-(the user's style weighted by ``controls.personalisation`` against the item's own) and blurred;
+Layers, bottom to top: a background made from the item image, overlaid in proportion to
+``controls.personalisation`` with the item image restyled by the mixed style vector (the user's
+style weighted against the item's own) and colour-graded towards the user's palette;
 the product or poster image (never upscaled more than ``max_upscale``); the headline and tagline,
 fitted to a text column, placed where the background is least salient and away from text already
 printed on the source, in a colour that reaches WCAG 4.5:1 or over an underlay panel; a badge; a
@@ -58,19 +59,21 @@ class LayoutConfig:
     """``max_upscale``: the most a source image is enlarged on the product layer.
     ``find_source_text``: run OCR on the item image to keep new text off text already there.
     ``threads``: onnxruntime threads for style transfer and OCR.
-    Background (how much of the item image survives; fidelity against personalisation):
-    ``style_strength`` is the styled image's share over the item image (times 0.6-1 per
-    variant), ``background_blur`` the blur radius of the item image in px at 540 px,
-    ``colour_grade`` how far the item image's mean colour moves to the user's palette (times the
-    personalisation weight), ``tint`` scales the accent-colour wash (8-22 %)."""
+    Background: the item image itself (what keeps the poster recognisably the item's; session 6's
+    fully restyled, blurred background lost its own item among the catalogue posters), with the
+    user's look laid over it in proportion to the personalisation weight w:
+    ``style_strength`` x w is the styled image's share (times 0.6-1 per variant),
+    ``colour_grade`` x w how far the item image's mean colour moves to the user's palette,
+    ``background_blur`` the item image's blur radius in px at 540 px, ``tint`` scales the
+    accent-colour wash (8-22 %)."""
 
     max_upscale: float = 2.0
     find_source_text: bool = True
     threads: int = 1
-    style_strength: float = 1.0
-    background_blur: float = 6.0
-    colour_grade: float = 0.0
-    tint: float = 1.0
+    style_strength: float = 0.7
+    background_blur: float = 1.5
+    colour_grade: float = 0.5
+    tint: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.1 <= float(self.max_upscale) <= 2.0:
@@ -145,7 +148,7 @@ class LayoutPosterGenerator(PosterGenerator):
             image, item_style, found = source
             item_palette = [tuple(int(v) for v in c) for c in palette([image], k=5, seed=seed)]
             vector = mix_styles(controls.style_vector, item_style, weight)
-            styled = self.style_model.stylize(image, vector, size) if self.config.style_strength > 0 else None
+            styled = self.style_model.stylize(image, vector, size) if self.config.style_strength * weight > 0 else None
             plain = ImageOps.fit(image, size, Image.LANCZOS)
             if self.config.background_blur > 0:
                 plain = plain.filter(ImageFilter.GaussianBlur(self.config.background_blur * size[0] / 540))
@@ -168,7 +171,8 @@ class LayoutPosterGenerator(PosterGenerator):
         canvas = request.plain
         if request.styled is not None:
             styled = request.styled.filter(ImageFilter.GaussianBlur(blur * size[0] / 540))
-            canvas = Image.blend(canvas, styled, cfg.style_strength * alpha) if request.image is not None else styled
+            share = cfg.style_strength * request.weight * alpha
+            canvas = Image.blend(canvas, styled, share) if request.image is not None else styled
         return Image.blend(canvas, Image.new("RGB", size, accent), cfg.tint * wash)
 
     # -- one variant ----------------------------------------------------------------------------
