@@ -53,15 +53,16 @@ def _cmd_make(args) -> int:
 
 def _add_verify(actions) -> None:
     p = actions.add_parser("verify", help="check a file for the AI-generated label, our watermark and a C2PA manifest")
-    p.add_argument("file", help="an image (PNG/JPEG) or any file type C2PA supports")
+    p.add_argument("file", help="an image (PNG/JPEG), a trailer (MP4: the watermark is read from its frames) "
+                                "or any file type C2PA supports")
     add_json(p)
     p.set_defaults(func=_cmd_verify)
 
 
 def _cmd_verify(args) -> int:
-    from generation.trust import verify
+    from generation.trailer.mark import verify_media
 
-    result = verify(args.file)
+    result = verify_media(args.file)
     print(result.summary())
     if args.json:
         from crossrec_core.persist import write_json

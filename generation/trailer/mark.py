@@ -13,7 +13,7 @@ ones does not survive H.264), and takes the payload most chunks agree on. One em
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -21,9 +21,11 @@ import numpy as np
 
 from generation.trailer.quality import iter_frames
 from generation.trailer.render import FrameMarker
-from generation.trust import Watermark, default_watermark, sign_file
+from generation.trust import Verification, Watermark, default_watermark, sign_file, verify
 
-__all__ = ["watermark_marker", "VideoWatermark", "read_video_watermark", "sign_trailer"]
+__all__ = ["watermark_marker", "VideoWatermark", "read_video_watermark", "sign_trailer", "verify_media", "VIDEO_SUFFIXES"]
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov")
 
 
 def watermark_marker(payload_id: int, *, every: int = 1, watermark: Watermark | None = None) -> FrameMarker:
@@ -84,3 +86,15 @@ def sign_trailer(path: str | Path, *, payload_id: int, title: str, metadata: dic
     assertion = {"label": "org.crossrec.creative", "data": {"kind": "trailer", "watermark_id": int(payload_id),
                                                             **dict(metadata or {})}}
     return sign_file(path, title=title, assertions=[assertion])
+
+
+def verify_media(path: str | Path) -> Verification:
+    """``generation.trust.verify`` for any file, and for a video (``VIDEO_SUFFIXES``) also the
+    watermark read from its chunks (``read_video_watermark``): ``watermark_confidence`` is then the
+    share of chunks that agree on the payload."""
+    found = verify(path)
+    if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
+        return found
+    read = read_video_watermark(path)
+    return replace(found, watermark_id=read.payload_id,
+                   watermark_confidence=round(read.agreeing / read.chunks, 3) if read.chunks else None)

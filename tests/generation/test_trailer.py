@@ -96,7 +96,7 @@ def test_bad_plans_are_refused(tmp_path, items):
 
 
 def test_watermark_survives_h264_and_the_manifest_covers_the_mp4(tmp_path, items, monkeypatch):
-    from generation.trailer.mark import read_video_watermark, sign_trailer, watermark_marker
+    from generation.trailer.mark import read_video_watermark, sign_trailer, verify_media, watermark_marker
     from generation.trust import verify
 
     monkeypatch.setenv("CROSSREC_HOME", str(tmp_path / "home"))  # the local CA is created here
@@ -113,3 +113,7 @@ def test_watermark_survives_h264_and_the_manifest_covers_the_mp4(tmp_path, items
     found = verify(path)
     assert found.manifest == "valid" and found.trusted and found.label and found.ours
     assert verify(plain).manifest == "absent" and not verify(plain).ours
+    # `crossrec creative verify trailer.mp4` also reads the watermark from the frames
+    media = verify_media(path)
+    assert media.watermark_id == 4242 and media.watermark_confidence >= 0.5 and media.manifest == "valid" and media.ours
+    assert verify_media(plain).watermark_id is None and not verify_media(plain).ours
