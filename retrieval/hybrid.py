@@ -119,6 +119,15 @@ def _standardise(hits: SignalHits, raw: np.ndarray) -> np.ndarray:
     return np.zeros_like(raw) if sd < 1e-9 else (raw - float(hits.scores.mean())) / sd
 
 
+def _ranks(rows: np.ndarray, union: np.ndarray) -> np.ndarray:
+    """Position of each ``union`` row in ``rows`` (a signal's ranked candidates), -1 where absent."""
+    if not len(rows):
+        return np.full(len(union), -1, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    at = np.minimum(np.searchsorted(rows[order], union), len(rows) - 1)
+    return np.where(rows[order][at] == union, order[at], -1).astype(np.int64)
+
+
 def fuse(hits: Mapping[str, SignalHits], *, fusion: str = "weighted", weights: Mapping[str, float] | None = None,
          rrf_k: int = 60, k: int | None = None) -> Fused:
     """Fuse per-signal candidates; ``weights`` (signal -> weight) for ``fusion="weighted"``.
@@ -131,8 +140,7 @@ def fuse(hits: Mapping[str, SignalHits], *, fusion: str = "weighted", weights: M
     for name, h in hits.items():
         raw[name] = h.score_of(union).astype(np.float64)
         std[name] = _standardise(h, raw[name])
-        pos = {int(r): i for i, r in enumerate(h.rows)}
-        rank[name] = np.array([pos.get(int(r), -1) for r in union])
+        rank[name] = _ranks(h.rows, union)
         if fusion == "rrf":
             total += np.where(rank[name] >= 0, 1.0 / (rrf_k + rank[name] + 1), 0.0)
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ class SearchBenchOptions:
     seed: int = 0
     data_dir: str | None = None
     model_dir: str | None = None
+    query_runtime: str = "onnx"  # the MiniLM query encoder: "onnx" (the default search) or "torch"
 
 
 def _synthetic_queries(items, n: int, rng: np.random.Generator) -> list[str]:
@@ -57,6 +59,9 @@ def _tiled(vectors: np.ndarray, n: int, rng: np.random.Generator, noise: float =
 
 
 def _time_queries(searcher: Searcher, queries: list[str], warmup: int, filters=None) -> dict:
+    """Each query timed alone with the query-vector cache off (every query runs its encoders),
+    then once more with it on and warm (``cached_*``: a repeated query)."""
+    searcher.query_cache = None
     for q in queries[:warmup]:
         searcher.search(q, k=10, filters=filters)
     searcher.timings = {}
@@ -66,9 +71,18 @@ def _time_queries(searcher: Searcher, queries: list[str], warmup: int, filters=N
         searcher.search(q, k=10, filters=filters)
         lat.append((time.perf_counter() - t) * 1000)
     stages, searcher.timings = searcher.timings, None
+    searcher.query_cache = OrderedDict()
+    for q in queries:
+        searcher.search(q, k=10, filters=filters)
+    cached = []
+    for q in queries:
+        t = time.perf_counter()
+        searcher.search(q, k=10, filters=filters)
+        cached.append((time.perf_counter() - t) * 1000)
     total = sum(stages.values())
     lat = np.array(lat)
     return {"queries": len(lat), "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+            "cached_p50_ms": float(np.percentile(cached, 50)), "cached_p99_ms": float(np.percentile(cached, 99)),
             "mean_ms": float(lat.mean()), "max_ms": float(lat.max()),
             "share": {k: round(v / total, 4) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
             "stage_mean_ms": {k: round(v / len(lat) * 1000, 3) for k, v in stages.items()}}
@@ -81,8 +95,10 @@ def run_search_bench(opts: SearchBenchOptions, progress: bool = True) -> dict:
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(opts.seed)
-    base = Searcher.load("grocery", model_dir=opts.model_dir, data_dir=opts.data_dir)
-    report: dict = {"options": asdict(opts), "signals": list(base.signals), "threads": 1, "sizes": {}}
+    base = Searcher.load("grocery", model_dir=opts.model_dir, data_dir=opts.data_dir, query_runtime=opts.query_runtime)
+    report: dict = {"options": asdict(opts), "signals": list(base.signals), "threads": 1, "sizes": {},
+                    "minilm_query_encoder": type(base.text_encoders["minilm"][1]).__name__,
+                    "loadavg_start": _loadavg()}
     for size in opts.sizes:
         if size == len(base):
             from retrieval.query_eval import load_query_set
@@ -102,8 +118,18 @@ def run_search_bench(opts: SearchBenchOptions, progress: bool = True) -> dict:
                                       "filtered": filtered and {"filters": {facet: value}, **filtered},
                                       "seconds": time.perf_counter() - t0}
         if progress:
-            print(f"{len(searcher):>7d} items: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms")
+            print(f"{len(searcher):>7d} items: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms"
+                  + (f"; filtered p50 {filtered['p50_ms']:.1f} ms, p99 {filtered['p99_ms']:.1f} ms" if filtered else ""))
+    report["loadavg_end"] = _loadavg()
     return report
+
+
+def _loadavg() -> list[float] | None:
+    """The 1/5/15-minute load averages (latencies are only comparable at a known load)."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
 
 
 def _synthetic_searcher(base: Searcher, size: int, opts: SearchBenchOptions, rng: np.random.Generator, progress: bool):

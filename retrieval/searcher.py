@@ -22,6 +22,7 @@ import io
 import os
 import re
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,11 +39,13 @@ from retrieval.lexical import LexicalIndex, char_trigrams, gloss, has_cjk
 
 __all__ = [
     "MAX_QUERY_CHARS", "MODES", "CatalogueItems", "SignalScore", "RankedHit", "SearchResult", "Searcher",
-    "load_catalogue_items", "query_language", "DEFAULT_CONFIGS",
+    "load_catalogue_items", "query_language", "DEFAULT_CONFIGS", "QUERY_RUNTIMES", "QUERY_CACHE_SIZE",
 ]
 
 MAX_QUERY_CHARS = 1000
 MODES = ("hybrid", "rrf", *SIGNALS)
+QUERY_RUNTIMES = ("onnx", "torch")
+QUERY_CACHE_SIZE = 4096  # query vectors kept per encoder (LRU): a repeated query skips its encoders
 _CONTENT = re.compile(r"[^\W_]", re.UNICODE)  # a letter, digit or ideograph
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 
@@ -156,10 +159,31 @@ def check_query(query: Any, name: str = "query") -> str:
     return text
 
 
-def filter_mask(items: CatalogueItems, filters: Mapping | None) -> np.ndarray:
+class FacetCodes:
+    """Each single-valued categorical facet as ``(values, codes (N,))`` once, so that a filter
+    is an integer comparison instead of a Python loop over the catalogue (100k items: about 10 ms
+    per query)."""
+
+    def __init__(self, items: CatalogueItems):
+        self._items = items
+        self._codes: dict[str, tuple[dict, np.ndarray] | None] = {}
+
+    def get(self, name: str) -> tuple[dict, np.ndarray] | None:
+        if name not in self._codes:
+            col = self._items.facets[name]
+            if col.dtype == object and all(isinstance(v, str) for v in col):
+                values, codes = np.unique(col.astype(str), return_inverse=True)
+                self._codes[name] = ({v: i for i, v in enumerate(values.tolist())}, codes.reshape(-1))
+            else:  # multi-valued (frozensets) or mixed: the general path
+                self._codes[name] = None
+        return self._codes[name]
+
+
+def filter_mask(items: CatalogueItems, filters: Mapping | None, codes: FacetCodes | None = None) -> np.ndarray:
     """``(N,)`` bool: items every filter allows. A categorical field takes a str or a list of
     them (any of), a numeric field ``{"min": a, "max": b}`` or ``[a, b]`` (either may be None),
-    a boolean field True or False."""
+    a boolean field True or False. ``codes``: the catalogue's ``FacetCodes`` (a searcher keeps
+    one), so categorical filters run vectorised."""
     allowed = np.ones(len(items), dtype=bool)
     if filters is None:
         return allowed
@@ -181,7 +205,12 @@ def filter_mask(items: CatalogueItems, filters: Mapping | None) -> np.ndarray:
             wanted = {value} if isinstance(value, str) else set(value) if isinstance(value, (list, tuple, set, frozenset)) else None
             if not wanted or not all(isinstance(v, str) for v in wanted):
                 raise InvalidQueryError(f"filter {name!r} takes a value or a list of values (str), got {value!r}")
-            allowed &= np.array([bool(v & wanted) if isinstance(v, frozenset) else v in wanted for v in col], dtype=bool)
+            coded = codes.get(name) if codes is not None else None
+            if coded is not None:
+                index, per_item = coded
+                allowed &= np.isin(per_item, [index[v] for v in wanted if v in index])
+            else:
+                allowed &= np.array([bool(v & wanted) if isinstance(v, frozenset) else v in wanted for v in col], dtype=bool)
     return allowed
 
 
@@ -275,6 +304,9 @@ class Searcher:
         self.items = items
         self.config = config or HybridConfig()
         self.timings: dict[str, float] | None = None  # set to {} to accumulate seconds per stage (benchmarks)
+        # query vectors per (encoder, text), least recently used dropped first; None: no cache (benchmarks)
+        self.query_cache: OrderedDict | None = OrderedDict()
+        self._facet_codes = FacetCodes(items)
         self.embedder = embedder
         self.text_encoders = dict(text_encoders or {})
         self._lexical = {"bm25": LexicalIndex(items.texts), "trigram": LexicalIndex(items.texts, char_trigrams)}
@@ -312,25 +344,39 @@ class Searcher:
     @classmethod
     def load(cls, dataset: str = "grocery", *, model_dir: str | os.PathLike | None = None,
              data_dir: str | os.PathLike | None = None, config: HybridConfig | None = None,
-             use_cache: bool = True, encoders: Sequence[str] = ("minilm", "e5")) -> "Searcher":
+             use_cache: bool = True, encoders: Sequence[str] = ("minilm", "e5"),
+             query_runtime: str = "onnx") -> "Searcher":
         """Load the catalogue, the frozen encoders and the aligned model once.
 
         ``dataset``: ``grocery``, ``ml100k`` or a catalogue folder; ``model_dir``: the aligned
         model (default: the one ``crossrec retrieval train --dataset D`` saved; when there is none,
         the ``image`` and ``fused`` signals are left out and every result's note says so);
         ``encoders``: the frozen text encoders to load (e5 encoded 1 to 20 item texts a second on
-        the shared 2-core machine: leave it out for a first look at a large catalogue; vectors are cached).
+        the shared 2-core machine: leave it out for a first look at a large catalogue; vectors are cached);
+        ``query_runtime``: ``onnx`` runs the MiniLM query encoder through ONNX Runtime (the same
+        vectors, several times faster for one short query; exported once into the cache, falling
+        back to ``torch`` with a warning when that fails), ``torch`` through sentence-transformers.
         """
         from retrieval.align.embedder import ItemEmbedder, default_model_dir
         from retrieval.align.model import AlignedModel
         from retrieval.encoders import E5Encoder, SentenceTransformerEncoder
 
         items = load_catalogue_items(dataset, data_dir)
+        if query_runtime not in QUERY_RUNTIMES:
+            raise ValueError(f"query_runtime={query_runtime!r} is not one of {QUERY_RUNTIMES}")
         unknown = set(encoders) - {"minilm", "e5"}
         if unknown or "minilm" not in encoders:
             raise ValueError(f"encoders={tuple(encoders)!r}: choose from ('minilm', 'e5'); minilm is required")
         minilm = SentenceTransformerEncoder()
-        chosen = {"minilm": (minilm, minilm), "e5": (E5Encoder(as_query=False), E5Encoder(as_query=True))}
+        if query_runtime == "onnx":
+            import torch
+
+            from retrieval.encoders.onnx import onnx_text_encoder
+
+            minilm_query = onnx_text_encoder(minilm, threads=torch.get_num_threads())
+        else:
+            minilm_query = minilm
+        chosen = {"minilm": (minilm, minilm_query), "e5": (E5Encoder(as_query=False), E5Encoder(as_query=True))}
         text_encoders = {name: chosen[name] for name in encoders}
         # a folder's own model is the one `crossrec retrieval train --dataset FOLDER` saved
         path = Path(model_dir) if model_dir is not None else default_model_dir(
@@ -363,24 +409,50 @@ class Searcher:
         return [gloss(q) or q if has_cjk(q) else q for q in queries]
 
     def encode_queries(self, queries: Sequence[str]) -> dict[str, np.ndarray]:
-        """Query vectors ``(Q, D)`` per dense signal, each encoder run once over the batch; e5
-        reads the query as written, the English encoders its glossed form."""
+        """Query vectors ``(Q, D)`` per dense signal, each encoder run once over the queries it
+        has not seen recently (``query_cache``); e5 reads the query as written, the English
+        encoders its glossed form."""
         with self._timed("gloss"):
             english = self.english(queries)
         out = {}
         for name, (_, q_enc) in self.text_encoders.items():
             with self._timed(f"encode {name}"):
-                out[name] = q_enc.encode(list(queries) if name == "e5" else english)
+                out[name] = self._encode_cached(name, q_enc.encode, list(queries) if name == "e5" else english)
         if self.embedder is not None:
             import torch
 
             with self._timed("encode aligned"):
                 enc = self.embedder.text_encoder
-                feats = out.get("minilm") if enc is self.text_encoders.get("minilm", (None, None))[1] else enc.encode(english)
-                with torch.inference_mode():
-                    z = self.embedder.model.encode_text(torch.from_numpy(np.ascontiguousarray(feats))).numpy()
+                minilm = self.text_encoders.get("minilm", (None, None))[1]
+                # the aligned tower reads MiniLM features: reuse the query's (same vectors whatever the runtime)
+                same = minilm is not None and (enc is minilm or enc.fingerprint == minilm.fingerprint)
+                feats = out["minilm"] if same else self._encode_cached("aligned-text", enc.encode, english)
+
+                def tower(texts):
+                    rows = [english.index(t) for t in texts]
+                    with torch.inference_mode():
+                        return self.embedder.model.encode_text(torch.from_numpy(np.ascontiguousarray(feats[rows]))).numpy()
+
+                z = self._encode_cached("aligned", tower, english)
             out["image"] = out["fused"] = z
         return out
+
+    def _encode_cached(self, name: str, encode, texts: list[str]) -> np.ndarray:
+        """``encode(texts) (Q, D)`` with each distinct text encoded once and kept in the LRU."""
+        cache = self.query_cache
+        if cache is None:
+            return encode(texts)
+        missing = list(dict.fromkeys(t for t in texts if (name, t) not in cache))
+        if missing:
+            for t, v in zip(missing, encode(missing)):
+                cache[(name, t)] = v
+        rows = []
+        for t in texts:
+            cache.move_to_end((name, t))
+            rows.append(cache[(name, t)])
+        while len(cache) > QUERY_CACHE_SIZE * max(1, len(self.text_encoders) + 1):
+            cache.popitem(last=False)
+        return np.stack(rows)
 
     @contextmanager
     def _timed(self, stage: str):
@@ -444,7 +516,7 @@ class Searcher:
             raise InvalidQueryError(f"mode={mode!r} is not one of {MODES}")
         if mode in SIGNALS and mode not in self.signals:
             raise InvalidQueryError(f"mode={mode!r}: that signal is not loaded (no aligned model); loaded: {self.signals}")
-        allowed = filter_mask(self.items, filters)
+        allowed = filter_mask(self.items, filters, self._facet_codes)
         matching = int(allowed.sum())
         if matching == 0:
             return [SearchResult(q, mode, query_language(q), [], 0, "the filters allow no item of the catalogue") for q in texts]
@@ -471,7 +543,7 @@ class Searcher:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise InvalidQueryError(f"k={k!r} must be an int >= 1")
         z = self.embedder.embed_query_image(image)  # raises ImageDecodeError saying why
-        allowed = filter_mask(self.items, filters)
+        allowed = filter_mask(self.items, filters, self._facet_codes)
         if space == "text":
             if "aligned_text" not in self._dense:
                 texts = self.items.aligned_texts or self.items.texts
