@@ -25,7 +25,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 from crossrec_core.errors import CrossrecError
 from streaming.events import Topics
@@ -208,12 +208,10 @@ def _stop(proc: subprocess.Popen | None) -> None:
 
 @contextmanager
 def service_stack(config, *, store: Path, work: Path, workers: int, port: int = 0, topic_prefix: str = "crossrec",
-                  start_timeout_s: float = 900.0, creative_worker: Sequence[str] | None = None,
-                  echo: Callable[[str], None] = print) -> Iterator[RunningService]:
+                  start_timeout_s: float = 900.0, echo: Callable[[str], None] = print) -> Iterator[RunningService]:
     """The embedded broker (in-memory log), a stream consumer process applying user events to
-    ``store``, optionally a creative worker process (``creative_worker``: its extra CLI flags, e.g.
-    ``["--light"]``) and the service (a ``crossrec.service.ServiceConfig``; ``workers`` processes
-    reading ``store``); everything is stopped on exit. Logs go to ``work``."""
+    ``store`` and the service (a ``crossrec.service.ServiceConfig``; ``workers`` processes reading
+    ``store``); everything is stopped on exit. Logs go to ``work``."""
     from crossrec.service.config import ENV_API_KEY
     from streaming.broker import Broker, BrokerConfig
     from streaming.producer import ensure_topics
@@ -237,12 +235,6 @@ def service_stack(config, *, store: Path, work: Path, workers: int, port: int = 
         ensure_topics(broker.bootstrap, Topics(prefix=topic_prefix))
         connection = ["--bootstrap", broker.bootstrap, "--topic-prefix", topic_prefix]
         start([*cli, "stream", "consume", *connection, "--store", str(store), "--fetch-wait-ms", "20"], "consumer.log")
-        if creative_worker is not None:  # the service reads the worker's cache and asset store
-            state = work / "creative-worker"
-            start([*cli, "creative", "worker", "--bootstrap", broker.bootstrap, "--prefix", topic_prefix, "--state",
-                   str(state), "--profiles", str(store), *creative_worker], "creative-worker.log")
-            config = replace(config, creative_cache=config.creative_cache or str(state / "cache.sqlite"),
-                             assets_dir=config.assets_dir or str(state / "assets"))
         serve = [*cli, "serve", "--port", str(port), "--workers", str(workers), *connection, "--profile-store",
                  str(store), "--torch-threads", str(config.torch_threads), "--catalogues", *config.catalogues]
         for flag, value in (("--data-dir", config.data_dir), ("--ranker-dir", config.ranker_dir),
