@@ -116,3 +116,18 @@ def test_fit_aligned_trains_with_the_configs_own_views(slice_data, image_encoder
                     encoder=image_encoder, text_encoder=text_encoder, progress=False)
     with pytest.raises(ValueError, match="one label per image"):
         fit_aligned([photos[0].path], texts, [], config=config, encoder=image_encoder, text_encoder=text_encoder)
+
+
+def test_generated_queries_are_short_distinct_and_from_the_items_own_words():
+    from retrieval.align.queries import ItemFields, catalogue_queries, item_queries
+
+    golden = ItemFields("Golden-Delicious", ("Apple", "Fruit"),
+                        "Golden Delicious has a white juicy pulp and a greenish yellow shell. Sweet, for desserts.")
+    queries = item_queries(golden)
+    assert queries[:3] == ["golden delicious", "apple", "fruit"]
+    assert {"yellow apple", "sweet fruit", "apple for desserts"} <= set(queries)
+    assert len(queries) == len(set(queries)) <= 12 and all(len(q.split()) <= 4 for q in queries)
+    pepper = ItemFields("Yellow-Bell-Pepper", ("Pepper", "Vegetables"), "Sweeter than the green one; good in salads.")
+    assert not any(q.startswith("green") for q in item_queries(pepper))  # a colour named in the title wins
+    texts, rows = catalogue_queries([golden, pepper], max_queries=4)
+    assert len(texts) == len(rows) == 8 and rows == [0] * 4 + [1] * 4
