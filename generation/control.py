@@ -153,6 +153,15 @@ def category_affinity(liked: Sequence[LikedItem]) -> dict[str, float]:
     return {t: w / total for t, w in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))} if total > 0 else {}
 
 
+# Never used as taste words: they would tell a user what an ad infers about their sexuality,
+# health, religion or ethnicity, or put drugs and gore in ad copy.
+_SENSITIVE = frozenset({
+    "lesbian", "lesbians", "gay", "gays", "homosexual", "homosexuality", "sexual", "sexuality", "transsexual", "drug",
+    "drugs", "addict", "addiction", "heroin", "cocaine", "alcoholic", "alcoholism", "cancer", "aids", "disease",
+    "illness", "religion", "religious", "jewish", "muslim", "christian", "catholic", "race", "racism", "racist",
+    "suicide", "rape", "abortion", "pregnancy", "prostitute", "prostitutes", "prostitution", "nazi", "nazis", "slave",
+    "slaves", "slavery", "slaughter", "victim", "victims", "corpse",
+})
 # A word reads as a noun in a tag list when the liked texts show it as the head of a noun
 # phrase: after a determiner and before punctuation or a function word ("the crew of ...").
 _DETERMINERS = frozenset({"a", "an", "the", "his", "her", "their", "its", "our", "your"})
@@ -170,7 +179,8 @@ def taste_keywords(liked: Sequence[LikedItem], n: int = 3) -> tuple[str, ...]:
     noun phrase at least once ("the outlaws of ...": a noun, not a verb or an adjective), not among the most
     common English words, and in at least two liked texts (one overview's quirk is not taste).
     Score: the summed weights of the liked items using it times its rarity (7 - Zipf frequency,
-    wordfreq). Blocklisted words never appear.
+    wordfreq). Blocklisted and sensitive words (sexuality, health, religion, ethnicity, drugs,
+    gore) never appear.
     """
     from wordfreq import zipf_frequency
 
@@ -194,7 +204,7 @@ def taste_keywords(liked: Sequence[LikedItem], n: int = 3) -> tuple[str, ...]:
             seen_in[word] = seen_in.get(word, 0) + 1
     scored = []
     for word, w in weight.items():
-        if word not in noun or seen_in[word] < 2 or word in blocked:
+        if word not in noun or seen_in[word] < 2 or word in blocked or word in _SENSITIVE:
             continue
         zipf = zipf_frequency(word, "en")
         if 1.5 <= zipf <= 5.0:

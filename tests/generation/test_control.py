@@ -77,6 +77,8 @@ def test_taste_keywords_are_recurring_lower_case_nouns(movies):
     assert words[:2] == ("heist", "crew") or words[:2] == ("crew", "heist")
     assert "rick" not in words and "paris" not in words and "detective" not in words  # names; one text only
     assert taste_keywords([], 3) == ()
+    sensitive = [film(5, "The drugs of the gang."), film(6, "A story about the drugs, and a heist.")]
+    assert "drugs" not in taste_keywords(liked + sensitive, 5)  # never inferred into ad copy
 
 
 def test_catalogues():
