@@ -164,6 +164,18 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-6)
 
 
+def _choice_excluding(rng: np.random.Generator, pool: np.ndarray, excluded: np.ndarray, size) -> np.ndarray:
+    """``rng.choice(np.setdiff1d(pool, excluded), size)`` (same draws from the same generator state)
+    without building the difference: per training user that was a sort of the whole catalogue.
+    ``pool`` sorted and unique; ``excluded`` sorted and unique (as ``np.union1d`` returns)."""
+    at = np.searchsorted(pool, excluded)
+    hit = at < len(pool)
+    gaps = at[hit][pool[at[hit]] == excluded[hit]]  # pool positions taken out, ascending
+    j = rng.choice(len(pool) - len(gaps), size=size)
+    # The j-th remaining position is j plus the number of gaps at or before it.
+    return pool[j + np.searchsorted(gaps - np.arange(len(gaps)), j, side="right")]
+
+
 class RankingEngine(Recommender):
     """Candidates + TorchRec ranker; ``recommend`` explains each item (sources, top feature group)."""
 
@@ -360,6 +372,7 @@ class RankingEngine(Recommender):
         by_user = labels_log.group_by("user_id").agg(pl.col("item_id"))
         positives = {int(u): items for u, items in zip(by_user["user_id"].to_list(), by_user["item_id"].to_list())}
         cold = self._cold(stage)
+        every_row, cold_rows = np.arange(len(self.catalogue)), np.flatnonzero(cold)
         rows = []
         for start in range(0, len(profiles), 256):  # bounded memory: (256, N) signals at a time
             chunk = profiles[start : start + 256]
@@ -374,16 +387,15 @@ class RankingEngine(Recommender):
                 n_rand = int(round(c.negatives * c.random_negatives))
                 neg = rng.choice(pool, size=(len(pos), c.negatives - n_rand), replace=len(pool) < c.negatives * len(pos))
                 if n_rand:  # items outside the candidates too: full-catalogue scoring stays in range
-                    unseen = np.setdiff1d(np.arange(len(self.catalogue)), seen)
-                    neg = np.concatenate([neg, rng.choice(unseen, size=(len(pos), n_rand))], axis=1)
+                    neg = np.concatenate([neg, _choice_excluding(rng, every_row, seen, (len(pos), n_rand))], axis=1)
                 groups = [np.concatenate([pos[:, None], neg], axis=1)]
                 cold_pos = pos[cold[pos]]
-                cold_pool = np.setdiff1d(np.flatnonzero(cold), seen)
-                if c.cold_groups and len(cold_pos) and len(cold_pool):
+                if c.cold_groups and len(cold_pos) and len(cold_rows) > np.count_nonzero(cold[seen[seen >= 0]]):
                     # Cold positives against cold negatives: ranking among cold items, where the id rows
                     # and the collaborative scores say little, is learnt from content and genre.
                     cold_pos = np.repeat(cold_pos, c.cold_groups)
-                    groups.append(np.concatenate([cold_pos[:, None], rng.choice(cold_pool, size=(len(cold_pos), c.negatives))], axis=1))
+                    cold_neg = _choice_excluding(rng, cold_rows, seen, (len(cold_pos), c.negatives))
+                    groups.append(np.concatenate([cold_pos[:, None], cold_neg], axis=1))
                 rows.append(np.concatenate(groups).reshape(-1))
         examples = []
         # Features per user in the same order as the rows.

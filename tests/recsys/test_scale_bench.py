@@ -31,3 +31,22 @@ def test_scale_config_checked():
         ScaleConfig(sizes=(10,))
     with pytest.raises(ValueError, match="threads=0"):
         ScaleConfig(threads=0)
+
+
+def test_negative_sampling_without_catalogue_sorts_draws_what_setdiff_would():
+    """The scale path samples negatives without sorting the catalogue per user; the draws must be
+    the ones ``rng.choice(np.setdiff1d(pool, seen))`` gives, so small-data results do not move."""
+    import numpy as np
+
+    from recsys.engine import _choice_excluding
+
+    r = np.random.default_rng(0)
+    for _ in range(500):
+        pool = np.unique(r.integers(0, 80, int(r.integers(1, 60))))
+        seen = np.unique(r.integers(-1, 80, int(r.integers(0, 40))))  # -1: an item unknown to the catalogue
+        rest = np.setdiff1d(pool, seen)
+        if len(rest) == 0:
+            continue
+        size, seed = (int(r.integers(1, 4)), int(r.integers(1, 5))), int(r.integers(0, 2**30))
+        expected = np.random.default_rng(seed).choice(rest, size=size)
+        np.testing.assert_array_equal(_choice_excluding(np.random.default_rng(seed), pool, seen, size), expected)
