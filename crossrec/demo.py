@@ -449,30 +449,38 @@ def _click_and_upsert(broker, topics, store, engine, catalogue, user: int, last_
 
 def _streaming_step(options: DemoOptions, out: Path, stop: threading.Event, echo, note: list[str]):
     from crossrec_datasets import open_dataset
-    from recsys import ProfileStore, RankingEngine
     from recsys.data import users_from_dataset
     from retrieval import CatalogueSearch, load_item_embedder
     from retrieval.align.embedder import default_model_dir
     from retrieval.pipeline import catalogue_dir
-    from streaming import Broker, BrokerConfig, Topics, ensure_topics
 
     _reset_stream_outputs(out)
     users = users_from_dataset(open_dataset("ml100k", data_dir=options.data_dir))
     grocery_dir = default_model_dir("grocery")
     catalogue = CatalogueSearch.load(catalogue_dir(grocery_dir), load_item_embedder(grocery_dir))
+    return _stream_click_upsert(users, ranker_dir(), catalogue, options, out, stop, echo, note)
+
+
+def _stream_click_upsert(users, engine_dir: Path, catalogue, options: DemoOptions, out: Path, stop: threading.Event,
+                         echo, note: list[str], *, dataset: str = "ml100k", new: NewItem = GROCERY_NEW_ITEM):
+    """The streaming part shared by the named and the folder demo: the live store, the engine over
+    it, the embedded broker, the replay of ``dataset``, then a click and the upsert of ``new``."""
+    from recsys import ProfileStore, RankingEngine
+    from streaming import Broker, BrokerConfig, Topics, ensure_topics
+
     store = ProfileStore(out / "profiles.db")
     broker = Broker(BrokerConfig(data_dir=str(out / "broker"), kafka_port=0, s3_port=0))
     try:
         store.set_demographics_many(users.demographics)
-        engine = RankingEngine.from_pretrained(ranker_dir(), profiles=store, users=users)  # reads the live store
+        engine = RankingEngine.from_pretrained(engine_dir, profiles=store, users=users)  # reads the live store
         echo(f"  starting the embedded broker (Tansu + SeaweedFS) in {out / 'broker'} ...")
         broker.start()
         echo(f"  broker up at {broker.bootstrap}")
         topics = Topics(prefix="crossrec-demo")
         ensure_topics(broker.bootstrap, topics)
-        figures, events = _replay(broker.bootstrap, topics, store, options, echo)
+        figures, events = _replay(broker.bootstrap, topics, store, options, echo, dataset=dataset)
         change, new_item = _click_and_upsert(broker, topics, store, engine, catalogue, _pick_user(events, options.user_id),
-                                             max(e.timestamp for e in events), out, stop, echo)
+                                             max(e.timestamp for e in events), out, stop, echo, new)
     finally:
         echo("  stopping the broker ...")
         broker.stop()

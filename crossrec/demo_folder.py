@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from crossrec.demo import (
-    DemoOptions, DemoReport, NamedHit, NewItem, SearchExample, _click_and_upsert, _pick_user, _replay,
-    _reset_stream_outputs, _signals_stop, _Steps,
+    DemoOptions, DemoReport, NamedHit, NewItem, SearchExample, _reset_stream_outputs, _signals_stop, _Steps,
+    _stream_click_upsert,
 )
 from crossrec.demo_report import write_html_report
 
@@ -80,12 +80,10 @@ def _ensure_ranker(folder: str, options: DemoOptions, echo, out: Path) -> str:
 
 
 def _streaming_step(ds, options: DemoOptions, out: Path, engine_dir: Path, stop: threading.Event, echo, note: list[str]):
-    from recsys import ProfileStore, RankingEngine
     from recsys.data import users_from_dataset
     from retrieval import CatalogueSearch, load_item_embedder
     from retrieval.align.embedder import default_model_dir
     from retrieval.pipeline import catalogue_dir
-    from streaming import Broker, BrokerConfig, Topics, ensure_topics
 
     _reset_stream_outputs(out)
     users = users_from_dataset(ds, ds.users_map)
@@ -94,25 +92,7 @@ def _streaming_step(ds, options: DemoOptions, out: Path, engine_dir: Path, stop:
     titles = ds.catalogue().select("title").collect()["title"].to_list()
     new = NewItem(int(len(ds.items)) + 10_000, f"New arrival: {titles[0]}, a limited edition of our best seller",
                   (), "new arrival limited edition")
-    store = ProfileStore(out / "profiles.db")
-    broker = Broker(BrokerConfig(data_dir=str(out / "broker"), kafka_port=0, s3_port=0))
-    try:
-        store.set_demographics_many(users.demographics)
-        engine = RankingEngine.from_pretrained(engine_dir, profiles=store, users=users)
-        echo(f"  starting the embedded broker in {out / 'broker'} ...")
-        broker.start()
-        topics = Topics(prefix="crossrec-demo")
-        ensure_topics(broker.bootstrap, topics)
-        figures, events = _replay(broker.bootstrap, topics, store, options, echo, dataset=str(ds.root))
-        change, new_item = _click_and_upsert(broker, topics, store, engine, catalogue, _pick_user(events, options.user_id),
-                                             max(e.timestamp for e in events), out, stop, echo, new)
-    finally:
-        echo("  stopping the broker ...")
-        broker.stop()
-        store.close()
-    note.append(f"{figures.applied} events applied, DLQ {figures.dlq}, {len(change.added)} new recs after the click, "
-                f"new item rank {new_item.rank_after or 'absent'}")
-    return figures, change, new_item
+    return _stream_click_upsert(users, engine_dir, catalogue, options, out, stop, echo, note, dataset=str(ds.root), new=new)
 
 
 def run_folder_demo(folder: str, options: DemoOptions = DemoOptions(), echo: Callable[[str], None] = print) -> DemoReport:

@@ -34,7 +34,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from crossrec_core.errors import UnknownIdError
-from generation.types import NEUTRAL_TONE, ControlSignals, CreativeItem
+from generation.types import BLOCKLIST, NEUTRAL_TONE, ControlSignals, CreativeItem
 
 __all__ = [
     "LikedItem", "ControlConfig", "LEXICON", "ZH_TERMS", "EN_TERMS", "term_text", "item_terms", "category_affinity", "liked_from_profile",
@@ -183,8 +183,6 @@ def taste_keywords(liked: Sequence[LikedItem], n: int = 3) -> tuple[str, ...]:
     gore) never appear.
     """
     from wordfreq import zipf_frequency
-
-    from generation.copy.guardrails import BLOCKLIST
 
     blocked = {w for w in BLOCKLIST["en"] if " " not in w}
     weight: dict[str, float] = {}

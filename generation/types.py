@@ -11,10 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["CreativeItem", "ControlSignals", "NEUTRAL_TONE", "LANGUAGES"]
+__all__ = ["CreativeItem", "ControlSignals", "NEUTRAL_TONE", "LANGUAGES", "BLOCKLIST"]
 
 NEUTRAL_TONE = "clear"
 LANGUAGES = ("en", "zh")
+
+# Words no copy may contain (the guardrails reject them; taste keywords never pick them).
+BLOCKLIST = {
+    "en": ("guarantee", "guaranteed", "cure", "cures", "miracle", "risk-free", "free money", "#1", "number one",
+           "best ever", "100%", "doctor recommended", "lose weight", "damn", "hell", "sex", "kill yourself"),
+    "zh": ("最好", "最佳", "第一", "国家级", "顶级", "极品", "万能", "保证", "治疗", "根治", "100%", "绝对"),
+}
 
 
 @dataclass(frozen=True)

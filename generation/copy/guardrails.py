@@ -22,18 +22,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-import numpy as np
-
 from generation.copy.base import CopyDraft, GuardrailReport
-from generation.types import ControlSignals, CreativeItem
+from generation.types import BLOCKLIST, ControlSignals, CreativeItem
 
 __all__ = ["GuardrailConfig", "Guardrails", "sanitise", "allowed_text", "find_entities", "BLOCKLIST"]
-
-BLOCKLIST = {
-    "en": ("guarantee", "guaranteed", "cure", "cures", "miracle", "risk-free", "free money", "#1", "number one",
-           "best ever", "100%", "doctor recommended", "lose weight", "damn", "hell", "sex", "kill yourself"),
-    "zh": ("最好", "最佳", "第一", "国家级", "顶级", "极品", "万能", "保证", "治疗", "根治", "100%", "绝对"),
-}
 
 _INJECTION = re.compile(
     r"(ignore|disregard|forget|override)\b[^.!?\n]{0,40}\b(instruction|prompt|rule|above|previous|task)s?"

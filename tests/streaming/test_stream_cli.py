@@ -60,6 +60,14 @@ def test_several_workers_with_the_item_index_and_creative_requests(broker, tmp_p
     ALSRecommender(catalogue_from_dataset(open_dataset("ml100k")), ProfileStore(), ALSConfig(factors=8),
                    ALSTrainingConfig(iterations=3)).fit(
         ml.ratings.filter(pl.col("user_id") > 100)).save_pretrained(model_dir)
+    # The item index needs an aligned model: an untrained toy one (the test checks wiring, not quality).
+    import torch
+
+    from retrieval.align.model import AlignConfig, AlignedModel
+
+    torch.manual_seed(0)
+    AlignedModel(AlignConfig(embed_dim=32, adapter_hidden=16, fusion_heads=2, trainable_stages=0)).save_pretrained(
+        tmp_path / "aligned")
     topics = Topics(prefix="cli-workers", partitions=4)
     ensure_topics(broker.bootstrap, topics)
     users = movielens_events(limit=300)
@@ -71,7 +79,7 @@ def test_several_workers_with_the_item_index_and_creative_requests(broker, tmp_p
     store = tmp_path / "p.db"
     assert _run(["stream", "consume", "--bootstrap", broker.bootstrap, "--topic-prefix", "cli-workers",
                  "--store", str(store), "--workers", "2", "--index-dir", str(tmp_path / "idx"),
-                 "--recommender", str(model_dir), "--creative-k", "3", "--idle-timeout", "3"]) == 0
+                 "--embedder", str(tmp_path / "aligned"), "--recommender", str(model_dir), "--creative-k", "3", "--idle-timeout", "3"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert (stats["consumed"], stats["applied"], stats["dlq"]) == (302, 302, 0)
     assert stats["published"] >= 3 * len({e.user_id for e in users}) // 2  # most users got their top 3 requested
