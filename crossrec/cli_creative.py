@@ -121,4 +121,5 @@ def add_parser(sub) -> None:
 
     cli_creative_loop.add_trailer(actions)
     cli_creative_loop.add_worker(actions)
+    cli_creative_loop.add_feedback(actions)
     cli_creative_loop.add_loop_bench(actions)

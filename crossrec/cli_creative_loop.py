@@ -6,6 +6,8 @@ feedback-loop benchmark (issue 12). Registered by :mod:`crossrec.cli_creative`.
   read-back of the captions, key-frame fidelity with the aligned model when one is trained).
   Without ``--item``: the user's top items from a saved recommender (``--recommender DIR``).
 - ``crossrec creative worker --bootstrap HOST:PORT --state DIR``: answer creative requests.
+- ``crossrec creative feedback --bandit DIR [--store PROFILE_DB]``: impressions and clicks from
+  Kafka into the bandit the service's ``choose_variant`` reads.
 - ``crossrec creative loop-bench --json PATH``: bandit simulation through the broker, kill -9 of
   the worker during a burst, trailer speed and memory.
 """
@@ -17,7 +19,7 @@ import json
 from crossrec.creative import make_trailer
 from crossrec.options import add_data_dir, add_json
 
-__all__ = ["add_trailer", "add_worker", "add_loop_bench"]
+__all__ = ["add_trailer", "add_worker", "add_feedback", "add_loop_bench"]
 
 
 
@@ -79,7 +81,8 @@ def _cmd_worker(args) -> int:
     from streaming.events import Topics
 
     config = WorkerConfig(state_dir=args.state, dataset=args.dataset, max_age_s=args.max_age, max_batch=args.max_batch,
-                          light=args.light, variants=args.variants, profiles=args.profiles, data_dir=args.data_dir)
+                          light=args.light, variants=args.variants, profiles=args.profiles, data_dir=args.data_dir,
+                          assets_dir=args.assets_dir, cache_path=args.creative_cache)
     summary = run_creative_worker(config, bootstrap=resolve_bootstrap(args.bootstrap), topics=Topics(prefix=args.prefix),
                                   group_id=args.group, idle_timeout_s=args.idle_timeout)
     print(json.dumps({k: summary[k] for k in ("consumed", "answers", "dlq", "lag", "elapsed_s")}))
@@ -98,12 +101,48 @@ def add_worker(actions) -> None:
     p.add_argument("--bootstrap", default=None, metavar="HOST:PORT", help="Kafka (default: the embedded broker)")
     p.add_argument("--prefix", default="crossrec", help="topic prefix (default crossrec)")
     p.add_argument("--group", default="crossrec-creative", help="consumer group (default crossrec-creative)")
-    p.add_argument("--state", required=True, metavar="DIR", help="answered-request ledger, asset store and cache")
+    p.add_argument("--state", required=True, metavar="DIR", help="answered-request ledger (and, unless given below, "
+                                                                     "the asset store and creative cache)")
+    p.add_argument("--assets-dir", default=None, metavar="DIR", help="content-addressed asset store (default: STATE/assets)")
+    p.add_argument("--creative-cache", default=None, metavar="DB", help="creative cache index (default: STATE/cache.sqlite)")
     p.add_argument("--max-age", type=float, default=600.0, help="answer older requests 'expired' (seconds, default 600)")
     p.add_argument("--max-batch", type=int, default=8, help="requests fetched at a time (default 8)")
     p.add_argument("--light", action="store_true", help="template copy and one poster variant per request")
     p.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
     p.set_defaults(func=_cmd_worker)
+
+
+def _cmd_feedback(args) -> int:
+    from crossrec.wiring import run_feedback_consumer
+    from streaming.broker import resolve_bootstrap
+    from streaming.events import Topics
+
+    summary = run_feedback_consumer(resolve_bootstrap(args.bootstrap), args.bandit, store_path=args.store,
+                                    n_segments=args.segments, topics=Topics(prefix=args.prefix), group_id=args.group,
+                                    idle_timeout_s=args.idle_timeout)
+    print(json.dumps({k: summary[k] for k in ("consumed", "applied", "duplicates", "dlq", "lag", "elapsed_s", "bandit")}))
+    if args.json:
+        from crossrec_core.persist import write_json
+
+        write_json(args.json, summary)
+    return 0
+
+
+def add_feedback(actions) -> None:
+    p = actions.add_parser("feedback", help="apply creative impressions and clicks from Kafka to the bandit the "
+                                            "service reads (a consumer group)")
+    p.add_argument("--bandit", required=True, metavar="DIR", help="the bandit state (created when DIR holds none)")
+    p.add_argument("--store", default=None, metavar="PROFILE_DB",
+                   help="the live profile store: its users' category affinities define the segments when the bandit "
+                        "is created, and segment users first seen later (required to create a bandit)")
+    p.add_argument("--segments", type=int, default=None,
+                   help="k-means segments when creating the bandit (default 10, plus one cold segment)")
+    p.add_argument("--bootstrap", default=None, metavar="HOST:PORT", help="Kafka (default: the embedded broker)")
+    p.add_argument("--prefix", default="crossrec", help="topic prefix (default crossrec)")
+    p.add_argument("--group", default="crossrec-feedback", help="consumer group (default crossrec-feedback)")
+    p.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
+    add_json(p)
+    p.set_defaults(func=_cmd_feedback)
 
 
 def _cmd_loop_bench(args) -> int:

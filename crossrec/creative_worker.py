@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from crossrec_core.errors import CrossrecError
 from streaming.events import (
@@ -41,7 +41,7 @@ from streaming.handlers import HandleResult, Handler
 
 __all__ = [
     "WorkerConfig", "CreativeWorkerHandler", "StudioCreativeGenerator", "FeedbackHandler", "run_creative_worker",
-    "variant_family", "poster_variant_id", "variant_asset",
+    "poster_variant_id", "variant_asset",
 ]
 
 # generate(request) -> the result to publish (status "ok"); raises to dead-letter the request
@@ -140,12 +140,6 @@ class CreativeWorkerHandler(Handler):
         self._db.close()
 
 
-def variant_family(poster_variant_extra: dict | None, default: str = "photo") -> str:
-    """The style family a poster variant belongs to (its generator's ``extra["family"]`` if it
-    says, else ``default``)."""
-    return str((poster_variant_extra or {}).get("family") or default)
-
-
 def poster_variant_id(item_id: str, family: str, poster_asset: str) -> str:
     """The variant id of a poster: item, style family and the poster's asset id, so whoever
     serves the variant the bandit chose finds its file (``variant_asset``)."""
@@ -159,9 +153,12 @@ def variant_asset(variant_id: str) -> str | None:
 
 
 class StudioCreativeGenerator:
-    """Answers a request with ``generation.studio.Studio`` (copy + scored poster, from the creative
+    """Answers a request with ``generation.studio.Studio`` (copy + scored posters, from the creative
     cache when the same (profile version, item, settings) was made before) and, when the request
-    asks, a trailer. Assets go to the studio's content-addressed store."""
+    asks, a trailer. Assets go to the studio's content-addressed store. Every servable poster
+    variant of the request (the chosen one first, then the others that passed the quality gate)
+    is one ``poster`` asset with its variant id and family, so the bandit gets several arms per
+    (user, item) and the service can show any of them."""
 
     def __init__(self, studio, taste: Callable[[str], object], *, trailer_seconds: float = 8.0) -> None:
         self.studio, self.taste, self.trailer_seconds = studio, taste, trailer_seconds
@@ -171,39 +168,51 @@ class StudioCreativeGenerator:
         taste = self.taste(user)
         made = self.studio.make(item, user_id=taste.user_id, liked=taste.liked, profile_version=taste.profile_version)
         poster_id = made.assets["poster.png"]
-        chosen = made.scores.get("chosen", {})
-        total = (chosen.get("scores") or {}).get("total")
-        family = variant_family(chosen.get("extra"))
-        variant = poster_variant_id(item, family, poster_id)
-        score = float(total) if isinstance(total, (int, float)) else None
-        assets = [CreativeAsset(kind="poster", asset_id=poster_id, variant_id=variant, family=family, score=score),
-                  CreativeAsset(kind="copy", asset_id=made.assets["copy.json"]),
+        posters = [CreativeAsset(kind="poster", asset_id=p.asset_id, variant_id=poster_variant_id(item, p.family, p.asset_id),
+                                 family=p.family, score=None if p.score is None else float(p.score))
+                   for p in made.posters]
+        assets = [*posters, CreativeAsset(kind="copy", asset_id=made.assets["copy.json"]),
                   CreativeAsset(kind="scores", asset_id=made.assets["scores.json"])]
         if "trailer" in request.kinds:
             from crossrec.creative import make_trailer_asset
 
             assets.append(make_trailer_asset(self.studio, item, taste, seconds=self.trailer_seconds))
         scores = {"gate_passed": 1.0 if made.gate_passed else 0.0, "cache_hit": 1.0 if made.cache_hit else 0.0}
-        if score is not None:
-            scores["total"] = score
+        if posters[0].score is not None:
+            scores["total"] = posters[0].score
         return CreativeResult(event_id=f"cres:{request.event_id}", timestamp=time.time(), request_id=request.event_id,
                               user_id=request.user_id, item_id=request.item_id, status="ok", uri=f"asset:{poster_id}",
-                              text=made.copy.headline, assets=assets, variant_ids=[variant], scores=scores)
+                              text=made.copy.headline, assets=assets, variant_ids=[p.variant_id for p in posters],
+                              scores=scores)
 
 
 class FeedbackHandler(Handler):
-    """Creative feedback and v2 results -> ``generation.bandit.Bandit`` (idempotent: event ids)."""
+    """Creative feedback and v2 results -> ``generation.bandit.Bandit`` (idempotent: event ids).
+
+    ``affinity(user_id)``: the user's category affinities now (the live profile store); a user
+    the bandit has not segmented yet is segmented at their first impression (users without
+    history stay cold and are looked up again at their next one). Without it, such users are cold.
+    """
 
     accepts = (CreativeImpression, CreativeClick, CreativeResult)
 
-    def __init__(self, bandit) -> None:
-        self.bandit = bandit
+    def __init__(self, bandit, affinity: Callable[[str], Mapping[str, float] | None] | None = None) -> None:
+        self.bandit, self.affinity = bandit, affinity
+
+    def _segment_new_users(self, impressions: Sequence[CreativeImpression]) -> None:
+        if self.affinity is None:
+            return
+        new = {str(ev.user_id) for ev in impressions if not self.bandit.assigned(str(ev.user_id))}
+        found = {user: a for user in sorted(new) if (a := self.affinity(user))}
+        if found:
+            self.bandit.assign_users(found)
 
     def handle(self, events: Sequence[Event]) -> HandleResult:
         from generation.bandit import Click, FeedbackError, Impression, Variant  # lazy: no numpy/sqlite at import
 
         result = HandleResult()
         feedback, origin = [], {}
+        self._segment_new_users([ev for ev in events if isinstance(ev, CreativeImpression)])
         for ev in events:
             if isinstance(ev, CreativeResult):
                 variants = [Variant(a.variant_id, str(ev.item_id), a.family or "photo",

@@ -9,8 +9,10 @@ it, so a change in what a worker applies is made here once.
   counters, optional recommender publishing creative requests), as paths: picklable, so spawned
   worker processes open their own copies (``profile_worker``).
 - :func:`user_event_handlers`: the same handlers over parts already open (the demo, tests).
-- :func:`consume_stream`: ``crossrec stream consume``; :func:`service_stack`: broker + consumer +
-  service processes for ``serve-bench`` and ``demo --serve``.
+- :func:`consume_stream`: ``crossrec stream consume``; :func:`run_feedback_consumer`: ``crossrec
+  creative feedback`` (impressions and clicks into the bandit, :func:`open_feedback_bandit`);
+  :func:`service_stack`: broker + consumer (+ creative worker and feedback consumer) + service
+  processes for ``serve-bench`` and ``demo --serve``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from streaming.worker import ConsumerConfig, ConsumerStats, HandlerFactory
 
 __all__ = [
     "ProfileWiring", "user_event_handlers", "open_user_event_handlers", "profile_worker", "item_index_handler",
-    "consume_stream", "RunningService", "service_stack",
+    "consume_stream", "open_feedback_bandit", "run_feedback_consumer", "RunningService", "service_stack",
 ]
 
 
@@ -160,6 +162,85 @@ def consume_stream(config: ConsumerConfig, wiring: ProfileWiring, *, workers: in
     from streaming.worker import merge_stats
 
     return merge_stats([pool.join(), items])
+
+
+# -- the creative feedback loop ---------------------------------------------------------------
+
+
+def _store_affinity(store) -> Callable[[str], dict]:
+    """``user id -> category affinity`` from a live profile store ({} for unknown or non-numeric ids)."""
+
+    def affinity(user_id: str) -> dict:
+        try:
+            profile = store.get(int(user_id))
+        except ValueError:
+            return {}
+        return dict(profile.category_affinity) if profile is not None else {}
+
+    return affinity
+
+
+def open_feedback_bandit(bandit_dir: str | os.PathLike, store=None, *, n_segments: int | None = None):
+    """The bandit kept in ``bandit_dir``: reopened when it exists, else created with a
+    ``Segmenter`` fitted (k-means) on the category affinities of every user of ``store`` (an open
+    ``ProfileStore``), each of them assigned to their segment. ``n_segments``: k of the k-means
+    when creating (default ``BanditConfig.n_segments``, 10; users without history form one more,
+    cold segment); reopening keeps the saved count (a different ``n_segments`` is refused)."""
+    from generation.bandit import Bandit, BanditConfig, Segmenter
+
+    bandit_dir = Path(bandit_dir)
+    if (bandit_dir / "config.json").is_file():
+        bandit = Bandit.open(bandit_dir)
+        if n_segments is not None and n_segments != bandit.config.n_segments:
+            bandit.close()
+            raise CrossrecError(f"n_segments={n_segments}: the bandit in {str(bandit_dir)!r} was created with "
+                                f"{bandit.config.n_segments} segments (segments are fixed when a bandit is created)")
+        return bandit
+    if store is None:
+        raise CrossrecError(f"bandit_dir={str(bandit_dir)!r} holds no bandit: creating one needs the profile store "
+                            "(its users' category affinities define the segments)")
+    config = BanditConfig() if n_segments is None else BanditConfig(n_segments=n_segments)
+    affinity = _store_affinity(store)
+    users = {str(u): a for u in store.users() if (a := affinity(str(u)))}
+    if len(users) < config.n_segments:
+        raise CrossrecError(f"n_segments={config.n_segments}: the profile store at {store.path} has only {len(users)} "
+                            "user(s) with category affinities; apply events first or create with fewer segments")
+    segmenter = Segmenter.fit(list(users.values()), config.n_segments, seed=config.seed)
+    bandit = Bandit.create(bandit_dir, config, segmenter)
+    bandit.assign_users(users)
+    bandit.flush()
+    return bandit
+
+
+def run_feedback_consumer(bootstrap: str, bandit_dir: str | os.PathLike, *, store_path: str | os.PathLike | None = None,
+                          n_segments: int | None = None, topics: Topics = Topics(),
+                          group_id: str = "crossrec-feedback", idle_timeout_s: float | None = None,
+                          max_events: int | None = None, stop=None) -> dict:
+    """``crossrec creative feedback``: a consumer group on the creative-feedback and
+    creative-result topics applying impressions, clicks and announced poster variants to the
+    bandit in ``bandit_dir`` (:func:`open_feedback_bandit`; ``store_path``: the live profile
+    store, which also segments users first seen later). The service reads the same directory and
+    reopens the bandit when its files change. Runs until stopped (SIGTERM/SIGINT, ``stop``,
+    ``max_events`` or ``idle_timeout_s``); returns the consumer's counters and the bandit's summary."""
+    from crossrec.creative_worker import FeedbackHandler
+    from recsys.profiles import ProfileStore
+    from streaming.worker import run_consumer
+
+    store = ProfileStore.open(store_path) if store_path is not None else None
+    try:
+        bandit = open_feedback_bandit(bandit_dir, store, n_segments=n_segments)
+        try:
+            handler = FeedbackHandler(bandit, affinity=_store_affinity(store) if store is not None else None)
+            config = ConsumerConfig(bootstrap=bootstrap, group_id=group_id, topics=topics,
+                                    consume=("creative_feedback", "creative_results"), max_batch=500, min_batch=1,
+                                    idle_timeout_s=idle_timeout_s, max_events=max_events)
+            stats = run_consumer(config, [handler], stop=stop)
+            return {**stats.summary(), "bandit": bandit.describe()}
+        finally:
+            bandit.close()
+    finally:
+        if store is not None:
+            store.close()
 
 
 # -- the service stack ------------------------------------------------------------------------

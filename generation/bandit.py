@@ -307,6 +307,10 @@ class Bandit:
             self._begin()
             self._conn.executemany("INSERT OR REPLACE INTO users VALUES (?, ?)", rows)
 
+    def assigned(self, user_id: str) -> bool:
+        """Whether the user has a segment of their own (else they count as cold)."""
+        return str(user_id) in self._segments
+
     def segment_of(self, user_id: str) -> int:
         """The user's segment; users never assigned are in the cold segment."""
         return self._segments.get(str(user_id), self.segmenter.n_segments)
@@ -316,11 +320,18 @@ class Bandit:
         mean = np.clip(self.config.prior_ctr * (0.5 + quality), 1e-4, 0.99)
         return mean * self.config.prior_strength, (1.0 - mean) * self.config.prior_strength
 
-    def choose_variant(self, user_id: str, item_id: str) -> Choice:
-        """Draw each of the item's variants from its arm's posterior and return the best draw."""
+    def choose_variant(self, user_id: str, item_id: str, among: Sequence[str] | None = None) -> Choice:
+        """Draw each of the item's variants from its arm's posterior and return the best draw.
+
+        ``among``: only these variant ids (the variants of one user's creative; the others are
+        other users' personalised posters of the item); unregistered ids are skipped."""
         variants = self._variants.get(str(item_id))
+        if variants and among is not None:
+            wanted = set(among)
+            variants = [v for v in variants if v.variant_id in wanted]
         if not variants:
-            raise UnknownIdError(f"item_id={item_id!r}: no creative variants registered for this item")
+            raise UnknownIdError(f"item_id={item_id!r}: no creative variants registered for this item"
+                                 + ("" if among is None else f" among {len(among)} variant id(s)"))
         seg = self.segment_of(user_id)
         fam = np.array([self._family_index[v.family] for v in variants])
         a0, b0 = self._prior(np.array([v.quality for v in variants]))

@@ -27,7 +27,7 @@ from generation.control import ControlConfig, LikedItem, controls_for, require_i
 from generation.copy import AdCopy, CopyWriter
 from generation.types import LANGUAGES, ControlSignals, CreativeItem
 
-__all__ = ["StudioConfig", "Rendered", "CreativeResult", "Studio", "OUTPUT_FILES"]
+__all__ = ["StudioConfig", "Rendered", "PosterOption", "CreativeResult", "Studio", "OUTPUT_FILES"]
 
 OUTPUT_FILES = ("poster.png", "copy.json", "scores.json")
 
@@ -59,7 +59,9 @@ class StudioConfig:
 
 @dataclass
 class Rendered:
-    """A creative before trust and files: the copy, the chosen variant and every score."""
+    """A creative before trust and files: the copy, the chosen variant and every score.
+    ``servable``: the chosen variant first, then the other variants of its attempt that passed
+    the gate, each with its total score (None unscored): the posters a bandit may pick among."""
 
     controls: ControlSignals
     copy: AdCopy
@@ -67,6 +69,19 @@ class Rendered:
     scores: dict[str, Any]
     gate_passed: bool
     timings: dict[str, float] = field(default_factory=dict)
+    servable: list[tuple[Any, float | None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PosterOption:
+    """One stored poster variant of a creative: its asset id, style family and total score."""
+
+    asset_id: str
+    family: str
+    score: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"asset_id": self.asset_id, "family": self.family, "score": self.score}
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,7 @@ class CreativeResult:
     cache_hit: bool
     assets: dict[str, str]  # file name -> asset id
     payload_id: int
+    posters: tuple[PosterOption, ...] = ()  # every stored variant, the chosen (assets["poster.png"]) first
 
     def to_dict(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir) if self.out_dir else None, "item_id": self.item_id, "user_id": self.user_id,
@@ -180,14 +196,14 @@ class Studio:
                           language=copy.language)
         references = [e.item.image for e in sorted(liked, key=lambda e: -e.weight) if e.item.image is not None][:8]
         attempts: list[dict[str, Any]] = []
-        chosen, chosen_scores, passed = None, None, False
+        chosen, chosen_scores, passed, servable = None, None, False, []
         for attempt in range(cfg.attempts if score else 1):
             t1 = time.perf_counter()
             variants = self.poster_generator.generate(item, text, controls, n_variants=cfg.variants, shape=cfg.shape,
                                                       seed=seed + attempt * cfg.variants)
             timings[f"posters_s_{attempt}"] = time.perf_counter() - t1
             if not score:
-                chosen = variants[0]
+                chosen, servable = variants[0], [(variants[0], None)]
                 break
             t2 = time.perf_counter()
             scores = self.scorer.score(variants, item, controls, style_references=references)
@@ -198,9 +214,12 @@ class Studio:
                                           for v, s, d in zip(variants, scores, decisions)]})
             if best is not None:
                 chosen, chosen_scores, passed = variants[best], scores[best], True
+                servable = [(variants[best], scores[best].total)] + [
+                    (v, s.total) for i, (v, s, d) in enumerate(zip(variants, scores, decisions)) if d.passed and i != best]
                 break
             if chosen is None or scores[ranked[0]].total > chosen_scores.total:
                 chosen, chosen_scores = variants[ranked[0]], scores[ranked[0]]
+                servable = [(chosen, chosen_scores.total)]  # a fallback: no other variant passed the gate
         report = {
             "item_id": item.item_id, "user_id": controls.user_id, "ai_generated": True,
             "gate": {"passed": passed, "fallback": None if passed or not score else
@@ -213,7 +232,7 @@ class Studio:
         }
         timings["total_s"] = time.perf_counter() - t0
         report["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-        return Rendered(controls, copy, chosen, report, passed, timings)
+        return Rendered(controls, copy, chosen, report, passed, timings, servable)
 
     def make(self, item_id: str, *, user_id: str | None = None, liked: Sequence[LikedItem] = (),
              profile_version: int | None = None, out_dir: str | os.PathLike | None = None) -> CreativeResult:
@@ -235,8 +254,15 @@ class Studio:
                         atomic_write_bytes(Path(out_dir) / name, self.assets.get(asset_id))
                 copy = AdCopy.from_dict(json.loads(self.assets.get(record["assets"]["copy.json"])))
                 scores = json.loads(self.assets.get(record["assets"]["scores.json"]))
+                chosen = scores.get("chosen") or {}
+                posters = tuple(PosterOption(p["asset_id"], p["family"], p["score"]) for p in record.get("posters", ())) \
+                    or (PosterOption(record["assets"]["poster.png"], str((chosen.get("extra") or {}).get("family") or "photo"),
+                                     (chosen.get("scores") or {}).get("total")),)  # a record from before "posters"
+                for option in posters:
+                    self.assets.path(option.asset_id)  # pruned: make it again
                 return CreativeResult(Path(out_dir) if out_dir else None, item.item_id, copy.user_id, copy, scores,
-                                      bool(record["gate_passed"]), True, dict(record["assets"]), int(record["payload_id"]))
+                                      bool(record["gate_passed"]), True, dict(record["assets"]), int(record["payload_id"]),
+                                      posters)
             except (UnknownIdError, KeyError):
                 pass  # the store was pruned under the index: make it again
         controls = self.controls(item, user_id, liked)
@@ -251,14 +277,23 @@ class Studio:
         atomic_write_text(folder / "copy.json", json.dumps(rendered.copy.to_dict(), indent=2, ensure_ascii=False))
         atomic_write_text(folder / "scores.json", json.dumps(rendered.scores, indent=2, ensure_ascii=False, default=float))
         refs = {name: self.assets.put_file(folder / name).asset_id for name in OUTPUT_FILES}
+        posters = [PosterOption(refs["poster.png"], _family(rendered.poster), rendered.servable[0][1])]
+        # the other servable variants, labelled and watermarked like the chosen one, so a bandit can
+        # show any of them (each under its own watermark payload)
+        for n, (variant, total) in enumerate(rendered.servable[1:], start=1):
+            path = folder / f"poster-{n}.png"
+            protect_image(variant.image, path, title=f"{item.title} (crossrec creative)", metadata=metadata)
+            posters.append(PosterOption(self.assets.put_file(path).asset_id, _family(variant), total))
+            path.unlink()
         if out_dir is None:
             for name in OUTPUT_FILES:
                 (folder / name).unlink(missing_ok=True)
             folder.rmdir()
         if self.cache is not None:
-            self.cache.put(key, {"assets": refs, "gate_passed": rendered.gate_passed, "payload_id": protected.payload_id})
+            self.cache.put(key, {"assets": refs, "gate_passed": rendered.gate_passed, "payload_id": protected.payload_id,
+                                 "posters": [p.to_dict() for p in posters]})
         return CreativeResult(Path(out_dir) if out_dir else None, item.item_id, controls.user_id, rendered.copy,
-                              rendered.scores, rendered.gate_passed, False, refs, protected.payload_id)
+                              rendered.scores, rendered.gate_passed, False, refs, protected.payload_id, tuple(posters))
 
 
 def _owner(user_id: str | None, liked: Sequence[LikedItem], profile_version: int | None) -> str:
@@ -267,6 +302,11 @@ def _owner(user_id: str | None, liked: Sequence[LikedItem], profile_version: int
     if user_id is not None and profile_version is not None:
         return user_owner(user_id, profile_version)
     return "liked:" + settings_hash({"user": user_id, "liked": [(e.item.item_id, round(e.weight, 6)) for e in liked]})
+
+
+def _family(variant) -> str:
+    """A poster variant's style family (``extra["family"]``; "photo" when its generator names none)."""
+    return str(variant.extra.get("family") or "photo")
 
 
 def _controls_summary(c: ControlSignals) -> dict[str, Any]:

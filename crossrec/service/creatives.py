@@ -3,9 +3,10 @@ that picks a poster variant, and (for creatives written by ``crossrec creative -
 
 - Cache: the newest ``generation.cache`` record for (user at their profile version, item), so a
   user's new event makes their old creative stale (a miss: the route publishes a request).
-- Variants: when the bandit knows two or more poster variants of the item whose posters are in the
-  asset store, ``Bandit.choose_variant(user, item)`` picks one (Thompson sampling over the user's
-  segment and the variants' style families); else the record's own poster is served.
+- Variants: the record lists every servable poster variant the worker made for this user and item
+  (``posters``); when the bandit knows two or more of them and their files are in the asset
+  store, ``Bandit.choose_variant(user, item, among=...)`` picks one (Thompson sampling over the
+  user's segment and the variants' style families); else the record's own poster is served.
 - The bandit state is written by the feedback consumer (another process): it is reopened when its
   files changed, at most every ``bandit_refresh_s``, so served choices follow the learned arms.
 """
@@ -104,10 +105,13 @@ class CreativeSource:
         bandit = self.bandit()
         if bandit is None:
             return served
-        shown = [v for v in bandit.variants(str(item_id)) if variant_asset(v.variant_id) in self.assets]
-        if len(shown) < 2 or len(shown) != len(bandit.variants(str(item_id))):
-            return served  # choose only among variants this service can show
-        choice = bandit.choose_variant(str(user_id), str(item_id))
+        # only this user's own variants, registered (their result was consumed) and in this store
+        ids = {poster_variant_id(str(item_id), p["family"], p["asset_id"]) for p in record.get("posters", ())}
+        known = [v.variant_id for v in bandit.variants(str(item_id))
+                 if v.variant_id in ids and variant_asset(v.variant_id) in self.assets]
+        if len(known) < 2:
+            return served
+        choice = bandit.choose_variant(str(user_id), str(item_id), among=known)
         return ServedCreative(user_id, item_id, copy, scores, variant_asset(choice.variant_id), served.trailer_asset,
                               choice.variant_id, choice.family, "bandit")
 

@@ -47,8 +47,15 @@ def test_creative_files_labelled_and_cached(studio, tmp_path):
     assert json.loads((tmp_path / "a" / "copy.json").read_text())["ai_generated"] is True
     v = verify(tmp_path / "a" / "poster.png")
     assert v.label and v.manifest == "valid" and v.watermark_id == first.payload_id
+    # every servable variant is stored (the chosen first, then the others that passed the gate), labelled
+    passed = sum(v["gate"]["passed"] for v in scores["attempts"][0]["variants"])
+    assert len(first.posters) == max(1, passed) and first.posters[0].asset_id == first.assets["poster.png"]
+    assert first.posters[0].family == scores["chosen"]["extra"]["family"]
+    assert len({p.family for p in first.posters}) == len(first.posters)  # one family per variant
+    assert all(verify(studio.assets.path(p.asset_id)).label for p in first.posters)
     again = studio.make(ids[0], user_id="u1", liked=liked, profile_version=3, out_dir=tmp_path / "b")
     assert again.cache_hit and (tmp_path / "b" / "poster.png").read_bytes() == (tmp_path / "a" / "poster.png").read_bytes()
+    assert again.posters == first.posters
     newer = studio.make(ids[0], user_id="u1", liked=liked, profile_version=4)
     assert not newer.cache_hit and studio.assets.path(newer.assets["poster.png"]).is_file()
 

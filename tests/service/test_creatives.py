@@ -25,7 +25,8 @@ def _png(colour) -> bytes:
 @pytest.fixture
 def worker_outputs(tmp_path, store_path):
     """What the creative worker leaves: a creative for user 1 / item 50 at user 1's current profile
-    version (its poster in the noir family), and a bandit that knows a noir and a pastel variant."""
+    version (its chosen poster in the noir family, a pastel one also servable), and a bandit that
+    knows both variants."""
     from crossrec.creative_worker import poster_variant_id
     from generation.assets import AssetStore
     from generation.bandit import Bandit, BanditConfig, Segmenter, Variant
@@ -42,7 +43,8 @@ def worker_outputs(tmp_path, store_path):
     cache = CreativeCache(tmp_path / "cache.sqlite")
     cache.put(CacheKey("creative", user_owner(1, version), "50", "settings-a"),
               {"assets": {"poster.png": posters["noir"], "copy.json": copy, "scores.json": scores},
-               "gate_passed": True, "payload_id": 7})
+               "gate_passed": True, "payload_id": 7,
+               "posters": [{"asset_id": a, "family": f, "score": 0.5} for f, a in posters.items()]})
     cache.close()
     segmenter = Segmenter.fit([{"Drama": 1.0}, {"Comedy": 1.0}, {"Drama": 0.5, "Action": 0.5}], 2)
     bandit = Bandit.create(tmp_path / "bandit", BanditConfig(n_segments=2), segmenter)
