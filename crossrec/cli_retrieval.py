@@ -84,13 +84,12 @@ def add_parser(subparsers) -> None:
 
 
 def _train(args) -> int:
-    from retrieval.align.model import AlignConfig
+    from retrieval.align.model import AlignConfig, AlignTrainingConfig
     from retrieval.pipeline import train_retrieval
 
-    overrides = {"text_encoder": args.text_encoder}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    summary = train_retrieval(args.dataset, data_dir=args.data_dir, out_dir=args.out, config=AlignConfig(**overrides))
+    training = AlignTrainingConfig() if args.epochs is None else AlignTrainingConfig(epochs=args.epochs)
+    summary = train_retrieval(args.dataset, data_dir=args.data_dir, out_dir=args.out,
+                              config=AlignConfig(text_encoder=args.text_encoder), training=training)
     print(json.dumps({k: str(v) if not isinstance(v, (int, float, type(None))) else v for k, v in asdict(summary).items()}, indent=2))
     return 0
 

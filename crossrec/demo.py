@@ -227,7 +227,7 @@ class _Steps:
 def _ensure_aligned(dataset: str, options: DemoOptions, echo) -> tuple[bool, str]:
     """Train the aligned model of ``dataset`` unless it exists; (trained now, note)."""
     from retrieval.align.embedder import default_model_dir
-    from retrieval.align.model import AlignConfig
+    from retrieval.align.model import AlignTrainingConfig
     from retrieval.pipeline import train_retrieval
 
     model_dir = default_model_dir(dataset)
@@ -235,8 +235,8 @@ def _ensure_aligned(dataset: str, options: DemoOptions, echo) -> tuple[bool, str
         echo(f"  reusing the trained model in {model_dir} (--retrain trains it again)")
         return False, f"reused {model_dir}"
     echo(f"  training the aligned image/text model on {dataset} into {model_dir} ...")
-    config = AlignConfig(epochs=2) if options.quick else None
-    s = train_retrieval(dataset, data_dir=options.data_dir, config=config, progress=options.progress)
+    training = AlignTrainingConfig(epochs=2) if options.quick else None
+    s = train_retrieval(dataset, data_dir=options.data_dir, training=training, progress=options.progress)
     acc = "n/a" if s.val_i2t_acc1 is None else f"{s.val_i2t_acc1:.3f}"
     echo(f"  trained in {s.seconds:.0f} s (best epoch {s.best_epoch}, val image->text Acc@1 {acc}); "
          f"{s.items_indexed} catalogue items indexed")

@@ -28,16 +28,16 @@ _LIGHT = {"image_views": 0, "mirror_view": False, "text_views": 0}
 
 def _ensure_aligned(folder: str, options: DemoOptions, echo) -> str:
     from retrieval.align.embedder import default_model_dir
-    from retrieval.align.model import AlignConfig
+    from retrieval.align.model import AlignTrainingConfig
     from retrieval.pipeline import train_retrieval
 
     model_dir = default_model_dir(Path(folder).expanduser().resolve().name)
     if (model_dir / "config.json").is_file() and not options.retrain:
         echo(f"  reusing the aligned model in {model_dir} (--retrain trains it again)")
         return f"reused {model_dir}"
-    config = AlignConfig(**_LIGHT, **({"epochs": 2} if options.quick else {"epochs": 10}))
-    echo(f"  training the aligned image/text model on your catalogue ({config.epochs} epochs, light settings) into {model_dir} ...")
-    s = train_retrieval(folder, config=config, progress=options.progress)
+    training = AlignTrainingConfig(**_LIGHT, epochs=2 if options.quick else 10)
+    echo(f"  training the aligned image/text model on your catalogue ({training.epochs} epochs, light settings) into {model_dir} ...")
+    s = train_retrieval(folder, training=training, progress=options.progress)
     echo(f"  trained in {s.seconds:.0f} s; {s.items_indexed} items indexed ({s.images_skipped} images skipped)")
     return f"trained ({s.items_indexed} items indexed)"
 

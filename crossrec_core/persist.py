@@ -25,6 +25,7 @@ __all__ = [
     "atomic_directory",
     "save_config",
     "load_config",
+    "load_split_configs",
     "saved_kind",
     "save_arrays",
     "load_arrays",
@@ -35,6 +36,7 @@ __all__ = [
 CONFIG_NAME = "config.json"
 TRAINING_CONFIG_NAME = "training_config.json"  # how a model was trained, apart from what it is
 C = TypeVar("C")
+T = TypeVar("T")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -131,6 +133,18 @@ def saved_kind(directory: str | os.PathLike) -> str | None:
     return _read_payload(directory)[1].get("kind")
 
 
+def _config_values(file: Path, payload: dict, kind: str, allowed: set[str]) -> dict[str, Any]:
+    """The ``config`` fields of a payload read from ``file``, checked to be of ``kind`` and among ``allowed``."""
+    if payload.get("kind") != kind:
+        raise ModelLoadError(f"{file.parent!s} holds a {payload.get('kind')!r}, not a {kind!r}")
+    raw = payload.get("config", {})
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ModelLoadError(f"{file}: unknown config fields {unknown}; allowed: {sorted(allowed)}")
+    # JSON has no tuples: restore them where the dataclass default is a tuple.
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+
+
 def load_config(cls: type[C], directory: str | os.PathLike, kind: str, predated: dict[str, Any] | None = None,
                 name: str = CONFIG_NAME) -> C:
     """Read ``name`` (default ``config.json``) from ``directory`` into dataclass ``cls``; check it is of ``kind``.
@@ -139,13 +153,24 @@ def load_config(cls: type[C], directory: str | os.PathLike, kind: str, predated:
     values that reproduce the saved model), instead of the dataclass defaults.
     """
     file, payload = _read_payload(directory, name)
-    if payload.get("kind") != kind:
-        raise ModelLoadError(f"{directory!s} holds a {payload.get('kind')!r}, not a {kind!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    raw = payload.get("config", {})
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ModelLoadError(f"{file}: unknown config fields {unknown} for {cls.__name__}")
-    # JSON has no tuples: restore them where the dataclass default is a tuple.
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    values = _config_values(file, payload, kind, {f.name for f in dataclasses.fields(cls)})
     return cls(**{**(predated or {}), **values})
+
+
+def load_split_configs(config_cls: type[C], training_cls: type[T], directory: str | os.PathLike, kind: str,
+                       predated: dict[str, Any] | None = None) -> tuple[C, T | None]:
+    """(architecture, training) configs saved with ``save_config`` as ``config.json`` (``kind``) and
+    ``TRAINING_CONFIG_NAME`` (``kind + ".training"``); training is ``None`` when none was saved.
+
+    A directory saved before the two were apart has one ``config.json`` holding the fields of both:
+    they are split between the classes (``predated`` as in ``load_config``, for the architecture).
+    """
+    file, payload = _read_payload(directory)
+    own = {f.name for f in dataclasses.fields(config_cls)}
+    trained = {f.name for f in dataclasses.fields(training_cls)}
+    values = _config_values(file, payload, kind, own | trained)
+    config = config_cls(**{**(predated or {}), **{k: v for k, v in values.items() if k in own}})
+    if (Path(directory) / TRAINING_CONFIG_NAME).is_file():
+        return config, load_config(training_cls, directory, f"{kind}.training", name=TRAINING_CONFIG_NAME)
+    mixed = {k: v for k, v in values.items() if k in trained}
+    return config, training_cls(**mixed) if mixed else None

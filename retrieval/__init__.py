@@ -16,7 +16,7 @@ _EXPORTS = {
     "crossrec_core.errors": ("CrossrecError", "EmbeddingDimensionError", "ImageDecodeError", "IncompatibleIndexError",
                          "ModelLoadError", "UnknownIdError"),
     "retrieval.encoders": ("Encoder", "load_encoder"),
-    "retrieval.align.model": ("AlignConfig", "AlignedModel"),
+    "retrieval.align.model": ("AlignConfig", "AlignTrainingConfig", "AlignedModel"),
     "retrieval.align.train": ("PairData", "TrainResult", "train_aligned", "fit_aligned"),
     "retrieval.align.features": ("ImageFeatures", "TextFeatures", "extract_image_features", "extract_text_features"),
     "retrieval.align.embedder": ("ItemEmbedder", "ItemEmbeddings", "Embeddings", "load_item_embedder", "default_model_dir",

@@ -28,7 +28,7 @@ from retrieval.align.features import (
     ImageFeatures, TextFeatures, extract_image_features, extract_text_features, lift_features, lift_to_stages,
 )
 from retrieval.align.embedder import default_cache_dir
-from retrieval.align.model import AlignConfig, AlignedModel
+from retrieval.align.model import AlignConfig, AlignedModel, AlignTrainingConfig, split_settings
 from retrieval.align.train import PairData, TrainResult, embed_cached, model_image_inputs, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
 from retrieval.metrics import retrieval_metrics
@@ -55,7 +55,7 @@ class EvalOptions:
     seeds: int = 1
     progress: bool = True
     test_time_flip: bool = True      # query photo = mean of it and its mirror image, for every model
-    crossclip: dict = field(default_factory=dict)   # AlignConfig overrides
+    crossclip: dict = field(default_factory=dict)   # AlignConfig and AlignTrainingConfig overrides
     baseline: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -64,12 +64,16 @@ class EvalOptions:
         if self.cache_dir is None:
             object.__setattr__(self, "cache_dir", str(default_cache_dir()))
 
-    def configs(self) -> dict[str, AlignConfig]:
+    def configs(self) -> dict[str, tuple[AlignConfig, AlignTrainingConfig]]:
+        """(architecture, training) of each compared model."""
         quick = {"epochs": 4} if self.quick else {}
-        return {
-            "baseline": AlignConfig.baseline(text_encoder=self.text_encoder, seed=self.seed, **{**quick, **self.baseline}),
-            "crossclip": AlignConfig(text_encoder=self.text_encoder, seed=self.seed, **{**quick, **self.crossclip}),
-        }
+        out = {}
+        for name, arch_cls, train_cls, overrides in (
+                ("baseline", AlignConfig.baseline, AlignTrainingConfig.baseline, self.baseline),
+                ("crossclip", AlignConfig, AlignTrainingConfig, self.crossclip)):
+            arch, training = split_settings({"text_encoder": self.text_encoder, "seed": self.seed, **quick, **overrides})
+            out[name] = (arch_cls(**arch), train_cls(**training))
+        return out
 
 
 @dataclass
@@ -112,7 +116,7 @@ def score_model(model: AlignedModel, encoder: MobileNetV2Encoder, queries: Image
     has_photo = rel.any(axis=0)
     out["t2i"] = retrieval_metrics((zt[has_photo] @ zq.T).numpy(), rel.T[has_photo])
     if catalogue is not None:
-        c_in = model_image_inputs(model.config, catalogue, encoder, include_views=False)[0]
+        c_in = model_image_inputs(model.config, catalogue, encoder)[0]
         zc, tokens = embed_cached(model, c_in, return_tokens=True)
         out["i2i"] = retrieval_metrics((zq @ zc.T).numpy(), rel)
         with torch.inference_mode():
@@ -154,7 +158,7 @@ def _fold_ids(n: int, folds: int, seed: int) -> list[np.ndarray]:
 
 def _history_record(res: TrainResult) -> dict:
     return {"seconds": res.seconds, "best_epoch": res.best_epoch, "history": res.history,
-            "config": dataclasses.asdict(res.model.config)}
+            "config": dataclasses.asdict(res.model.config), "training_config": dataclasses.asdict(res.training)}
 
 
 def _open_set_summary(runs: dict[str, list[list[dict]]], folds: int, seeds: list[int]) -> dict:
@@ -186,17 +190,17 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
     splits = {s: g.split(s) for s in ("train", "val", "test")}
     if opts.quick:  # every 4th train photo, every 5th test photo: all products stay present
         splits = {"train": splits["train"][::4], "val": splits["val"], "test": splits["test"][::5]}
-    views = max(c.image_views for c in configs.values())
-    mirror = {"train": any(c.mirror_view for c in configs.values()), "val": False, "test": opts.test_time_flip}
+    views = max(t.image_views for _, t in configs.values())
+    mirror = {"train": any(t.mirror_view for _, t in configs.values()), "val": False, "test": opts.test_time_flip}
     feats = {s: extract_image_features([p.path for p in ps], views=views if s == "train" else 0, mirror=mirror[s],
                                        seed=opts.seed, encoder=encoder, cache_dir=opts.cache_dir, progress=opts.progress)
              for s, ps in splits.items()}
     labels = {s: np.array([p.class_id for p in ps]) for s, ps in splits.items()}
     iconic = extract_image_features([p.iconic_image for p in g.products], encoder=encoder,
                                     cache_dir=opts.cache_dir, progress=opts.progress)
-    stages = {c.split_stage for c in configs.values()}
+    stages = {c.split_stage for c, _ in configs.values()}
     lifted = {s: lift_to_stages(f, encoder, stages) for s, f in {**feats, "iconic": iconic}.items()}
-    text_views = max(c.text_views for c in configs.values())
+    text_views = max(t.text_views for _, t in configs.values())
     texts = extract_text_features([p.description for p in g.products], views=text_views, seed=opts.seed,
                                   encoder=text_encoder, cache_dir=opts.cache_dir, progress=opts.progress)
     product_labels = np.array([p.class_id for p in g.products])
@@ -204,16 +208,16 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
 
     report: dict = {"dataset": "grocery", "quick": opts.quick, "skipped_images": skipped, "training": {}}
     models = {}
-    for name, cfg in configs.items():
+    for name, (cfg, tcfg) in configs.items():
         at = {s: lifted[s][cfg.split_stage] for s in lifted}
         res = train_aligned(cfg, PairData(at["train"], labels["train"], texts),
-                            PairData(at["val"], labels["val"], texts), encoder=encoder, progress=opts.progress)
+                            PairData(at["val"], labels["val"], texts), tcfg, encoder=encoder, progress=opts.progress)
         models[name] = res.model
         report[name] = score_model(res.model, encoder, at["test"], labels["test"], texts, product_labels, at["iconic"],
                                    test_time_flip=opts.test_time_flip)
         report["training"][name] = _history_record(res)
         if model_out is not None and name == "crossclip":
-            res.model.save_pretrained(model_out)
+            res.model.save_pretrained(model_out, training=res.training)
 
     folds = 2 if opts.quick else opts.folds
     seeds = [opts.seed + i for i in range(opts.seeds)]
@@ -223,13 +227,13 @@ def evaluate_grocery(opts: EvalOptions, model_out: str | os.PathLike | None = No
         keep = {s: np.array([l not in held_ids for l in labels[s]]) for s in labels}
         test_idx = np.flatnonzero(~keep["test"])
         held_texts = TextFeatures(texts.clean[held], None)
-        for name, cfg in configs.items():
+        for name, (cfg, tcfg) in configs.items():
             at = {s: lifted[s][cfg.split_stage] for s in lifted}
             train = PairData(at["train"].subset(np.flatnonzero(keep["train"])), labels["train"][keep["train"]], texts)
             val = PairData(at["val"].subset(np.flatnonzero(keep["val"])), labels["val"][keep["val"]], texts)
             queries, catalogue = at["test"].subset(test_idx), at["iconic"].subset(held)
             runs[name].append([
-                score_model(train_aligned(dataclasses.replace(cfg, seed=seed), train, val, encoder=encoder,
+                score_model(train_aligned(cfg, train, val, dataclasses.replace(tcfg, seed=seed), encoder=encoder,
                                           progress=opts.progress).model,
                             encoder, queries, labels["test"][test_idx], held_texts, product_labels[held], catalogue,
                             test_time_flip=opts.test_time_flip)
@@ -290,12 +294,12 @@ def evaluate_folder(folder: str | os.PathLike, opts: EvalOptions) -> tuple[Retri
     is_photo = np.arange(len(paths)) >= len(cat_rows)
     # catalogue images and photos extracted apart: the photos' features are then the ones
     # `retrieval train --dataset FOLDER` cached (the cache is keyed by the list's content)
-    parts = [extract_image_features(part, views=max(c.image_views for c in configs.values()), mirror=True, seed=opts.seed,
+    parts = [extract_image_features(part, views=max(t.image_views for _, t in configs.values()), mirror=True, seed=opts.seed,
                                     encoder=encoder, cache_dir=opts.cache_dir, progress=opts.progress)
              for part in (paths[:len(cat_rows)], paths[len(cat_rows):]) if part]
     feats = _concat_images(parts)
-    lifted = lift_to_stages(feats, encoder, {c.split_stage for c in configs.values()})
-    texts = extract_text_features(ds.item_texts(), views=max(c.text_views for c in configs.values()), seed=opts.seed,
+    lifted = lift_to_stages(feats, encoder, {c.split_stage for c, _ in configs.values()})
+    texts = extract_text_features(ds.item_texts(), views=max(t.text_views for _, t in configs.values()), seed=opts.seed,
                                   encoder=load_encoder(opts.text_encoder), cache_dir=opts.cache_dir, progress=opts.progress)
     ok = feats.ok
     # i2i / i2item need one catalogue image per candidate item, in the texts' order
@@ -323,10 +327,10 @@ def evaluate_folder(folder: str | os.PathLike, opts: EvalOptions) -> tuple[Retri
                                              "ranked among held-out items only"},
                     "training": {}}
     models = {}
-    for name, cfg in configs.items():
+    for name, (cfg, tcfg) in configs.items():
         at = lifted[cfg.split_stage]
         part = {s: PairData(at.subset(idx), labels[idx], texts) for s, idx in closed.items()}
-        res = train_aligned(cfg, part["train"], part["val"], encoder=encoder, progress=opts.progress)
+        res = train_aligned(cfg, part["train"], part["val"], tcfg, encoder=encoder, progress=opts.progress)
         models[name] = res.model
         report[name] = score_model(res.model, encoder, part["test"].images, labels[closed["test"]], texts, every_item,
                                    catalogue_of(every_item, cfg.split_stage), test_time_flip=opts.test_time_flip)
@@ -340,12 +344,12 @@ def evaluate_folder(folder: str | os.PathLike, opts: EvalOptions) -> tuple[Retri
         val_part, train_part = _split(len(rest), (0.1, 0.9), opts.seed + k)
         query = np.flatnonzero(ok & is_held & (is_photo if has_photos else ~is_photo))
         held_texts = TextFeatures(texts.clean[held], None)
-        for name, cfg in configs.items():
+        for name, (cfg, tcfg) in configs.items():
             at = lifted[cfg.split_stage]
             train = PairData(at.subset(rest[train_part]), labels[rest[train_part]], texts)
             val = PairData(at.subset(rest[val_part]), labels[rest[val_part]], texts)
             runs[name].append([
-                score_model(train_aligned(dataclasses.replace(cfg, seed=seed), train, val, encoder=encoder,
+                score_model(train_aligned(cfg, train, val, dataclasses.replace(tcfg, seed=seed), encoder=encoder,
                                           progress=opts.progress).model,
                             encoder, at.subset(query), labels[query], held_texts, held,
                             catalogue_of(held, cfg.split_stage), test_time_flip=opts.test_time_flip)
@@ -376,12 +380,12 @@ def evaluate_ml100k(opts: EvalOptions) -> dict:
     encoder = MobileNetV2Encoder()
     configs = opts.configs()
     images, texts = movielens_features(
-        opts.data_dir, image_views=max(c.image_views for c in configs.values()),
-        text_views=max(c.text_views for c in configs.values()), seed=opts.seed, encoder=encoder,
+        opts.data_dir, image_views=max(t.image_views for _, t in configs.values()),
+        text_views=max(t.text_views for _, t in configs.values()), seed=opts.seed, encoder=encoder,
         text_encoder=load_encoder(opts.text_encoder), cache_dir=opts.cache_dir, progress=opts.progress,
         limit=400 if opts.quick else None,
-        mirror=opts.test_time_flip or any(c.mirror_view for c in configs.values()))
-    lifted = lift_to_stages(images, encoder, {c.split_stage for c in configs.values()})
+        mirror=opts.test_time_flip or any(t.mirror_view for _, t in configs.values()))
+    lifted = lift_to_stages(images, encoder, {c.split_stage for c, _ in configs.values()})
     good = np.flatnonzero(images.ok)
     folds = 2 if opts.quick else opts.folds
     per_fold: dict[str, list[dict]] = {m: [] for m in configs}
@@ -391,10 +395,10 @@ def evaluate_ml100k(opts: EvalOptions) -> dict:
         rest = np.setdiff1d(good, test)
         val = rng.choice(rest, size=max(2, len(rest) // 10), replace=False)
         train = np.setdiff1d(rest, val)
-        for name, cfg in configs.items():
+        for name, (cfg, tcfg) in configs.items():
             at = lifted[cfg.split_stage]
             res = train_aligned(cfg, PairData(at.subset(train), train, texts), PairData(at.subset(val), val, texts),
-                                encoder=encoder, progress=opts.progress)
+                                tcfg, encoder=encoder, progress=opts.progress)
             per_fold[name].append(score_model(res.model, encoder, at.subset(test), test,
                                               TextFeatures(texts.clean[test], None), test,
                                               test_time_flip=opts.test_time_flip))

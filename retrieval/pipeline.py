@@ -12,7 +12,7 @@ import numpy as np
 
 from retrieval.align.embedder import ItemEmbedder, default_cache_dir, default_model_dir
 from retrieval.align.features import extract_image_features, extract_text_features
-from retrieval.align.model import AlignConfig, AlignedModel
+from retrieval.align.model import AlignConfig, AlignedModel, AlignTrainingConfig
 from retrieval.align.train import PairData, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
 from retrieval.evaluate import (
@@ -79,17 +79,20 @@ def _catalogue_items(dataset: str, data_dir: str | None):
 
 
 def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, out_dir: str | os.PathLike | None = None,
-                    config: AlignConfig | None = None, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> TrainSummary:
+                    config: AlignConfig | None = None, training: AlignTrainingConfig | None = None,
+                    cache_dir: str | os.PathLike | None = None, progress: bool = True) -> TrainSummary:
     """Train the CrossCLIP-style model on ``dataset``, save it, and index its catalogue.
 
     Grocery: shop photos of the train split paired with product descriptions, best epoch on val.
     MovieLens: posters paired with title + genres + overview, 10% of movies held out for val.
     A folder (README "Your data"): its query photos, else its catalogue images, with the item texts.
     ``training.json`` records the data set and its catalogue fingerprint, so a model used on another
-    catalogue says so (``retrieval.provenance``).
+    catalogue says so (``retrieval.provenance``). ``config`` is the architecture (``config.json``),
+    ``training`` how it is trained (``training_config.json`` beside it).
     """
     _check_dataset(dataset)
     config = config or AlignConfig()
+    training = training or AlignTrainingConfig()
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
     out = Path(out_dir) if out_dir is not None else default_model_dir(_model_name(dataset))
     encoder = MobileNetV2Encoder()
@@ -99,28 +102,28 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
         from crossrec_datasets import load_grocery
 
         g = load_grocery(data_dir)
-        texts = extract_text_features([p.description for p in g.products], views=config.text_views, seed=config.seed,
+        texts = extract_text_features([p.description for p in g.products], views=training.text_views, seed=training.seed,
                                       encoder=text_encoder, cache_dir=cache_dir, progress=progress)
         parts = {}
-        for split, views in (("train", config.image_views), ("val", 0)):
+        for split, views in (("train", training.image_views), ("val", 0)):
             photos = g.split(split)
-            feats = extract_image_features([p.path for p in photos], views=views, mirror=split == "train" and config.mirror_view,
-                                           seed=config.seed, encoder=encoder, cache_dir=cache_dir, progress=progress)
+            feats = extract_image_features([p.path for p in photos], views=views, mirror=split == "train" and training.mirror_view,
+                                           seed=training.seed, encoder=encoder, cache_dir=cache_dir, progress=progress)
             parts[split] = PairData(feats, np.array([p.class_id for p in photos]), texts)
         train, val = parts["train"], parts["val"]
     elif dataset not in DATASETS:
-        train, val = _folder_pairs(dataset, config, encoder, text_encoder, cache_dir, progress)
+        train, val = _folder_pairs(dataset, training, encoder, text_encoder, cache_dir, progress)
     else:
-        images, texts = movielens_features(data_dir, image_views=config.image_views, text_views=config.text_views,
-                                           seed=config.seed, encoder=encoder, text_encoder=text_encoder,
-                                           cache_dir=cache_dir, progress=progress, mirror=config.mirror_view)
-        order = np.random.default_rng(config.seed).permutation(np.flatnonzero(images.ok))
+        images, texts = movielens_features(data_dir, image_views=training.image_views, text_views=training.text_views,
+                                           seed=training.seed, encoder=encoder, text_encoder=text_encoder,
+                                           cache_dir=cache_dir, progress=progress, mirror=training.mirror_view)
+        order = np.random.default_rng(training.seed).permutation(np.flatnonzero(images.ok))
         n_val = max(2, len(order) // 10)
         val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
         train = PairData(images.subset(train_idx), train_idx, texts)
         val = PairData(images.subset(val_idx), val_idx, texts)
-    result = train_aligned(config, train, val, encoder=encoder, progress=progress)
-    result.model.save_pretrained(out)
+    result = train_aligned(config, train, val, training, encoder=encoder, progress=progress)
+    result.model.save_pretrained(out, training=training)
     seconds = time.perf_counter() - start
     embedder = ItemEmbedder(result.model, text_encoder, encoder, source=str(out))
     ids, item_texts, item_images, metadata = _catalogue_items(dataset, data_dir)
@@ -135,7 +138,7 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
     return TrainSummary(out, catalogue_dir(out), seconds, result.best_epoch, kept, report.indexed, len(report.image_skipped))
 
 
-def _folder_pairs(folder: str, config: AlignConfig, encoder, text_encoder, cache_dir, progress: bool):
+def _folder_pairs(folder: str, training: AlignTrainingConfig, encoder, text_encoder, cache_dir, progress: bool):
     """A user's folder as (train, val) pairs: query photos paired with their item's text when the
     folder has ``photos.*`` (every photo of an item is a positive of its text), else catalogue
     images with their own text; 10% of the photos (or items) held out for the best epoch."""
@@ -144,7 +147,7 @@ def _folder_pairs(folder: str, config: AlignConfig, encoder, text_encoder, cache
 
     ds = open_dataset(folder)
     cat = ds.catalogue().select("item_id", "image").collect()
-    texts = extract_text_features(ds.item_texts(), views=config.text_views, seed=config.seed, encoder=text_encoder,
+    texts = extract_text_features(ds.item_texts(), views=training.text_views, seed=training.seed, encoder=text_encoder,
                                   cache_dir=cache_dir, progress=progress)
     photos = ds.photos()
     if photos is not None:
@@ -158,9 +161,9 @@ def _folder_pairs(folder: str, config: AlignConfig, encoder, text_encoder, cache
     if len(paths) < 4:
         raise DataFormatError(f"{folder}: {len(paths)} usable images; aligning images with texts needs at least 4 "
                               "(photos.* or catalogue images; check with `crossrec data check`)")
-    feats = extract_image_features(paths, views=config.image_views, mirror=config.mirror_view, seed=config.seed,
+    feats = extract_image_features(paths, views=training.image_views, mirror=training.mirror_view, seed=training.seed,
                                    encoder=encoder, cache_dir=cache_dir, progress=progress)
-    order = np.random.default_rng(config.seed).permutation(np.flatnonzero(feats.ok))
+    order = np.random.default_rng(training.seed).permutation(np.flatnonzero(feats.ok))
     n_val = max(2, len(order) // 10)
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     return (PairData(feats.subset(train_idx), labels[train_idx], texts),

@@ -17,7 +17,7 @@ import copy
 import hashlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -27,11 +27,12 @@ from torch.nn import functional as F
 
 from retrieval.encoders.mobilenet import FEATURE_DIM, MobileNetV2
 from crossrec_core.errors import ModelLoadError
-from crossrec_core.persist import atomic_directory, load_config, save_config
+from crossrec_core.persist import TRAINING_CONFIG_NAME, atomic_directory, load_split_configs, save_config
 
-__all__ = ["AlignConfig", "ResidualAdapter", "AttentionPool", "CrossAttentionFusion", "AlignedModel", "MODEL_KIND"]
+__all__ = ["AlignConfig", "AlignTrainingConfig", "split_settings", "ResidualAdapter", "AttentionPool", "CrossAttentionFusion", "AlignedModel", "MODEL_KIND"]
 
 MODEL_KIND = "crossrec.AlignedModel"
+TRAINING_KIND = f"{MODEL_KIND}.training"
 N_STAGES = 19  # MobileNetV2 feature stages
 POOLS = ("mean", "attention")
 _PREDATED = {"heads": 1, "image_pool": "mean"}  # fields added after the first checkpoints, with their old behaviour
@@ -39,7 +40,8 @@ _PREDATED = {"heads": 1, "image_pool": "mean"}  # fields added after the first c
 
 @dataclass(frozen=True)
 class AlignConfig:
-    """Architecture and training hyper-parameters of an aligned model."""
+    """Architecture of an aligned model (saved as ``config.json``): what is needed to rebuild it.
+    How it was trained is ``AlignTrainingConfig``."""
 
     name: str = "crossclip"
     text_encoder: str = "minilm"        # name or local path understood by load_encoder
@@ -59,15 +61,39 @@ class AlignConfig:
     fusion_heads: int = 4
     init_temperature: float = 0.07
     learn_temperature: bool = True
-    text_loss_weight: float = 0.6       # text->image term: text is the less information-dense side
-    fusion_loss_weight: float = 0.5
     dropout: float = 0.1
-    # training
+
+    def __post_init__(self):
+        if not isinstance(self.heads, int) or self.heads < 1 or self.embed_dim % self.heads:
+            raise ValueError(f"heads={self.heads!r} must be an int >= 1 that divides embed_dim={self.embed_dim}")
+        if self.image_pool not in POOLS:
+            raise ValueError(f"image_pool={self.image_pool!r} is not one of {POOLS}")
+
+    @property
+    def split_stage(self) -> int:
+        """First MobileNetV2 stage that is run live (below it, features are cached)."""
+        return N_STAGES - self.trainable_stages if self.trainable_stages else N_STAGES
+
+    @classmethod
+    def baseline(cls, **overrides) -> "AlignConfig":
+        """CLIP-style dual encoder: frozen encoders, linear projections (train it with
+        ``AlignTrainingConfig.baseline()``)."""
+        base = dict(name="baseline", trainable_stages=0, heads=1, image_pool="mean", adapter_hidden=0, fusion=False,
+                    dropout=0.0)
+        return cls(**{**base, **overrides})
+
+
+@dataclass(frozen=True)
+class AlignTrainingConfig:
+    """How an aligned model is trained (saved as ``training_config.json``, not needed to use it)."""
+
     epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3
     backbone_lr: float = 1e-4
     weight_decay: float = 0.05
+    text_loss_weight: float = 0.6       # text->image term: text is the less information-dense side
+    fusion_loss_weight: float = 0.5
     image_views: int = 4                # cached augmented views per training image (0 = none)
     mirror_view: bool = True            # the mirrored photo as one more training view
     text_views: int = 6                 # cached augmented variants per text (0 = none)
@@ -80,24 +106,31 @@ class AlignConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if not isinstance(self.heads, int) or self.heads < 1 or self.embed_dim % self.heads:
-            raise ValueError(f"heads={self.heads!r} must be an int >= 1 that divides embed_dim={self.embed_dim}")
-        if self.image_pool not in POOLS:
-            raise ValueError(f"image_pool={self.image_pool!r} is not one of {POOLS}")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs={self.epochs!r} must be an int >= 1")
+        if not isinstance(self.batch_size, int) or self.batch_size < 2:
+            raise ValueError(f"batch_size={self.batch_size!r} must be an int >= 2 (contrastive batches need negatives)")
         if not 0.0 <= self.item_text_prob <= 1.0:
             raise ValueError(f"item_text_prob={self.item_text_prob!r} must lie in [0, 1]")
 
-    @property
-    def split_stage(self) -> int:
-        """First MobileNetV2 stage that is run live (below it, features are cached)."""
-        return N_STAGES - self.trainable_stages if self.trainable_stages else N_STAGES
-
     @classmethod
-    def baseline(cls, **overrides) -> "AlignConfig":
-        """CLIP-style dual encoder: frozen encoders, linear projections, plain InfoNCE."""
-        base = dict(name="baseline", trainable_stages=0, heads=1, image_pool="mean", adapter_hidden=0, fusion=False,
-                    text_loss_weight=0.5, image_views=0, mirror_view=False, text_views=0, dropout=0.0)
+    def baseline(cls, **overrides) -> "AlignTrainingConfig":
+        """The baseline's training: plain symmetric InfoNCE on the clean features, no augmentation."""
+        base = dict(text_loss_weight=0.5, image_views=0, mirror_view=False, text_views=0)
         return cls(**{**base, **overrides})
+
+
+def split_settings(settings: dict) -> tuple[dict, dict]:
+    """One flat dict of ``AlignConfig`` and ``AlignTrainingConfig`` fields (CLI flags, eval
+    overrides) as (architecture, training) keyword arguments; a name that is a field of neither
+    raises ``ValueError`` listing both."""
+    arch = {f.name for f in fields(AlignConfig)}
+    train = {f.name for f in fields(AlignTrainingConfig)}
+    unknown = sorted(set(settings) - arch - train)
+    if unknown:
+        raise ValueError(f"unknown aligned-model settings {unknown}; architecture fields: {sorted(arch)}, "
+                         f"training fields: {sorted(train)}")
+    return ({k: v for k, v in settings.items() if k in arch}, {k: v for k, v in settings.items() if k in train})
 
 
 class ResidualAdapter(nn.Module):
@@ -236,15 +269,26 @@ class AlignedModel(nn.Module):
         return self.logit_scale.exp().clamp(max=100.0)
 
     # -- persistence --------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike, training: AlignTrainingConfig | None = None) -> Path:
+        """``config.json`` (the architecture), the weights and, given ``training``, how they were
+        trained (``training_config.json``)."""
         with atomic_directory(directory) as tmp:
             save_config(self.config, tmp, MODEL_KIND)
+            if training is not None:
+                save_config(training, tmp, TRAINING_KIND, TRAINING_CONFIG_NAME)
             save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(tmp / "model.safetensors"))
         return Path(directory)
 
+    @staticmethod
+    def load_training_config(directory: str | os.PathLike) -> AlignTrainingConfig | None:
+        """How the saved model in ``directory`` was trained (``None`` when that was not saved);
+        read from ``config.json`` for models saved before the two configs were apart."""
+        return load_split_configs(AlignConfig, AlignTrainingConfig, directory, MODEL_KIND, predated=_PREDATED)[1]
+
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> "AlignedModel":
-        config = load_config(AlignConfig, directory, MODEL_KIND, predated=_PREDATED)
+        # models saved before the split have the training settings in config.json: they are read and left out
+        config = load_split_configs(AlignConfig, AlignTrainingConfig, directory, MODEL_KIND, predated=_PREDATED)[0]
         weights = Path(directory) / "model.safetensors"
         try:
             state = load_file(str(weights))

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from retrieval.align.features import (
     ImageFeatures, TextFeatures, cpu_autocast, extract_image_features, extract_text_features, lift_features,
 )
-from retrieval.align.model import AlignConfig, AlignedModel
+from retrieval.align.model import AlignConfig, AlignedModel, AlignTrainingConfig
 from retrieval.encoders import Encoder, MobileNetV2Encoder, load_encoder
 from retrieval.images import ImageInput
 from retrieval.metrics import retrieval_metrics
@@ -30,7 +30,7 @@ class PairData:
 
     ``text_item (T,)`` (optional) names the item of each text: texts of one item (its
     description, paraphrases, generated queries) are positives of each other and of every image
-    of that item, and training pairs a photo with any of them (``AlignConfig.item_text_prob``).
+    of that item, and training pairs a photo with any of them (``AlignTrainingConfig.item_text_prob``).
     Without it each text is its own item: several images may share a text (photos of one
     product) and every pair with the same text is a positive."""
 
@@ -64,23 +64,24 @@ class PairData:
 @dataclass
 class TrainResult:
     model: AlignedModel
+    training: AlignTrainingConfig = field(default_factory=AlignTrainingConfig)  # how ``model`` was trained
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     seconds: float = 0.0
 
 
 def model_image_inputs(model_config: AlignConfig, feats: ImageFeatures, encoder: MobileNetV2Encoder,
-                       include_views: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                       training: AlignTrainingConfig | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The model's image inputs: ``feats`` lifted to its first live stage (a no-op when the
-    caller lifted them already with ``lift_features``), and its training views: up to
-    ``image_views`` augmented views, then the mirrored photo when ``mirror_view``."""
+    caller lifted them already with ``lift_features``), and, given ``training``, its training
+    views: up to ``image_views`` augmented views, then the mirrored photo when ``mirror_view``."""
     lifted = lift_features(feats, encoder, model_config.split_stage)
-    if not include_views:
+    if training is None:
         return lifted.clean, None
     parts = []
-    if lifted.views is not None and model_config.image_views:
-        parts.append(lifted.views[:, : model_config.image_views])
-    if lifted.mirrored is not None and model_config.mirror_view:
+    if lifted.views is not None and training.image_views:
+        parts.append(lifted.views[:, : training.image_views])
+    if lifted.mirrored is not None and training.mirror_view:
         parts.append(lifted.mirrored.unsqueeze(1))
     return lifted.clean, torch.cat(parts, dim=1) if parts else None
 
@@ -132,39 +133,42 @@ class _ItemTexts:
 
 
 def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = None,
-                  encoder: MobileNetV2Encoder | None = None, progress: bool = True) -> TrainResult:
-    """Train an aligned model; with ``val``, record val image->text Acc@1 per epoch and, when
-    ``config.select_epoch_on_val``, keep the best epoch (else the last)."""
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+                  training: AlignTrainingConfig | None = None, encoder: MobileNetV2Encoder | None = None,
+                  progress: bool = True) -> TrainResult:
+    """Train an aligned model of architecture ``config`` with ``training`` (default
+    ``AlignTrainingConfig()``); with ``val``, record val image->text Acc@1 per epoch and, when
+    ``training.select_epoch_on_val``, keep the best epoch (else the last)."""
+    training = training or AlignTrainingConfig()
+    torch.manual_seed(training.seed)
+    rng = np.random.default_rng(training.seed)
     encoder = encoder or MobileNetV2Encoder()
     model = AlignedModel(config, backbone=encoder.model if config.trainable_stages else None)
-    clean, views = model_image_inputs(config, data.images, encoder)
-    val_inputs = model_image_inputs(config, val.images, encoder, include_views=False)[0] if val is not None else None
+    clean, views = model_image_inputs(config, data.images, encoder, training)
+    val_inputs = model_image_inputs(config, val.images, encoder)[0] if val is not None else None
     keep = np.flatnonzero(data.images.ok)
     own_text = torch.as_tensor(data.image_text, dtype=torch.long)
     image_items = data.image_items
     labels = torch.as_tensor(image_items, dtype=torch.long)  # positives: same item
     item_texts = _ItemTexts(data)
-    text_views = data.texts.views if config.text_views and data.texts.views is not None else None
+    text_views = data.texts.views if training.text_views and data.texts.views is not None else None
 
     backbone_params = list(model.top.parameters()) if model.top is not None else []
     backbone_ids = {id(p) for p in backbone_params}
     head_params = [p for p in model.parameters() if id(p) not in backbone_ids and p.requires_grad]
-    groups = [{"params": head_params, "lr": config.lr}]
+    groups = [{"params": head_params, "lr": training.lr}]
     if backbone_params:
-        groups.append({"params": backbone_params, "lr": config.backbone_lr})
-    opt = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(keep) / config.batch_size))
-    total = steps_per_epoch * config.epochs
+        groups.append({"params": backbone_params, "lr": training.backbone_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=training.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(keep) / training.batch_size))
+    total = steps_per_epoch * training.epochs
     warmup = max(1, total // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
 
-    result = TrainResult(model=model)
+    result = TrainResult(model=model, training=training)
     best_state, best_score = None, -1.0
     start = time.perf_counter()
-    bar = tqdm(range(config.epochs), desc=f"train {config.name}", disable=not progress)
+    bar = tqdm(range(training.epochs), desc=f"train {config.name}", disable=not progress)
     for epoch in bar:
         model.train()
         if model.top is not None:  # frozen BatchNorm statistics: batches are small and skewed
@@ -174,7 +178,7 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
         order = rng.permutation(keep)
         losses = []
         for b in range(steps_per_epoch):
-            idx = torch.as_tensor(order[b * config.batch_size : (b + 1) * config.batch_size])
+            idx = torch.as_tensor(order[b * training.batch_size : (b + 1) * training.batch_size])
             if len(idx) < 2:
                 continue
             if views is not None:
@@ -190,21 +194,21 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
                 t = torch.where((tpick == 0).view(-1, 1), data.texts.clean[own], text_views[own, (tpick - 1).clamp(min=0)])
             else:
                 t = data.texts.clean[own]
-            if item_texts.any_extra and config.item_text_prob > 0:
-                swap = torch.as_tensor(rng.random(len(idx)) < config.item_text_prob)
+            if item_texts.any_extra and training.item_text_prob > 0:
+                swap = torch.as_tensor(rng.random(len(idx)) < training.item_text_prob)
                 other = torch.as_tensor(item_texts.draw(image_items[idx.numpy()], rng))
                 t = torch.where(swap.view(-1, 1), data.texts.clean[other], t)
             with cpu_autocast():
                 zi, tokens = model.encode_image(x, return_tokens=True)
                 zt = model.encode_text(t)
                 pos = lab.view(-1, 1) == lab.view(1, -1)
-                w = config.text_loss_weight
+                w = training.text_loss_weight
                 # every head learns on its own loss: the heads stay an ensemble, not one wider head
                 loss = sum((1 - w) * _multi_positive_nce(logits, pos) + w * _multi_positive_nce(logits.T, pos)
                            for logits in model.scale * model.head_similarities(zi.float(), zt.float())) / config.heads
                 if config.fusion:
                     fused = model.fuse(zt, zi, tokens).float()
-                    loss = loss + config.fusion_loss_weight * _multi_positive_nce(model.scale * zi.float() @ fused.T, pos)
+                    loss = loss + training.fusion_loss_weight * _multi_positive_nce(model.scale * zi.float() @ fused.T, pos)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -214,7 +218,7 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
                   "temperature": float(1.0 / model.scale.detach()), "seconds": time.perf_counter() - start}
         if val is not None:
             record["val_i2t_acc@1"] = _val_acc1(model, val_inputs, val)
-            if config.select_epoch_on_val and record["val_i2t_acc@1"] > best_score:
+            if training.select_epoch_on_val and record["val_i2t_acc@1"] > best_score:
                 best_score = record["val_i2t_acc@1"]
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 result.best_epoch = epoch + 1
@@ -223,7 +227,7 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
-        result.best_epoch = config.epochs
+        result.best_epoch = training.epochs
     result.seconds = time.perf_counter() - start
     model.eval()
     return result
@@ -231,17 +235,19 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
 
 def fit_aligned(images: Sequence[ImageInput | None], texts: Sequence[str], labels: Sequence, *,
                 text_labels: Sequence[Hashable] | None = None, config: AlignConfig | None = None,
-                val_fraction: float = 0.1, encoder: MobileNetV2Encoder | None = None,
+                training: AlignTrainingConfig | None = None, val_fraction: float = 0.1, encoder: MobileNetV2Encoder | None = None,
                 text_encoder: Encoder | None = None, cache_dir: str | os.PathLike | None = None,
                 progress: bool = True) -> TrainResult:
-    """Train an aligned model from raw data in one call, with the config's own settings: its
-    ``image_views``, ``mirror_view`` and ``text_views`` augmentation, its seed and text encoder.
+    """Train an aligned model from raw data in one call: architecture ``config`` (its text encoder)
+    with ``training``'s own settings: its ``image_views``, ``mirror_view`` and ``text_views``
+    augmentation and its seed.
 
     ``labels (N,)``: per image, the index of its text in ``texts``; with ``text_labels (T,)``
     (several texts per item: descriptions, paraphrases, queries) both name items instead, and an
     image's own text is the first text of its item. ``val_fraction`` of the decodable images
     (at least 2; 0: none) are held out for the per-epoch val Acc@1 in the history."""
     config = config or AlignConfig()
+    training = training or AlignTrainingConfig()
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction!r} must lie in [0, 1)")
     if len(images) != len(labels):
@@ -260,19 +266,20 @@ def fit_aligned(images: Sequence[ImageInput | None], texts: Sequence[str], label
         image_text = np.array([first[key] for key in labels], dtype=np.int64)
     encoder = encoder or MobileNetV2Encoder()
     text_encoder = text_encoder or load_encoder(config.text_encoder)
-    feats = extract_image_features(images, views=config.image_views, mirror=config.mirror_view, seed=config.seed,
+    feats = extract_image_features(images, views=training.image_views, mirror=training.mirror_view, seed=training.seed,
                                    encoder=encoder, cache_dir=cache_dir, progress=progress)
-    text_feats = extract_text_features(texts, views=config.text_views, seed=config.seed, encoder=text_encoder,
+    text_feats = extract_text_features(texts, views=training.text_views, seed=training.seed, encoder=text_encoder,
                                        cache_dir=cache_dir, progress=progress)
     text_item = None if text_labels is None else np.array(_item_numbers(text_labels), dtype=np.int64)
     usable = np.flatnonzero(feats.ok)
     if len(usable) < 2:
         raise ValueError(f"{len(usable)} of {len(images)} images decode; training needs at least 2 ({feats.errors})")
-    order = np.random.default_rng(config.seed).permutation(usable)
+    order = np.random.default_rng(training.seed).permutation(usable)
     n_val = max(2, int(round(len(order) * val_fraction))) if val_fraction > 0 and len(order) >= 4 else 0
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     pair = lambda idx: PairData(feats.subset(idx), image_text[idx], text_feats, text_item)  # noqa: E731
-    return train_aligned(config, pair(train_idx), pair(val_idx) if n_val else None, encoder=encoder, progress=progress)
+    return train_aligned(config, pair(train_idx), pair(val_idx) if n_val else None, training, encoder=encoder,
+                         progress=progress)
 
 
 def _item_numbers(keys: Sequence[Hashable]) -> list[int]:

@@ -7,7 +7,7 @@ import pytest
 
 from crossrec_datasets import load_grocery
 from retrieval.align.features import extract_image_features, extract_text_features
-from retrieval.align.model import AlignConfig
+from retrieval.align.model import AlignConfig, AlignTrainingConfig
 from retrieval.align.train import PairData, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
 
@@ -49,9 +49,17 @@ def slice_data(grocery, image_encoder, text_encoder):
     }
 
 
-TINY = dict(embed_dim=32, adapter_hidden=16, fusion_heads=2, epochs=6, batch_size=6, lr=3e-3, image_views=1, text_views=2)
+TINY = dict(embed_dim=32, adapter_hidden=16, fusion_heads=2)
+TINY_TRAINING = dict(epochs=6, batch_size=6, lr=3e-3, image_views=1, text_views=2)
 
 
 @pytest.fixture(scope="session")
-def tiny_crossclip(slice_data, image_encoder):
-    return train_aligned(AlignConfig(**TINY), slice_data["train"], slice_data["test"], encoder=image_encoder, progress=False)
+def tiny_configs() -> tuple[AlignConfig, AlignTrainingConfig]:
+    """(architecture, training) of the tiny test model (fixtures: test modules cannot import this file)."""
+    return AlignConfig(**TINY), AlignTrainingConfig(**TINY_TRAINING)
+
+
+@pytest.fixture(scope="session")
+def tiny_crossclip(slice_data, image_encoder, tiny_configs):
+    return train_aligned(tiny_configs[0], slice_data["train"], slice_data["test"], tiny_configs[1],
+                         encoder=image_encoder, progress=False)

@@ -12,7 +12,9 @@ import torch
 
 from retrieval.align.embedder import ItemEmbedder, load_item_embedder
 from retrieval.align.features import CACHE_STAGE, augment_text, extract_image_features, lift_features
-from retrieval.align.model import AlignConfig, AlignedModel, AttentionPool, ResidualAdapter
+from retrieval.align.model import (
+    AlignConfig, AlignedModel, AlignTrainingConfig, AttentionPool, ResidualAdapter, split_settings,
+)
 from retrieval.align.train import PairData, model_image_inputs, train_aligned
 from crossrec_core.errors import ModelLoadError
 from retrieval.evaluate import EvalOptions, _fold_summary, markdown_table, paired_stats, score_model
@@ -87,8 +89,8 @@ def test_from_pretrained_rejects_mismatched_weights(tmp_path, tiny_crossclip):
 
 
 def test_baseline_trains_without_backbone(slice_data, image_encoder):
-    res = train_aligned(AlignConfig.baseline(embed_dim=16, epochs=2, batch_size=8), slice_data["train"], None,
-                        encoder=image_encoder, progress=False)
+    res = train_aligned(AlignConfig.baseline(embed_dim=16), slice_data["train"], None,
+                        AlignTrainingConfig.baseline(epochs=2, batch_size=8), encoder=image_encoder, progress=False)
     assert res.model.top is None and res.best_epoch == 2 and len(res.history) == 2
 
 
@@ -161,12 +163,13 @@ def test_mirrored_view_is_cached_apart_and_follows_subsets(grocery, image_encode
 def test_mirror_view_joins_the_training_views(slice_data, image_encoder):
     images = slice_data["train"].images
     feats = dataclasses.replace(images, mirrored=images.clean.flip(-1))
-    config = AlignConfig(image_views=1)
-    clean, views = model_image_inputs(config, feats, image_encoder)
+    config, training = AlignConfig(), AlignTrainingConfig(image_views=1)
+    clean, views = model_image_inputs(config, feats, image_encoder, training)
     assert views.shape[1] == 2 and torch.equal(views[:, 1], lift_features(feats, image_encoder, config.split_stage).mirrored)
-    no_mirror = dataclasses.replace(config, mirror_view=False)
-    assert model_image_inputs(no_mirror, feats, image_encoder)[1].shape[1] == 1
-    assert model_image_inputs(AlignConfig.baseline(), feats, image_encoder)[1] is None
+    no_mirror = dataclasses.replace(training, mirror_view=False)
+    assert model_image_inputs(config, feats, image_encoder, no_mirror)[1].shape[1] == 1
+    assert model_image_inputs(config, feats, image_encoder, AlignTrainingConfig.baseline())[1] is None
+    assert model_image_inputs(config, feats, image_encoder)[1] is None  # no training: no views
 
 
 def test_test_time_flip_needs_mirrored_queries(tiny_crossclip, slice_data, image_encoder):
@@ -183,8 +186,9 @@ def test_test_time_flip_needs_mirrored_queries(tiny_crossclip, slice_data, image
 def test_heads_form_an_ensemble_in_one_vector(tiny_crossclip, slice_data, image_encoder, tmp_path):
     with pytest.raises(ValueError, match="heads=3"):
         AlignConfig(embed_dim=32, heads=3)
-    config = dataclasses.replace(tiny_crossclip.model.config, heads=4, epochs=2)
-    res = train_aligned(config, slice_data["train"], None, encoder=image_encoder, progress=False)
+    config = dataclasses.replace(tiny_crossclip.model.config, heads=4)
+    res = train_aligned(config, slice_data["train"], None, dataclasses.replace(tiny_crossclip.training, epochs=2),
+                        encoder=image_encoder, progress=False)
     model = res.model
     assert len(model.image_extra) == 3 and np.isfinite(res.history[-1]["loss"])
     with torch.inference_mode():
@@ -211,10 +215,41 @@ def test_single_head_keeps_checkpoint_names(tmp_path):
     assert AlignedModel.from_pretrained(tmp_path / "m").digest() == model.digest()
 
 
+def test_architecture_and_training_configs_saved_apart_and_old_mixed_files_load(tmp_path):
+    config = AlignConfig(embed_dim=16, adapter_hidden=8, fusion=False, heads=2, trainable_stages=0)
+    model = AlignedModel(config)
+    training = AlignTrainingConfig(epochs=7, lr=5e-4, image_views=2)
+    model.save_pretrained(tmp_path / "m", training=training)
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["config"]
+    assert "epochs" not in saved and "image_views" not in saved and saved["embed_dim"] == 16
+    assert AlignedModel.load_training_config(tmp_path / "m") == training
+    assert AlignedModel.from_pretrained(tmp_path / "m").config == config
+    # a model saved before the split (session 7 and before): one config.json with both kinds of fields
+    model.save_pretrained(tmp_path / "old")
+    assert AlignedModel.load_training_config(tmp_path / "old") is None
+    old = tmp_path / "old" / "config.json"
+    payload = json.loads(old.read_text())
+    payload["config"].update(epochs=30, lr=1e-3, image_views=4, mirror_view=True, text_views=6, seed=0,
+                             text_loss_weight=0.6, select_epoch_on_val=False)
+    old.write_text(json.dumps(payload))
+    loaded = AlignedModel.from_pretrained(tmp_path / "old")
+    assert loaded.config == config and loaded.digest() == model.digest()
+    assert AlignedModel.load_training_config(tmp_path / "old") == AlignTrainingConfig(epochs=30, image_views=4)
+    payload["config"]["wings"] = 2
+    old.write_text(json.dumps(payload))
+    with pytest.raises(ModelLoadError, match="wings"):
+        AlignedModel.from_pretrained(tmp_path / "old")
+    arch, train = split_settings({"embed_dim": 8, "epochs": 2})
+    assert arch == {"embed_dim": 8} and train == {"epochs": 2}
+    with pytest.raises(ValueError, match="wings"):
+        split_settings({"wings": 2})
+
+
 def test_last_epoch_kept_unless_selecting_on_val(tiny_crossclip, slice_data, image_encoder):
-    assert tiny_crossclip.best_epoch == tiny_crossclip.model.config.epochs
-    config = dataclasses.replace(tiny_crossclip.model.config, select_epoch_on_val=True)
-    res = train_aligned(config, slice_data["train"], slice_data["test"], encoder=image_encoder, progress=False)
+    assert tiny_crossclip.best_epoch == tiny_crossclip.training.epochs
+    training = dataclasses.replace(tiny_crossclip.training, select_epoch_on_val=True)
+    res = train_aligned(tiny_crossclip.model.config, slice_data["train"], slice_data["test"], training,
+                        encoder=image_encoder, progress=False)
     accs = [h["val_i2t_acc@1"] for h in res.history]
     assert res.best_epoch == int(np.argmax(accs)) + 1
 
@@ -226,9 +261,9 @@ def test_attention_pool_starts_as_mean_pooling_and_learns(slice_data, image_enco
     torch.testing.assert_close(pooled, tokens.mean(dim=1, keepdim=True).expand(-1, 2, -1))
     with pytest.raises(ValueError, match="image_pool='max'"):
         AlignConfig(image_pool="max")
-    config = AlignConfig(image_pool="attention", pool_key_dim=8, embed_dim=32, heads=2, adapter_hidden=16, fusion=False,
-                         epochs=3, batch_size=6, lr=3e-3, image_views=1, text_views=2)
-    model = train_aligned(config, slice_data["train"], None, encoder=image_encoder, progress=False).model
+    config = AlignConfig(image_pool="attention", pool_key_dim=8, embed_dim=32, heads=2, adapter_hidden=16, fusion=False)
+    training = AlignTrainingConfig(epochs=3, batch_size=6, lr=3e-3, image_views=1, text_views=2)
+    model = train_aligned(config, slice_data["train"], None, training, encoder=image_encoder, progress=False).model
     assert float(model.pool.query.detach().abs().sum()) > 0  # the heads' queries moved away from uniform weights
     x = lift_features(slice_data["test"].images, image_encoder, config.split_stage).clean
     with torch.inference_mode():

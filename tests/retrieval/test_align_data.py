@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -10,10 +11,9 @@ import pytest
 import torch
 
 from retrieval.align.features import TextFeatures, extract_image_features, image_digest
-from retrieval.align.model import AlignConfig
+from retrieval.align.model import AlignTrainingConfig
 from retrieval.align.train import PairData, _ItemTexts, fit_aligned, train_aligned
 
-from tests.retrieval.conftest import TINY
 
 
 def test_image_cache_is_keyed_by_content_not_path(grocery, image_encoder, tmp_path):
@@ -76,7 +76,7 @@ def _with_queries(slice_data, text_encoder):
     return texts, text_item
 
 
-def test_texts_of_one_item_are_positives_and_are_drawn(slice_data, text_encoder, image_encoder):
+def test_texts_of_one_item_are_positives_and_are_drawn(slice_data, text_encoder, image_encoder, tiny_configs):
     texts, text_item = _with_queries(slice_data, text_encoder)
     train = slice_data["train"]
     data = PairData(train.images, train.image_text, texts, text_item)
@@ -86,30 +86,31 @@ def test_texts_of_one_item_are_positives_and_are_drawn(slice_data, text_encoder,
     assert len(set(drawn.tolist())) == len(text_item)  # every text of every item gets drawn
     with pytest.raises(ValueError, match="text_item has 3 entries"):
         PairData(train.images, train.image_text, texts, text_item[:3])
-    config = AlignConfig(**{**TINY, "item_text_prob": 0.5})
-    res = train_aligned(config, data, PairData(slice_data["test"].images, slice_data["test"].image_text, texts, text_item),
+    training = dataclasses.replace(tiny_configs[1], item_text_prob=0.5)
+    res = train_aligned(tiny_configs[0], data,
+                        PairData(slice_data["test"].images, slice_data["test"].image_text, texts, text_item), training,
                         encoder=image_encoder, progress=False)
     assert res.history[-1]["loss"] < res.history[0]["loss"]
     # val Acc@1 counts any text of the photo's item as the right answer
     assert 0.0 <= res.history[-1]["val_i2t_acc@1"] <= 1.0
     with pytest.raises(ValueError, match="item_text_prob"):
-        AlignConfig(item_text_prob=1.5)
+        AlignTrainingConfig(item_text_prob=1.5)
 
 
-def test_fit_aligned_trains_with_the_configs_own_views(slice_data, image_encoder, text_encoder, tmp_path):
+def test_fit_aligned_trains_with_the_configs_own_views(slice_data, image_encoder, text_encoder, tmp_path, tiny_configs):
     photos = slice_data["train_photos"] + slice_data["test_photos"]
     products = slice_data["products"]
     names = [p.name for p in products]
     texts = [p.description for p in products] + [p.coarse_name.lower() for p in products]
-    config = AlignConfig(**{**TINY, "epochs": 2})
+    config, training = tiny_configs[0], dataclasses.replace(tiny_configs[1], epochs=2)
     res = fit_aligned([p.path for p in photos], texts, [names[[q.class_id for q in products].index(p.class_id)] for p in photos],
-                      text_labels=names + names, config=config, encoder=image_encoder, text_encoder=text_encoder,
-                      cache_dir=tmp_path, progress=False)
+                      text_labels=names + names, config=config, training=training, encoder=image_encoder,
+                      text_encoder=text_encoder, cache_dir=tmp_path, progress=False)
     assert len(res.history) == 2 and "val_i2t_acc@1" in res.history[0]
     # the cache holds what the config declares: 1 augmented view, the mirrored photo, 2 text variants
     feats = extract_image_features([p.path for p in photos], views=1, mirror=True, encoder=image_encoder,
                                    cache_dir=tmp_path, progress=False)
-    assert feats.views.shape[1] == config.image_views and feats.mirrored is not None
+    assert feats.views.shape[1] == training.image_views and feats.mirrored is not None
     assert len(list(tmp_path.glob("*.pt"))) == 3  # views + mirror + texts: nothing extracted twice
     with pytest.raises(ValueError, match="name no item"):
         fit_aligned([photos[0].path], texts, ["Nope"], text_labels=names + names, config=config,
