@@ -36,7 +36,8 @@ from streaming.worker import ConsumerConfig, ConsumerStats, HandlerFactory
 
 __all__ = [
     "ProfileWiring", "user_event_handlers", "open_user_event_handlers", "profile_worker", "item_index_handler",
-    "consume_stream", "open_feedback_bandit", "run_feedback_consumer", "RunningService", "service_stack",
+    "consume_stream", "open_feedback_bandit", "run_feedback_consumer", "RunningService", "creative_loop_commands",
+    "service_stack",
 ]
 
 
@@ -287,12 +288,41 @@ def _stop(proc: subprocess.Popen | None) -> None:
         proc.wait()
 
 
+def creative_loop_commands(config, *, store: Path, work: Path, bootstrap: str, topic_prefix: str) -> dict[str, list[str]]:
+    """The ``crossrec`` argument lists of the processes that close the creative loop behind a
+    service configured with ``config.creative_cache``: a creative worker answering the service's
+    creative requests into that cache and ``config.assets_dir`` (state in ``work/creative-worker``,
+    taste from the live ``store``), and with ``config.bandit_dir`` a feedback consumer applying the
+    service's impressions and clicks (and the worker's results) to that bandit, created from
+    ``store`` on first start. Empty without ``creative_cache``."""
+    if not config.creative_cache:
+        return {}
+    if config.ranking_catalogue not in ("ml100k", "grocery"):
+        raise CrossrecError(f"ranking_catalogue={config.ranking_catalogue!r}: the creative worker makes creatives "
+                            "for 'ml100k' or 'grocery' only; leave creative_cache unset for a catalogue folder")
+    connection = ["--bootstrap", bootstrap, "--prefix", topic_prefix]
+    worker = ["creative", "worker", *connection, "--dataset", config.ranking_catalogue, "--state",
+              str(work / "creative-worker"), "--profiles", str(store), "--creative-cache", config.creative_cache]
+    if config.assets_dir:
+        worker += ["--assets-dir", config.assets_dir]
+    if config.data_dir:
+        worker += ["--data-dir", config.data_dir]
+    commands = {"creative-worker": worker}
+    if config.bandit_dir:
+        commands["creative-feedback"] = ["creative", "feedback", *connection, "--bandit", config.bandit_dir,
+                                         "--store", str(store)]
+    return commands
+
+
 @contextmanager
 def service_stack(config, *, store: Path, work: Path, workers: int, port: int = 0, topic_prefix: str = "crossrec",
                   start_timeout_s: float = 900.0, echo: Callable[[str], None] = print) -> Iterator[RunningService]:
     """The embedded broker (in-memory log), a stream consumer process applying user events to
     ``store`` and the service (a ``crossrec.service.ServiceConfig``; ``workers`` processes reading
-    ``store``); everything is stopped on exit. Logs go to ``work``."""
+    ``store``); with ``config.creative_cache`` (and ``bandit_dir``) also a creative worker (and a
+    feedback consumer) process (:func:`creative_loop_commands`), so creatives the service
+    requests are made and the bandit it reads learns from its impressions and clicks; everything
+    is stopped on exit. Logs go to ``work``."""
     from crossrec.service.config import ENV_API_KEY
     from streaming.broker import Broker, BrokerConfig
     from streaming.producer import ensure_topics
@@ -316,6 +346,9 @@ def service_stack(config, *, store: Path, work: Path, workers: int, port: int = 
         ensure_topics(broker.bootstrap, Topics(prefix=topic_prefix))
         connection = ["--bootstrap", broker.bootstrap, "--topic-prefix", topic_prefix]
         start([*cli, "stream", "consume", *connection, "--store", str(store), "--fetch-wait-ms", "20"], "consumer.log")
+        for name, args in creative_loop_commands(config, store=store, work=work, bootstrap=broker.bootstrap,
+                                                 topic_prefix=topic_prefix).items():
+            start([*cli, *args], f"{name}.log")
         serve = [*cli, "serve", "--port", str(port), "--workers", str(workers), *connection, "--profile-store",
                  str(store), "--torch-threads", str(config.torch_threads), "--catalogues", *config.catalogues]
         for flag, value in (("--data-dir", config.data_dir), ("--ranker-dir", config.ranker_dir),

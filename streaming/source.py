@@ -6,14 +6,23 @@ topic) and commits only what the worker says it has made durable: at-least-once 
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from crossrec_core.errors import CrossrecError
 from streaming.events import Event, EventSchemaError, decode_event
 
-__all__ = ["Delivery", "EventSource", "KafkaEventSource", "MemoryEventSource", "consumer_settings"]
+__all__ = ["Delivery", "EventSource", "KafkaEventSource", "MemoryEventSource", "GroupJoinError", "consumer_settings"]
+
+_log = logging.getLogger(__name__)
+
+
+class GroupJoinError(CrossrecError):
+    """A consumer could not join (or rejoin) its consumer group within its join timeout, even
+    as a new member."""
 
 
 def consumer_settings() -> dict:
@@ -62,6 +71,16 @@ class KafkaEventSource(EventSource):
     Offsets are committed only by ``commit()`` and on rebalance: before partitions are revoked,
     ``on_revoke()`` (the worker's flush) runs and then the positions of the revoked partitions are
     committed, so the next owner starts right after what this worker made durable.
+
+    The group join is bounded: kafka-python's ``poll(timeout_ms)`` gives up waiting for a join
+    after ``timeout_ms`` but leaves the JoinGroup in flight and retries it at the next poll,
+    forever, and a member that never joins never has partitions, so a loop waiting for work (or
+    for zero lag) would wait forever. When this member has held no group generation for
+    ``join_timeout_s`` (polling all along), it leaves and joins again as a new member (a new
+    member id: the broker's view of the old one may be what blocks); when that one does not join
+    within ``join_timeout_s`` either, ``poll`` raises :class:`GroupJoinError`. The default allows
+    the longest legitimate wait: a rebalance waits up to ``max_poll_interval_ms`` for the other
+    members to rejoin (one may be in a long batch).
     """
 
     def __init__(
@@ -74,14 +93,27 @@ class KafkaEventSource(EventSource):
         client_id: str = "crossrec-worker",
         fetch_max_wait_ms: int = 100,
         max_poll_interval_ms: int = 300_000,
+        join_timeout_s: float | None = None,
     ) -> None:
         if not topics:
             raise ValueError("topics=[] is empty; give at least one topic to consume")
         if not group_id:
             raise ValueError(f"group_id={group_id!r}: a consumer group name is required")
+        if join_timeout_s is not None and not join_timeout_s > 0:
+            raise ValueError(f"join_timeout_s={join_timeout_s!r}: must be > 0 seconds (None: the default)")
+        self._settings = dict(bootstrap=bootstrap, topics=list(topics), group_id=group_id, client_id=client_id,
+                              fetch_max_wait_ms=fetch_max_wait_ms, max_poll_interval_ms=max_poll_interval_ms)
+        self.join_timeout_s = join_timeout_s if join_timeout_s is not None else max_poll_interval_ms / 1000 + 30.0
+        self._on_revoke = on_revoke
+        self._done: dict = {}  # TopicPartition -> next offset to commit
+        self._unjoined_since: float | None = time.monotonic()
+        self._rejoined = False
+        self._consumer = self._new_consumer()
+
+    def _new_consumer(self):
         from kafka import AsyncConsumerRebalanceListener, KafkaConsumer  # lazy: no Kafka client at import
 
-        source = self
+        source, cfg = self, self._settings
 
         # Listeners run on the client's IO thread, which must not block on the network: the
         # revoked partitions' offsets are committed asynchronously (a lost commit only means a
@@ -93,25 +125,52 @@ class KafkaEventSource(EventSource):
             async def on_partitions_assigned(self, assigned):
                 pass
 
-        self._on_revoke = on_revoke
-        self._done: dict = {}  # TopicPartition -> next offset to commit
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group_id,
-            client_id=client_id,
+        consumer = KafkaConsumer(
+            bootstrap_servers=cfg["bootstrap"],
+            group_id=cfg["group_id"],
+            client_id=cfg["client_id"],
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # Tansu does not answer a waiting fetch the moment data arrives: on a quiet topic
             # the wait is the latency floor (measured: 100 ms adds ~25-70 ms at p50, 20 ms ~6-24
             # ms), while shorter waits cost idle polling (20 ms ~9% of a core, 100 ms ~2%).
-            fetch_max_wait_ms=fetch_max_wait_ms,
-            max_poll_interval_ms=max_poll_interval_ms,
+            fetch_max_wait_ms=cfg["fetch_max_wait_ms"],
+            max_poll_interval_ms=cfg["max_poll_interval_ms"],
             # kafka-python checks CRC32C in pure Python (~90 us a record, the largest cost of a
             # fetch); TCP checksums the transfer and Tansu validated the batch on produce.
             check_crcs=False,
             **consumer_settings(),
         )
-        self._consumer.subscribe(list(topics), listener=_Listener())
+        consumer.subscribe(cfg["topics"], listener=_Listener())
+        return consumer
+
+    def joined(self) -> bool:
+        """Whether this member holds the group's current generation (its assignment is valid).
+        kafka-python has no public accessor; its coordinator's ``need_rejoin`` is what its own
+        poll checks before joining."""
+        return not self._consumer._coordinator.need_rejoin()
+
+    def _check_join(self) -> None:
+        now = time.monotonic()
+        if self.joined():
+            self._unjoined_since, self._rejoined = None, False
+            return
+        if self._unjoined_since is None:
+            self._unjoined_since = now
+            return
+        waited = now - self._unjoined_since
+        if waited < self.join_timeout_s:
+            return
+        cfg = self._settings
+        where = f"group {cfg['group_id']!r} on {cfg['bootstrap']} (topics {', '.join(cfg['topics'])})"
+        if self._rejoined:
+            raise GroupJoinError(f"could not join consumer {where} within join_timeout_s={self.join_timeout_s:g}, "
+                                 "twice (the second time as a new member); is the broker's group coordinator stuck?")
+        _log.warning("no group generation for %.0f s in %s: leaving and joining again as a new member", waited, where)
+        self._consumer.close(autocommit=False)
+        self._done.clear()  # uncommitted deliveries are redelivered: handlers are idempotent
+        self._consumer = self._new_consumer()
+        self._unjoined_since, self._rejoined = now, True
 
     def _on_revoked(self, revoked) -> None:
         if self._on_revoke is not None:
@@ -135,6 +194,8 @@ class KafkaEventSource(EventSource):
     def poll(self, timeout_s: float, max_records: int) -> list[Delivery]:
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         received = time.time()
+        if not batches:
+            self._check_join()
         out = []
         for tp, records in batches.items():
             for rec in records:

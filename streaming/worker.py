@@ -48,6 +48,9 @@ class ConsumerConfig:
     max_events: int | None = None
     idle_timeout_s: float | None = None
     fetch_max_wait_ms: int = 100  # Kafka fetch wait: the latency floor when the topic is quiet
+    # no group generation this long: rejoin as a new member, then raise GroupJoinError (None: the
+    # source's default, max_poll_interval + 30 s; see streaming.source.KafkaEventSource)
+    join_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         names = ("user_events", "item_events", "creative_requests", "creative_results", "creative_feedback")
@@ -58,6 +61,8 @@ class ConsumerConfig:
             raise ValueError(f"min_batch={self.min_batch}, max_batch={self.max_batch}: need 1 <= min_batch <= max_batch")
         if not 1 <= self.fetch_max_wait_ms <= 10_000:
             raise ValueError(f"fetch_max_wait_ms={self.fetch_max_wait_ms!r}: choose 1..10000")
+        if self.join_timeout_s is not None and not self.join_timeout_s > 0:
+            raise ValueError(f"join_timeout_s={self.join_timeout_s!r} must be > 0 seconds (None: the default)")
         for name in ("target_batch_s", "commit_interval_s", "poll_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
@@ -241,7 +246,7 @@ def run_consumer(
             worker.flush()
 
     source = source or KafkaEventSource(config.bootstrap, config.topic_names(), config.group_id, on_revoke=on_revoke,
-                                        fetch_max_wait_ms=config.fetch_max_wait_ms)
+                                        fetch_max_wait_ms=config.fetch_max_wait_ms, join_timeout_s=config.join_timeout_s)
     worker = _Worker(config, source, handlers, dlq)
     restore = _install_signal_handlers(stop)
     started, cpu_started = time.monotonic(), time.process_time()
@@ -305,6 +310,9 @@ def _worker_main(config: ConsumerConfig, handlers: HandlerFactory, results, read
     built, close = handlers()
     try:
         results.put(run_consumer(config, built, on_ready=lambda: ready.put(os.getpid())))
+    except CrossrecError as exc:  # a group join that timed out...: the pool raises it with its message
+        results.put(f"worker {os.getpid()}: {type(exc).__name__}: {exc}")
+        raise
     finally:
         close()
 
@@ -356,12 +364,16 @@ class WorkerPool:
                 if deadline is not None and time.monotonic() > deadline:
                     raise CrossrecError(f"workers did not finish within timeout_s={timeout_s}")
                 try:
-                    stats.append(self._results.get(timeout=1.0))
+                    got = self._results.get(timeout=1.0)
                 except queue.Empty:
                     if not any(p.is_alive() for p in self.procs) and self._results.empty():
                         codes = [p.exitcode for p in self.procs]
                         raise CrossrecError(
                             f"{len(self.procs) - len(stats)} worker process(es) died without stats (exit codes {codes})")
+                    continue
+                if isinstance(got, str):
+                    raise CrossrecError(got)
+                stats.append(got)
         finally:
             for p in self.procs:
                 p.join(timeout=30)

@@ -146,3 +146,26 @@ def test_creating_a_bandit_needs_enough_users_with_history(tmp_path):
     with pytest.raises(CrossrecError, match="created with 1 segments"):
         open_feedback_bandit(tmp_path / "b", n_segments=4)
     store.close()
+
+
+def test_the_service_stack_runs_the_worker_and_feedback_consumer_on_the_service_paths(tmp_path):
+    """``service_stack`` starts these argument lists: the real CLI parses them into a worker that
+    writes the cache and asset store the service reads, and a feedback consumer on its bandit."""
+    from crossrec.cli import build_parser
+    from crossrec.service import ServiceConfig
+    from crossrec.wiring import creative_loop_commands
+
+    base = ServiceConfig(catalogues=("ml100k",))
+    common = {"store": tmp_path / "p.db", "work": tmp_path, "bootstrap": "127.0.0.1:9", "topic_prefix": "px"}
+    assert creative_loop_commands(base, **common) == {}  # no creative flags: no creative processes
+    config = ServiceConfig(catalogues=("ml100k",), creative_cache=str(tmp_path / "c.sqlite"),
+                           assets_dir=str(tmp_path / "assets"), bandit_dir=str(tmp_path / "bandit"))
+    commands = creative_loop_commands(config, **common)
+    worker = build_parser().parse_args(commands["creative-worker"])
+    assert (worker.creative_cache, worker.assets_dir, worker.profiles) == (config.creative_cache, config.assets_dir,
+                                                                           str(tmp_path / "p.db"))
+    assert (worker.bootstrap, worker.prefix, worker.dataset) == ("127.0.0.1:9", "px", "ml100k")
+    feedback = build_parser().parse_args(commands["creative-feedback"])
+    assert (feedback.bandit, feedback.store, feedback.bootstrap, feedback.prefix) == (
+        config.bandit_dir, str(tmp_path / "p.db"), "127.0.0.1:9", "px")
+    assert feedback.func.__name__ == "_cmd_feedback" and worker.func.__name__ == "_cmd_worker"
