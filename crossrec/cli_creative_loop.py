@@ -97,7 +97,7 @@ def add_worker(actions) -> None:
     p = actions.add_parser("worker", help="answer creative requests from Kafka (a consumer group)")
     _add_common(p)
     p.add_argument("--profiles", default=None, metavar="DB", help="the live profile store (default: ml100k ratings)")
-    p.add_argument("--variants", type=int, default=4, help="poster variants per request (default 4; --light: 1)")
+    p.add_argument("--variants", type=int, default=None, help="poster variants per request (default 4; --light: 1)")
     p.add_argument("--bootstrap", default=None, metavar="HOST:PORT", help="Kafka (default: the embedded broker)")
     p.add_argument("--prefix", default="crossrec", help="topic prefix (default crossrec)")
     p.add_argument("--group", default="crossrec-creative", help="consumer group (default crossrec-creative)")
@@ -155,6 +155,7 @@ def _cmd_loop_bench(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     config = LoopBenchConfig(impressions=args.impressions, tail=min(10_000, args.impressions // 5) or 1, burst=args.burst,
+                             variants=args.variants,
                              skip=tuple(args.skip or ()), storage=args.storage,
                              bootstrap=args.bootstrap, data_dir=args.data_dir)
     report = run_loop_bench(config, json_path=args.json)
@@ -168,6 +169,9 @@ def add_loop_bench(actions) -> None:
     p.add_argument("--impressions", type=int, default=50_000,
                    help="simulated impressions (default 50000; CTR over the last 10000, or a fifth when fewer)")
     p.add_argument("--burst", type=int, default=200, help="light requests in the kill -9 burst (default 200)")
+    p.add_argument("--variants", type=int, default=1,
+                   help="poster variants per burst request (default 1, the light request; more: every servable "
+                        "variant is stored and published)")
     p.add_argument("--skip", action="append", choices=("bandit", "worker", "trailer"), help="leave a part out")
     p.add_argument("--bootstrap", default=None, metavar="HOST:PORT", help="Kafka (default: a broker of its own)")
     p.add_argument("--storage", choices=("memory", "s3"), default="memory",

@@ -52,14 +52,15 @@ Generate = Callable[[CreativeRequest], CreativeResult]
 class WorkerConfig:
     """``state_dir`` holds the answered-request ledger (and, unless given elsewhere, the asset
     store and creative cache); ``light``: template copy and one unscored-retry poster variant
-    (the burst test's "light requests"), else the language-model copy and ``variants`` posters."""
+    (the burst test's "light requests"), else the language-model copy and ``variants`` posters;
+    ``variants`` (None: 1 when light, else 4) poster variants per request."""
 
     state_dir: str
     dataset: str = "ml100k"
     max_age_s: float = 600.0
     max_batch: int = 8
     light: bool = False
-    variants: int = 4
+    variants: int | None = None
     assets_dir: str | None = None
     cache_path: str | None = None
     profiles: str | None = None
@@ -72,7 +73,7 @@ class WorkerConfig:
             raise ValueError(f"max_age_s={self.max_age_s!r}: must be > 0 seconds")
         if not 1 <= self.max_batch <= 256:
             raise ValueError(f"max_batch={self.max_batch!r}: must be in 1..256")
-        if not 1 <= self.variants <= 16:
+        if self.variants is not None and not 1 <= self.variants <= 16:
             raise ValueError(f"variants={self.variants!r}: must be in 1..16")
 
 
@@ -283,7 +284,7 @@ def _studio_generator(config: WorkerConfig) -> Generate:
     studio = Studio(items, copy_writer=TemplateCopyWriter() if config.light else None,
                     assets=AssetStore(config.assets_dir or state / "assets"),
                     cache=CreativeCache(config.cache_path or state / "cache.sqlite"),
-                    config=StudioConfig(variants=1 if config.light else config.variants,
+                    config=StudioConfig(variants=config.variants or (1 if config.light else 4),
                                         attempts=1 if config.light else 2))
 
     def taste(user: str):

@@ -549,14 +549,20 @@ def run_demo(options: DemoOptions = DemoOptions(), echo: Callable[[str], None] =
 
 def serve_demo(options: DemoOptions, port: int = 8000, echo: Callable[[str], None] = print) -> None:
     """After ``run_demo``: the service and its page on the demo's live profile store, with a fresh
-    broker and a consumer so clicks on the page change the recommendations; runs until Ctrl-C."""
+    broker and a consumer so clicks on the page change the recommendations, and the creative loop
+    (a creative worker answering the page's creative requests, a feedback consumer training the
+    bandit that picks each user's poster variant from the page's impressions and clicks; state in
+    ``<out>/service/creatives``); runs until Ctrl-C."""
     from crossrec.service import ServiceConfig
     from crossrec.wiring import service_stack
 
     out = Path(options.out_dir)
     work = out / "service"
     work.mkdir(parents=True, exist_ok=True)
-    config = ServiceConfig(data_dir=options.data_dir, ranker_dir=str(ranker_dir()), reports_dir="runs")
+    creatives = work / "creatives"
+    config = ServiceConfig(data_dir=options.data_dir, ranker_dir=str(ranker_dir()), reports_dir="runs",
+                           creative_cache=str(creatives / "cache.sqlite"), assets_dir=str(creatives / "assets"),
+                           bandit_dir=str(creatives / "bandit"))
     with service_stack(config, store=out / "profiles.db", work=work, workers=1, port=port, echo=echo) as running:
         echo(f"\n  the page: {running.url}/   API docs: {running.url}/docs   API key for clicks: {running.api_key}")
         echo("  Ctrl-C stops the service, the consumer and the broker")

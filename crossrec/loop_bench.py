@@ -36,6 +36,7 @@ class LoopBenchConfig:
     tail: int = 10_000
     round_size: int = 500
     burst: int = 200
+    variants: int = 1  # poster variants per burst request (1: the light request)
     kill_after: float = 1 / 3
     trailer_items: int = 3
     skip: tuple[str, ...] = ()
@@ -52,6 +53,8 @@ class LoopBenchConfig:
             raise ValueError(f"skip={self.skip!r}: parts are {PARTS}")
         if self.impressions < self.tail or self.tail < 1:
             raise ValueError(f"impressions={self.impressions}, tail={self.tail}: need 1 <= tail <= impressions")
+        if not 1 <= self.variants <= 16:
+            raise ValueError(f"variants={self.variants!r}: must be in 1..16")
         if self.burst < 1 or not 0 < self.kill_after < 1:
             raise ValueError(f"burst={self.burst}, kill_after={self.kill_after}: need burst >= 1, 0 < kill_after < 1")
 
@@ -157,9 +160,9 @@ def _bandit_part(config: LoopBenchConfig, bootstrap: str, work: Path, progress: 
 
 
 def _worker_cmd(bootstrap: str, prefix: str, state: Path, data_dir: str | None, idle: float | None,
-                max_age_s: float) -> list[str]:
+                max_age_s: float, variants: int) -> list[str]:
     cmd = [sys.executable, "-m", "crossrec.cli", "creative", "worker", "--bootstrap", bootstrap, "--prefix", prefix,
-           "--state", str(state), "--light", "--max-batch", "4", "--max-age", str(max_age_s)]
+           "--state", str(state), "--light", "--variants", str(variants), "--max-batch", "4", "--max-age", str(max_age_s)]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     if idle:
@@ -196,7 +199,8 @@ def _worker_part(config: LoopBenchConfig, bootstrap: str, work: Path, progress: 
     dead: list = []
     reader = KafkaEventSource(bootstrap, [topics.creative_results, topics.dead_letter], "loop-bench-reader")
     log = open(work / "worker.log", "ab")
-    proc = subprocess.Popen(_worker_cmd(bootstrap, topics.prefix, state, config.data_dir, None, config.max_age_s), stdout=log,
+    proc = subprocess.Popen(_worker_cmd(bootstrap, topics.prefix, state, config.data_dir, None, config.max_age_s,
+                                        config.variants), stdout=log,
                             stderr=subprocess.STDOUT)
     with EventProducer(bootstrap) as producer:
         for r in requests:
@@ -227,7 +231,8 @@ def _worker_part(config: LoopBenchConfig, bootstrap: str, work: Path, progress: 
                 raise RuntimeError(f"the creative worker exited early (status {proc.returncode}); see {work / 'worker.log'}")
             elif time.monotonic() - started > config.worker_timeout_s:
                 raise TimeoutError(f"worker: {len(answered() & wanted)} answered in {config.worker_timeout_s:.0f}s")
-        proc = subprocess.Popen(_worker_cmd(bootstrap, topics.prefix, state, config.data_dir, None, config.max_age_s), stdout=log,
+        proc = subprocess.Popen(_worker_cmd(bootstrap, topics.prefix, state, config.data_dir, None, config.max_age_s,
+                                        config.variants), stdout=log,
                                 stderr=subprocess.STDOUT)
         while not wanted <= answered():
             collect()
@@ -251,12 +256,15 @@ def _worker_part(config: LoopBenchConfig, bootstrap: str, work: Path, progress: 
     referenced = {a.asset_id for r in results for a in r.assets}
     stored = {p.name for p in (state / "assets").rglob("*") if p.is_file() and not p.name.startswith(".")}
     statuses = Counter(r.status for r in results)
+    ok = [r for r in results if r.status == "ok"]
     dlq_ids = answered() - {r.request_id for r in results}
     return {
         "requests": config.burst, "killed_after_answered": killed_at, "answered": len(by_request),
         "dead_lettered": len(dlq_ids & wanted), "lost": len(wanted - answered()),
         "duplicates": sum(n - 1 for n in by_request.values()), "statuses": dict(statuses),
         "assets_stored": len(stored), "assets_referenced": len(referenced), "extra_assets": len(stored - referenced),
+        "variants_requested": config.variants,
+        "posters_per_result": round(sum(a.kind == "poster" for r in ok for a in r.assets) / max(1, len(ok)), 2),
         "seconds": round(elapsed, 1), "requests_per_s": round(config.burst / elapsed, 3),
         "transactions": "not used: Tansu accepts them but delivers aborted records to read_committed consumers",
     }
@@ -317,7 +325,8 @@ def _table(report: dict) -> str:
     if w:
         lines.append(f"worker: {w['requests']} light requests, kill -9 after {w['killed_after_answered']} answered: "
                      f"lost {w['lost']}, duplicates {w['duplicates']}, extra assets {w['extra_assets']}, "
-                     f"dead-lettered {w['dead_lettered']}, {w['requests_per_s']} requests/s")
+                     f"dead-lettered {w['dead_lettered']}, {w['requests_per_s']} requests/s; "
+                     f"{w['posters_per_result']} poster variants per result ({w['variants_requested']} rendered)")
     t = report.get("trailer")
     if t:
         lines.append(f"trailer: 8 s 480x720 in {t['seconds_8s']} s (repeat {t['seconds_8s_repeat']} s; target <= 10); "
