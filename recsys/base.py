@@ -18,7 +18,7 @@ from crossrec_core.persist import (CONFIG_NAME, TRAINING_CONFIG_NAME, atomic_wri
                                    save_arrays, save_config, saved_kind)
 from recsys.profiles import ProfileStore, UserProfile, interactions_from_ratings
 
-__all__ = ["Recommendations", "Filters", "Recommender", "MAX_K", "POPULARITY", "ScoredItems"]
+__all__ = ["Recommendations", "Filters", "Recommender", "MAX_K", "POPULARITY", "ScoredItems", "apply_log"]
 
 MAX_K = 1000  # larger k is clamped (and said so in the result's reason)
 POPULARITY = "popularity"
@@ -78,6 +78,13 @@ class ScoredItems:
     cold: np.ndarray  # (B,) bool: no usable history, fell back to popularity
 
 
+def apply_log(store: ProfileStore, log: pl.DataFrame, source: str = "log", batch: int = 20_000) -> None:
+    """Load a log (``LOG_COLUMNS``) into ``store``, ``batch`` events per transaction; idempotent
+    (event ids come from the rows and ``source``)."""
+    for start in range(0, log.height, batch):
+        store.apply(interactions_from_ratings(log.slice(start, batch), source=source))
+
+
 class Recommender(ABC):
     """A recommender over a fixed catalogue that reads user state from a live ``ProfileStore``."""
 
@@ -111,13 +118,15 @@ class Recommender(ABC):
 
     # -- shared behaviour ------------------------------------------------------------------
 
-    def _fit_common(self, log: pl.DataFrame) -> pl.DataFrame:
+    def _fit_common(self, log: pl.DataFrame, profiles: bool = True) -> pl.DataFrame:
+        """Popularity from ``log``; with ``profiles``, the catalogue and ``log`` loaded into the
+        profile store (a composite whose children share one store loads it once, itself)."""
         log = check_log(log)
-        pos = self.catalogue.positions(log["item_id"].to_list())
+        pos = self.catalogue.positions(log["item_id"].to_numpy())
         self.popularity = np.bincount(pos[pos >= 0], minlength=len(self.catalogue)).astype(np.float32)
-        self.profiles.set_item_vectors(self.catalogue.item_ids, None, self.catalogue.categories())
-        for start in range(0, log.height, 20_000):
-            self.profiles.apply(interactions_from_ratings(log.slice(start, 20_000), source="log"))
+        if profiles:
+            self.profiles.set_item_vectors(self.catalogue.item_ids, None, self.catalogue.categories())
+            apply_log(self.profiles, log)
         return log
 
     def _save_common(self, directory: Path, config: object, kind: str, arrays: dict[str, np.ndarray],

@@ -36,6 +36,16 @@ LOG_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 AGE_BUCKETS = (18, 25, 35, 45, 50, 56)  # MovieLens-1M style bucket edges
 
 
+def _lookup(sorted_keys: np.ndarray, values: np.ndarray, keys: Sequence[int] | np.ndarray) -> np.ndarray:
+    """(n,) ``values[j]`` where ``sorted_keys[j] == keys[i]``, else -1 (``sorted_keys`` ascending, unique)."""
+    keys = np.asarray(keys)
+    if keys.size == 0 or len(sorted_keys) == 0:
+        return np.full(keys.size, -1, np.int64)
+    keys = keys.astype(np.int64, copy=False).reshape(-1)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[at] == keys, values[at], -1).astype(np.int64, copy=False)
+
+
 @dataclass(frozen=True)
 class Catalogue:
     """The items that can be recommended: ids (N,), genre flags (N, G), titles (N,)."""
@@ -52,14 +62,16 @@ class Catalogue:
             raise EmbeddingDimensionError(
                 f"genres has shape {self.genres.shape}: expected ({len(self.item_ids)}, {len(self.genre_names)})"
             )
-        object.__setattr__(self, "_pos", {int(i): p for p, i in enumerate(self.item_ids)})
+        order = np.argsort(self.item_ids, kind="stable")
+        object.__setattr__(self, "_sorted", (np.asarray(self.item_ids, np.int64)[order], order.astype(np.int64)))
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
-    def positions(self, item_ids: Sequence[int]) -> np.ndarray:
-        """(n,) catalogue row of each id, -1 where the id is not in the catalogue."""
-        return np.array([self._pos.get(int(i), -1) for i in item_ids], dtype=np.int64)
+    def positions(self, item_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(n,) catalogue row of each id, -1 where the id is not in the catalogue (vectorised: a
+        log of millions of events is mapped in one call)."""
+        return _lookup(*self._sorted, item_ids)
 
     def categories(self) -> dict[int, list[str]]:
         return {int(i): [g for g, on in zip(self.genre_names, row) if on] for i, row in zip(self.item_ids, self.genres)}
@@ -139,8 +151,11 @@ def chronological_split(log: pl.DataFrame, fractions: tuple[float, float, float]
 def user_item_matrix(log: pl.DataFrame, user_rows: dict[int, int], catalogue: Catalogue,
                      weight: str | None = None) -> sp.csr_matrix:
     """(U, N) CSR of interactions (1, or the ``weight`` column) over known users and catalogue items."""
-    users = np.array([user_rows.get(int(u), -1) for u in log["user_id"].to_list()], dtype=np.int64)
-    items = catalogue.positions(log["item_id"].to_list())
+    keys = np.fromiter(user_rows, np.int64, len(user_rows))
+    order = np.argsort(keys)
+    rows = np.fromiter(user_rows.values(), np.int64, len(user_rows))[order]
+    users = _lookup(keys[order], rows, log["user_id"].to_numpy())
+    items = catalogue.positions(log["item_id"].to_numpy())
     keep = (users >= 0) & (items >= 0)
     vals = np.ones(int(keep.sum()), np.float32) if weight is None else log[weight].to_numpy()[keep].astype(np.float32)
     mat = sp.csr_matrix((vals, (users[keep], items[keep])), shape=(len(user_rows), len(catalogue)))
@@ -259,7 +274,7 @@ class ItemTrend:
 
     @classmethod
     def fit(cls, log: pl.DataFrame, catalogue: Catalogue, window_days: float = 30.0) -> "ItemTrend":
-        pos = catalogue.positions(log["item_id"].to_list())
+        pos = catalogue.positions(log["item_id"].to_numpy())
         ts = log["timestamp"].to_numpy().astype(np.float64)
         keep = pos >= 0
         start = float(ts.min()) if len(ts) else 0.0

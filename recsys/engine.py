@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from recsys.base import POPULARITY, Recommender
+from recsys.base import POPULARITY, Recommender, apply_log
 from recsys.candidates import (ALSConfig, ALSRecommender, ALSTrainingConfig, AnnCandidates, BPRConfig, BPRRecommender,
                                BPRTrainingConfig)
 from recsys.data import Catalogue, ItemFeatures, ItemTrend, UserTable, chronological_split
@@ -104,6 +104,12 @@ class EngineTrainingConfig:
     cold_groups: int = 4  # extra training groups per cold positive, with negatives drawn from unseen cold items
     als_iterations: int = 15
     bpr_iterations: int = 100
+    als_max_samples: int | None = 50_000_000  # ALS work per fit; see ALSTrainingConfig.max_samples
+    bpr_max_samples: int | None = 50_000_000  # BPR SGD steps per fit; see BPRTrainingConfig.max_samples
+    # Users whose label events train the ranker, drawn (seeded) when more have labels: a fixed example
+    # budget, so building and training the ranker's examples stops growing with the log (ML-100K's
+    # 943 users all train; a 10M-event shop's 200k users give 10,000 users' examples). None: all.
+    max_label_users: int | None = 10_000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -117,12 +123,14 @@ class EngineTrainingConfig:
             raise ValueError(f"item_id_dropout={self.item_id_dropout}: must be a share in [0, 1)")
         if self.cold_groups < 0:
             raise ValueError(f"cold_groups={self.cold_groups}: must be >= 0")
+        if self.max_label_users is not None and self.max_label_users < 1:
+            raise ValueError(f"max_label_users={self.max_label_users}: must be >= 1 or None (every user)")
 
     def als(self) -> ALSTrainingConfig:
-        return ALSTrainingConfig(self.als_iterations, self.seed)
+        return ALSTrainingConfig(self.als_iterations, self.seed, self.als_max_samples)
 
     def bpr(self) -> BPRTrainingConfig:
-        return BPRTrainingConfig(iterations=self.bpr_iterations, seed=self.seed)
+        return BPRTrainingConfig(iterations=self.bpr_iterations, seed=self.seed, max_samples=self.bpr_max_samples)
 
 
 LOSSES = ("softmax", "logistic")
@@ -141,9 +149,12 @@ class _Stage:
         self.trend: ItemTrend | None = None
         self._catalogue, self._trend_days = catalogue, config.trend_days
 
-    def fit(self, log: pl.DataFrame) -> "_Stage":
-        self.als.fit(log)
-        self.bpr.fit(log)
+    def fit(self, log: pl.DataFrame, profile_log: pl.DataFrame | None = None) -> "_Stage":
+        """Fit on ``log``; the shared store receives ``profile_log`` (default ``log``) once, with the
+        catalogue's categories (the engine set them, with its item vectors, when it made the store)."""
+        apply_log(self.als.profiles, log if profile_log is None else profile_log)
+        self.als.fit(log, profiles=False)
+        self.bpr.fit(log, profiles=False)
         self.trend = ItemTrend.fit(log, self._catalogue, self._trend_days)
         return self
 
@@ -321,12 +332,16 @@ class RankingEngine(Recommender):
         self.profiles.set_demographics_many({u: self.users.demographics[u] for u in known})
         # Stage A: candidate models and profiles from the earlier part of each user's log.
         cut = chronological_split(log, (1 - c.label_fraction, c.label_fraction, 0.0))
+        labels_log = self._label_sample(cut.val)
         early_store = ProfileStore(None, half_life_days=self.profiles.half_life_days)
         self._prepare_store(early_store)
         early_store.set_demographics_many({u: self.users.demographics[u] for u in known})
-        early = _Stage(self.catalogue, early_store, self.config, c).fit(cut.train)
+        # Only the label users' profiles are read from the early store: load only their events.
+        label_users = labels_log["user_id"].unique()
+        early = _Stage(self.catalogue, early_store, self.config, c).fit(
+            cut.train, profile_log=cut.train.filter(pl.col("user_id").is_in(label_users)))
         self.user_rows = {int(u): r + 1 for r, u in enumerate(sorted(log["user_id"].unique().to_list()))}
-        examples, labels = self._examples(early, cut.val)
+        examples, labels = self._examples(early, labels_log)
         self.ranker = RankerEnsemble(self._ranker_config(), self.config.n_models)
         stats = [train_ranker(member, examples, labels, group_size=1 + c.negatives if c.loss == "softmax" else 1,
                               epochs=c.epochs, held_out=c.held_out, batch_size=c.batch_size, lr=c.lr,
@@ -362,6 +377,16 @@ class RankingEngine(Recommender):
         self._explain_masks = torch.stack([torch.ones_like(self.ranker.group_mask(self._explain_groups[0]))]
                                           + [self.ranker.group_mask(g) for g in self._explain_groups])
 
+    def _label_sample(self, labels_log: pl.DataFrame) -> pl.DataFrame:
+        """The label events of at most ``max_label_users`` users, drawn with their own generator (so the
+        negatives drawn later are the same whenever no user is left out)."""
+        cap = self.training.max_label_users
+        users = np.sort(labels_log["user_id"].unique().to_numpy())
+        if cap is None or len(users) <= cap:
+            return labels_log
+        keep = np.random.default_rng([self.training.seed, 1]).choice(users, size=cap, replace=False)
+        return labels_log.filter(pl.col("user_id").is_in(keep))
+
     def _examples(self, stage: _Stage, labels_log: pl.DataFrame) -> tuple[RankerBatch, np.ndarray]:
         """Groups of 1 + ``negatives`` rows per label event: the positive, then negatives drawn from
         the user's candidates (random unseen items when the candidates run out)."""
@@ -373,10 +398,11 @@ class RankingEngine(Recommender):
         positives = {int(u): items for u, items in zip(by_user["user_id"].to_list(), by_user["item_id"].to_list())}
         cold = self._cold(stage)
         every_row, cold_rows = np.arange(len(self.catalogue)), np.flatnonzero(cold)
-        rows = []
+        examples = []
         for start in range(0, len(profiles), 256):  # bounded memory: (256, N) signals at a time
             chunk = profiles[start : start + 256]
             sig = self._signals(stage, chunk)
+            rows = []
             for p, cand in zip(chunk, self.candidates(stage, chunk, sig)):
                 pos = self.catalogue.positions(positives.get(p.user_id, []))
                 pos = np.unique(pos[pos >= 0])
@@ -397,11 +423,7 @@ class RankingEngine(Recommender):
                     cold_neg = _choice_excluding(rng, cold_rows, seen, (len(cold_pos), c.negatives))
                     groups.append(np.concatenate([cold_pos[:, None], cold_neg], axis=1))
                 rows.append(np.concatenate(groups).reshape(-1))
-        examples = []
-        # Features per user in the same order as the rows.
-        for start in range(0, len(profiles), 256):
-            chunk = profiles[start : start + 256]
-            examples.append(self._features(stage, chunk, rows[start : start + 256], self._signals(stage, chunk)))
+            examples.append(self._features(stage, chunk, rows, sig))  # the chunk's signals, computed once
         batch = RankerBatch.concat(examples)
         labels = np.zeros((len(batch) // (1 + c.negatives), 1 + c.negatives), np.float32)
         labels[:, 0] = 1.0
