@@ -11,6 +11,7 @@ weighted sum of per-signal standardised scores with weights learned on dev queri
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -97,6 +98,13 @@ class SignalHits:
     scores: np.ndarray
     score_of: Callable[[np.ndarray], np.ndarray]
 
+    @cached_property
+    def spread(self) -> tuple[float, float]:
+        """(mean, standard deviation) of the candidates' scores; (0, 0) for fewer than 2."""
+        if len(self.scores) < 2:
+            return 0.0, 0.0
+        return float(self.scores.mean()), float(self.scores.std())
+
 
 @dataclass(frozen=True)
 class Fused:
@@ -113,10 +121,8 @@ class Fused:
 def _standardise(hits: SignalHits, raw: np.ndarray) -> np.ndarray:
     """Scores in units of the spread of the signal's own candidate list (z-scores), so that a
     cosine and a BM25 score can be added; a signal whose list is flat or empty gives zeros."""
-    if len(hits.scores) < 2:
-        return np.zeros_like(raw)
-    sd = float(hits.scores.std())
-    return np.zeros_like(raw) if sd < 1e-9 else (raw - float(hits.scores.mean())) / sd
+    mean, sd = hits.spread
+    return np.zeros_like(raw) if sd < 1e-9 else (raw - mean) / sd
 
 
 def _ranks(rows: np.ndarray, union: np.ndarray) -> np.ndarray:
@@ -131,23 +137,26 @@ def _ranks(rows: np.ndarray, union: np.ndarray) -> np.ndarray:
 def fuse(hits: Mapping[str, SignalHits], *, fusion: str = "weighted", weights: Mapping[str, float] | None = None,
          rrf_k: int = 60, k: int | None = None) -> Fused:
     """Fuse per-signal candidates; ``weights`` (signal -> weight) for ``fusion="weighted"``.
-    Signals missing from ``weights`` or weighted 0 still report their scores per hit."""
+    Signals missing from ``weights`` or weighted 0 still report their scores per hit.
+
+    Only what the ranking needs is computed over the whole candidate union (the weighted signals'
+    scores, or every signal's ranks for RRF); the per-signal breakdown is computed for the top
+    ``k`` rows it returns (all rows when ``k`` is None)."""
     if fusion not in FUSIONS:
         raise ValueError(f"fusion={fusion!r} is not one of {FUSIONS}")
     union = np.unique(np.concatenate([h.rows for h in hits.values()] or [np.zeros(0, np.int64)])).astype(np.int64)
-    raw, std, rank = {}, {}, {}
     total = np.zeros(len(union))
     for name, h in hits.items():
-        raw[name] = h.score_of(union).astype(np.float64)
-        std[name] = _standardise(h, raw[name])
-        rank[name] = _ranks(h.rows, union)
         if fusion == "rrf":
-            total += np.where(rank[name] >= 0, 1.0 / (rrf_k + rank[name] + 1), 0.0)
-        else:
-            total += (weights or {}).get(name, 0.0) * std[name]
+            rank = _ranks(h.rows, union)
+            total += np.where(rank >= 0, 1.0 / (rrf_k + rank + 1), 0.0)
+        elif (weights or {}).get(name, 0.0):
+            total += weights[name] * _standardise(h, h.score_of(union).astype(np.float64))
     order = np.lexsort((union, -total))[: k if k is not None else len(union)]
-    pick = lambda d: {n: v[order] for n, v in d.items()}
-    return Fused(union[order], total[order], pick(raw), pick(std), pick(rank))
+    rows = union[order]
+    raw = {name: h.score_of(rows).astype(np.float64) for name, h in hits.items()}
+    return Fused(rows, total[order], raw, {n: _standardise(hits[n], raw[n]) for n in hits},
+                 {n: _ranks(h.rows, rows) for n, h in hits.items()})
 
 
 @dataclass(frozen=True)

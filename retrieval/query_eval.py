@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from crossrec_core.persist import atomic_write_text
-from retrieval.hybrid import SIGNALS, DenseSignal, HybridConfig, SignalHits, fuse, learn_weights, ndcg_at
+from retrieval.hybrid import DenseSignal, SignalHits, fuse, learn_weights, ndcg_at
 from retrieval.searcher import Searcher, query_language
 
 __all__ = ["Judged", "load_query_set", "rank_metrics", "QueryEvalOptions", "evaluate_queries", "REPORT_NAMES"]
@@ -107,6 +107,7 @@ class QueryEvalOptions:
     model_dir: str | None = None
     folds: int = 5
     query_set: str | None = None  # another JSONL (tests); default: the committed set
+    query_runtime: str = "onnx-int8"  # the MiniLM query encoder of the searcher (``Searcher.load``)
 
 
 def _row_keys(searcher: Searcher, dataset: str) -> dict[str, int]:
@@ -126,12 +127,14 @@ def _learn(train: list[tuple[dict, dict]], signals: Sequence[str]) -> dict[str, 
 def evaluate_queries(opts: QueryEvalOptions, searcher: Searcher | None = None, progress: bool = True) -> dict:
     """The report dict (see ``REPORT_NAMES``); ``learned_weights`` are the dev-fitted weights."""
     start = time.perf_counter()
-    searcher = searcher or Searcher.load(opts.dataset, model_dir=opts.model_dir, data_dir=opts.data_dir)
+    searcher = searcher or Searcher.load(opts.dataset, model_dir=opts.model_dir, data_dir=opts.data_dir,
+                                         query_runtime=opts.query_runtime)
     queries = load_query_set(opts.dataset, _row_keys(searcher, opts.dataset), opts.query_set)
     signals = list(searcher.signals)
     hits = searcher.signal_hits([q.query for q in queries])
-    # the reference: frozen MiniLM over the raw item description, no training, no fusion
-    minilm = searcher.text_encoders["minilm"][1]
+    # the reference: frozen MiniLM over the raw item description, no training, no fusion (queries
+    # through the item encoder: the reference does not change with the searcher's query runtime)
+    minilm = searcher.text_encoders["minilm"][0]
     ref = DenseSignal(minilm.encode(searcher.items.aligned_texts or searcher.items.texts))
     qv = minilm.encode([q.query for q in queries])
     for h, v in zip(hits, qv):

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -29,12 +30,13 @@ from retrieval.encoders.mobilenet import FEATURE_DIM, MobileNetV2
 from crossrec_core.errors import ModelLoadError
 from crossrec_core.persist import TRAINING_CONFIG_NAME, atomic_directory, load_split_configs, save_config
 
-__all__ = ["AlignConfig", "AlignTrainingConfig", "split_settings", "ResidualAdapter", "AttentionPool", "CrossAttentionFusion", "AlignedModel", "MODEL_KIND"]
+__all__ = ["AlignConfig", "AlignTrainingConfig", "split_settings", "ResidualAdapter", "AttentionPool", "CrossAttentionFusion", "AlignedModel", "TextTower", "MODEL_KIND"]
 
 MODEL_KIND = "crossrec.AlignedModel"
 TRAINING_KIND = f"{MODEL_KIND}.training"
 N_STAGES = 19  # MobileNetV2 feature stages
 POOLS = ("mean", "attention")
+_SQRT_HALF = np.float32(math.sqrt(0.5))  # a float32 constant: a float64 one would turn the tower's products float64
 _PREDATED = {"heads": 1, "image_pool": "mean"}  # fields added after the first checkpoints, with their old behaviour
 
 
@@ -194,6 +196,49 @@ class CrossAttentionFusion(nn.Module):
         return text + image + self.out(g * attended + (1 - g) * (text * image))
 
 
+class TextTower:
+    """The text tower of an eval-mode ``AlignedModel`` as a few stacked numpy operations.
+
+    ``encode_text`` runs about 40 small torch modules per query (a LayerNorm, two adapter
+    linears, a GELU and a projection per head); for one short query their dispatch costs several
+    times the arithmetic (3.5 ms per query in the quiet 100k search benchmark). Here the heads
+    share one normalisation, and their adapters and projections run as batched matrix products
+    over the head axis: the same vectors to float rounding (checked by a test), no dropout."""
+
+    def __init__(self, model: "AlignedModel"):
+        from scipy.special import erf
+
+        self._erf = erf
+        c = model.config
+        heads = [(model.text_adapter, model.text_proj)] + [(h[0], h[1]) for h in model.text_extra]
+        grab = lambda t: np.ascontiguousarray(t.detach().float().numpy())  # noqa: E731
+        self.adapters = bool(c.adapter_hidden)
+        if self.adapters:
+            self.eps = heads[0][0].norm.eps
+            self.ln_w = np.stack([grab(a.norm.weight) for a, _ in heads])[:, None, :]        # (K, 1, Dt)
+            self.ln_b = np.stack([grab(a.norm.bias) for a, _ in heads])[:, None, :]
+            self.down_w = np.stack([grab(a.down.weight.T) for a, _ in heads])                # (K, Dt, H)
+            self.down_b = np.stack([grab(a.down.bias) for a, _ in heads])[:, None, :]
+            self.up_w = np.stack([grab(a.up.weight.T) for a, _ in heads])                    # (K, H, Dt)
+            self.up_b = np.stack([grab(a.up.bias) for a, _ in heads])[:, None, :]
+        self.proj_w = np.stack([grab(p.weight.T) for _, p in heads])                         # (K, Dt, D/K)
+        self.proj_b = np.stack([grab(p.bias) for _, p in heads])[:, None, :]
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        """Frozen sentence embeddings ``(B, Dt)`` -> aligned ``(B, D)`` float32."""
+        x = np.asarray(feats, dtype=np.float32)[None]                                        # (1, B, Dt)
+        if self.adapters:
+            mu = x.mean(-1, keepdims=True)
+            normed = (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + self.eps)
+            hidden = normed * self.ln_w + self.ln_b                                          # (K, B, Dt)
+            hidden = hidden @ self.down_w + self.down_b
+            hidden = 0.5 * hidden * (1.0 + self._erf(hidden * _SQRT_HALF))                   # exact GELU, as torch's
+            x = x + hidden @ self.up_w + self.up_b
+        z = x @ self.proj_w + self.proj_b                                                    # (K, B, D/K)
+        z = z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+        return (np.concatenate(list(z), axis=-1) / math.sqrt(len(z))).astype(np.float32)
+
+
 class AlignedModel(nn.Module):
     """Maps cached features into one space where images, texts and fused items compare by cosine."""
 
@@ -244,6 +289,10 @@ class AlignedModel(nn.Module):
         """Frozen sentence embeddings ``(B, Dt)`` -> aligned ``(B, D)``."""
         feats = feats.float()
         return self._ensemble(self.text_proj(self.text_adapter(feats)), self.text_extra, [feats] * self.config.heads)
+
+    def text_tower(self) -> "TextTower":
+        """``encode_text`` as stacked numpy arrays for one-query search (see ``TextTower``)."""
+        return TextTower(self)
 
     def head_similarities(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Per-head cosines ``(K, A, B)`` of aligned vectors ``a (A, D)`` and ``b (B, D)``."""

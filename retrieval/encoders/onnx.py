@@ -44,15 +44,23 @@ def _exportable(source: SentenceTransformerEncoder) -> bool:
 
 class OnnxTextEncoder(Encoder):
     """``source``'s vectors (mean-pooled, L2-normalised) from an ONNX export of its transformer,
-    run by ONNX Runtime with ``threads`` intra-op threads (the engine's one-thread setting)."""
+    run by ONNX Runtime with ``threads`` intra-op threads (the engine's one-thread setting).
+
+    ``int8``: the export's weights quantised to int8 per output channel (ONNX Runtime dynamic
+    quantisation), about half the CPU time of float32 for a short query on this machine (MiniLM,
+    one thread: 4.3 vs 7.6 ms); the vectors are then close to the source's, not equal (cosine
+    0.990 to 0.994 on five shopper queries), so the fingerprint stays the source's: item vectors
+    encoded by the source are searched with these query vectors."""
 
     modality = "text"
 
-    def __init__(self, source: SentenceTransformerEncoder, threads: int = 1, directory: str | Path | None = None):
+    def __init__(self, source: SentenceTransformerEncoder, threads: int = 1, directory: str | Path | None = None,
+                 int8: bool = False):
         if not _exportable(source):
             raise ModelLoadError(f"{source.path}: not a transformer + mean pooling model; it cannot run through ONNX")
         self.source = source
         self.threads = threads
+        self.int8 = int8
         self.directory = Path(directory) if directory is not None else cache_dir("onnx")
 
     @property
@@ -81,7 +89,23 @@ class OnnxTextEncoder(Encoder):
         return h.hexdigest()[:16]
 
     def model_path(self) -> Path:
-        return self.directory / f"{self.source.name}-{self._weights_digest()}.onnx"
+        return self.directory / f"{self.source.name}-{self._weights_digest()}{'-int8' if self.int8 else ''}.onnx"
+
+    def _quantise(self, path: Path) -> None:
+        """The float32 export (made first when missing) quantised to int8 weights into ``path``."""
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        from crossrec_core.persist import atomic_write_bytes
+
+        fp32 = OnnxTextEncoder(self.source, self.threads, self.directory)
+        if not fp32.model_path().is_file():
+            fp32._export(fp32.model_path())
+        tmp = path.with_suffix(".quantise")
+        try:
+            quantize_dynamic(str(fp32.model_path()), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+            atomic_write_bytes(path, tmp.read_bytes())
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _export(self, path: Path) -> None:
         import torch
@@ -122,7 +146,10 @@ class OnnxTextEncoder(Encoder):
         path = self.model_path()
         if not path.is_file():
             log.info("exporting %s to ONNX once: %s", self.source.name, path)
-            self._export(path)
+            if self.int8:
+                self._quantise(path)
+            else:
+                self._export(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
@@ -143,11 +170,11 @@ class OnnxTextEncoder(Encoder):
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def onnx_text_encoder(source: SentenceTransformerEncoder, threads: int = 1) -> Encoder:
-    """``source`` through ONNX Runtime (exported on first use), or ``source`` itself, with a
-    logged warning, when it cannot be exported or run there."""
+def onnx_text_encoder(source: SentenceTransformerEncoder, threads: int = 1, int8: bool = False) -> Encoder:
+    """``source`` through ONNX Runtime (exported on first use; ``int8``: with int8 weights), or
+    ``source`` itself, with a logged warning, when it cannot be exported or run there."""
     try:
-        encoder = OnnxTextEncoder(source, threads)
+        encoder = OnnxTextEncoder(source, threads, int8=int8)
         encoder.session  # export / load now, not on the first query  # noqa: B018
         return encoder
     except Exception as exc:  # noqa: BLE001 - any export or runtime failure keeps the slower, correct path

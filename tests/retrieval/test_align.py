@@ -245,6 +245,16 @@ def test_architecture_and_training_configs_saved_apart_and_old_mixed_files_load(
         split_settings({"wings": 2})
 
 
+def test_numpy_text_tower_gives_the_models_text_vectors(tiny_crossclip, slice_data):
+    feats = slice_data["texts"].clean
+    for model in (tiny_crossclip.model, AlignedModel(AlignConfig.baseline(embed_dim=16))):  # with and without adapters
+        with torch.inference_mode():
+            expected = model.encode_text(feats).numpy()
+        got = model.text_tower()(feats.numpy())
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_last_epoch_kept_unless_selecting_on_val(tiny_crossclip, slice_data, image_encoder):
     assert tiny_crossclip.best_epoch == tiny_crossclip.training.epochs
     training = dataclasses.replace(tiny_crossclip.training, select_epoch_on_val=True)

@@ -47,6 +47,18 @@ def test_onnx_encoder_gives_the_same_vectors_and_reuses_its_export(toy_sentence_
     assert list(tmp_path.glob("*.onnx")) == exported and onnx.encode([]).shape == (0, 32)
 
 
+def test_int8_onnx_encoder_stays_close_to_the_source(toy_sentence_model, tmp_path):
+    int8 = OnnxTextEncoder(toy_sentence_model, directory=tmp_path, int8=True)
+    got, expected = int8.encode(QUERIES), toy_sentence_model.encode(QUERIES)
+    cosines = (got * expected).sum(axis=1)
+    # int8 weights: close to the source's vectors (MiniLM: 0.990 to 0.994), not equal
+    assert got.shape == expected.shape and cosines.min() > 0.95 and not np.allclose(got, expected, atol=1e-5)
+    # the float32 export is made on the way and kept; the int8 file sits beside it
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == sorted(
+        [int8.model_path().name, OnnxTextEncoder(toy_sentence_model, directory=tmp_path).model_path().name])
+    assert int8.model_path().name.endswith("-int8.onnx") and int8.fingerprint == toy_sentence_model.fingerprint
+
+
 def test_models_onnx_cannot_express_stay_on_sentence_transformers(toy_sentence_model, tmp_path, caplog):
     import shutil
 
