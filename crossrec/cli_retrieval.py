@@ -47,6 +47,10 @@ def add_parser(subparsers) -> None:
     search.add_argument("--vector", default=None, metavar="PATH.npy",
                         help="query vector (a .npy of dim D) against the item vectors your catalogue brings "
                              "(item_vectors.npy): made by the same model as they were")
+    search.add_argument("--query-encoder", default=None, metavar="DIR",
+                        help="text query against the item vectors your catalogue brings: the local checkpoint of the "
+                             "model that made them (sentence-transformers or CLIP/SigLIP directory); without it a text "
+                             "query searches the item texts with the engine's own encoders")
     search.add_argument("-k", type=int, default=5)
     search.add_argument("--mode", default="hybrid",
                         help="text search: hybrid (learned weights), rrf, or one signal: bm25, trigram, minilm, "
@@ -125,7 +129,7 @@ def _search(args) -> int:
 
     if sum(x is not None for x in (args.query, args.image, args.vector)) != 1:
         raise SystemExit("give exactly one of a query text, --image PATH or --vector PATH.npy")
-    if args.vector is not None:
+    if args.vector is not None or args.query_encoder is not None:
         return _search_vector(args)
     searcher = Searcher.load(args.dataset, model_dir=args.model, data_dir=args.data_dir)
     filters = _filters(args.filter) or None
@@ -145,7 +149,7 @@ def _search(args) -> int:
             if not is_named(args.dataset) and open_dataset(args.dataset).item_vectors() is not None:
                 print("note: your catalogue brings its own item vectors: this text query searched the item texts with "
                       "the engine's own encoders; to search your vectors, give a query vector from the same model "
-                      "(--vector PATH.npy)")
+                      "(--vector PATH.npy) or that model's local checkpoint (--query-encoder DIR)")
             print(f"hint: {train_first_hint(args.dataset)}")
     if args.json:
         write_json(args.json, result.to_dict())
@@ -154,21 +158,30 @@ def _search(args) -> int:
 
 
 def _search_vector(args) -> int:
+    """Search the item vectors the catalogue brings: by --vector, or by a text query through --query-encoder."""
     import numpy as np
 
     from crossrec_core.persist import write_json
     from crossrec_datasets import open_dataset
-    from retrieval.search import search_item_vectors
+    from retrieval.search import ItemVectorSearch
 
-    try:
-        query = np.load(args.vector, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"--vector {args.vector!r}: not a readable .npy array ({exc})") from None
-    hits = search_item_vectors(open_dataset(args.dataset, data_dir=args.data_dir), query, k=args.k)
+    if args.query_encoder is not None and args.query is None:
+        raise SystemExit("--query-encoder encodes a text query: give the query text")
+    search = ItemVectorSearch(open_dataset(args.dataset, data_dir=args.data_dir), query_encoder=args.query_encoder)
+    if args.vector is not None:
+        try:
+            query = np.load(args.vector, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--vector {args.vector!r}: not a readable .npy array ({exc})") from None
+        hits = search.search_vector(query, k=args.k)
+    else:
+        hits = search.search_text(args.query, k=args.k)
+        print(f"(text encoded by {search.query_encoder.fingerprint}, searched against {search.source})")
     for rank, h in enumerate(hits, 1):
         print(f"{rank:2d}. {str(h.metadata['item_id']):<12s} {h.score:7.3f}  {h.metadata['title']}")
     if args.json:
-        write_json(args.json, {"query_vector": args.vector, "hits": [
+        write_json(args.json, {"query_vector": args.vector, "query": args.query, "query_encoder": args.query_encoder,
+                               "hits": [
             {"item_id": h.metadata["item_id"], "title": h.metadata["title"], "score": h.score} for h in hits]})
         print(f"wrote {args.json}")
     return 0

@@ -8,6 +8,7 @@ an image query against ``text`` is image->text, an image query against ``image``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from retrieval.images import ImageInput
 from retrieval.index import FaissIndex, create_index
 from crossrec_core.persist import atomic_directory, atomic_write_text
 
-__all__ = ["SPACES", "SearchHit", "CatalogueSearch", "BuildReport", "search_item_vectors"]
+__all__ = ["SPACES", "SearchHit", "CatalogueSearch", "BuildReport", "ItemVectorSearch", "search_item_vectors"]
 
 SPACES = ("fused", "image", "text")
 
@@ -125,23 +126,74 @@ class CatalogueSearch:
         return cls(embedder, indexes)
 
 
+class ItemVectorSearch:
+    """Search the item vectors a catalogue brings (``Dataset.item_vectors()``, e.g. from a CLIP the
+    user runs elsewhere) by a query vector of the same model, or by text through ``query_encoder``:
+    a local checkpoint of that model (a sentence-transformers directory, or a CLIP/SigLIP one whose
+    text tower made the vectors; ``retrieval.encoders.load_encoder``). The engine cannot encode
+    for a model it does not have: without one, text queries go to ``retrieval.searcher.Searcher``,
+    which searches the item texts with the engine's own encoders.
+
+    The flat inner-product index is built once per vector content and saved under ``cache_dir``
+    (default ``$CROSSREC_HOME/cache/item_vectors/<fingerprint>``); later searches load it. Hits carry
+    the engine's int64 id and, in the metadata, the user's ``item_id`` and title.
+    """
+
+    def __init__(self, dataset, query_encoder=None, cache_dir: str | os.PathLike | None = None) -> None:
+        """``dataset``: a ``crossrec_datasets.Dataset``; ``query_encoder``: an ``Encoder``, a local
+        model directory, or None (query vectors only)."""
+        from crossrec_core.errors import DataFormatError
+        from crossrec_core.paths import cache_dir as default_cache_dir
+
+        vectors = dataset.item_vectors()
+        if vectors is None:
+            raise DataFormatError(f"{dataset.root}: the catalogue brings no item vectors (item_vectors.npy or a column "
+                                  "'embedding'); search it by text or image instead")
+        self.dim, self.source = vectors.dim, vectors.source
+        if isinstance(query_encoder, (str, os.PathLike)):
+            query_encoder = _local_query_encoder(query_encoder)
+        if query_encoder is not None and query_encoder.dim != self.dim:
+            raise ValueError(f"query_encoder {query_encoder.fingerprint!r} makes {query_encoder.dim}-d vectors; the item "
+                             f"vectors ({vectors.source}) are {self.dim}-d: give the checkpoint of the model that made them")
+        self.query_encoder = query_encoder
+        # The rows' ids and titles come from the catalogue: the saved index is keyed by both contents.
+        key = hashlib.sha256(f"{vectors.fingerprint}|{dataset.fingerprint()}".encode()).hexdigest()[:20]
+        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir("item_vectors") / key
+        try:
+            self.index = FaissIndex.load(folder, expected_fingerprint=key, expected_dim=self.dim)
+        except (FileNotFoundError, IncompatibleIndexError, ModelLoadError):
+            cat = dataset.catalogue().select("item_id", "title").collect()
+            ids = cat.select(dataset.items.to_internal("item_id")).to_series().to_numpy()
+            self.index = create_index(self.dim, expected_size=len(ids), kind="flat", fingerprint=key)
+            self.index.add(ids, vectors.vectors, [{"item_id": i, "title": t} for i, t in cat.iter_rows()])
+            self.index.save(folder)
+
+    def search_vector(self, query: np.ndarray, k: int = 10) -> list[SearchHit]:
+        """The ``k`` items nearest to ``query`` ``(D,)`` (any scale: it is normalised)."""
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.dim or not np.isfinite(query).all() or not np.linalg.norm(query):
+            raise ValueError(f"query vector of shape {query.shape}: expected {self.dim} finite values, not all zero "
+                             f"(the dimension of {self.source})")
+        return CatalogueSearch._hits(self.index, query / np.linalg.norm(query), k)
+
+    def search_text(self, text: str, k: int = 10) -> list[SearchHit]:
+        """The ``k`` items nearest to ``text`` encoded by the query encoder."""
+        if self.query_encoder is None:
+            raise ValueError("no query_encoder: give the local checkpoint of the model that made the item vectors, or "
+                             "search the item texts with the engine's own encoders (retrieval.searcher.Searcher)")
+        return self.search_vector(self.query_encoder.encode([text])[0], k)
+
+
+def _local_query_encoder(name):
+    from retrieval.encoders import load_encoder
+
+    encoder = load_encoder(str(name), modality="text")  # raises naming what is allowed
+    if encoder.modality != "text":
+        raise ValueError(f"query_encoder={str(name)!r} is an {encoder.modality} encoder; text queries need a text one")
+    return encoder
+
+
 def search_item_vectors(dataset, query: np.ndarray, k: int = 10) -> list[SearchHit]:
     """The ``k`` catalogue items nearest to ``query`` ``(D,)`` among the vectors the catalogue brings
-    (``Dataset.item_vectors()``; ``dataset`` a ``crossrec_datasets.Dataset``): the query must come
-    from the same model as the item vectors (the engine cannot encode for a model it does not
-    have). Hits carry the engine's int64 id and, in the metadata, the user's ``item_id`` and title."""
-    from crossrec_core.errors import DataFormatError
-
-    vectors = dataset.item_vectors()
-    if vectors is None:
-        raise DataFormatError(f"{dataset.root}: the catalogue brings no item vectors (item_vectors.npy or a column "
-                              "'embedding'); search it by text or image instead")
-    query = np.asarray(query, dtype=np.float32).reshape(-1)
-    if query.shape[0] != vectors.dim or not np.isfinite(query).all() or not np.linalg.norm(query):
-        raise ValueError(f"query vector of shape {query.shape}: expected {vectors.dim} finite values, not all zero "
-                         f"(the dimension of {vectors.source})")
-    cat = dataset.catalogue().select("item_id", "title").collect()
-    ids = cat.select(dataset.items.to_internal("item_id")).to_series().to_numpy()
-    index = create_index(vectors.dim, expected_size=len(ids), kind="flat", fingerprint=vectors.fingerprint)
-    index.add(ids, vectors.vectors, [{"item_id": i, "title": t} for i, t in cat.iter_rows()])
-    return CatalogueSearch._hits(index, query / np.linalg.norm(query), k)
+    (``ItemVectorSearch.search_vector``)."""
+    return ItemVectorSearch(dataset).search_vector(query, k)

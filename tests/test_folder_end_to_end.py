@@ -159,3 +159,78 @@ def test_search_by_query_vector_against_the_catalogues_vectors(shop_folder, tmp_
     np.save(tmp_path / "bad.npy", raw[11][:8])
     assert main(["retrieval", "search", "--vector", str(tmp_path / "bad.npy"), "--dataset", str(folder)]) == 2
     assert "expected 16 finite values" in capsys.readouterr().err
+
+
+class _WordHashEncoder:
+    """A user's own text model stand-in: hashed bag of words, L2-normalised (the ``Encoder`` surface
+    ``ItemVectorSearch`` reads: modality, dim, fingerprint, encode)."""
+
+    modality, dim, fingerprint = "text", 64, "test:word-hash:64"
+
+    def encode(self, texts, batch_size: int = 32, progress: bool = False):
+        import zlib
+
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for r, text in enumerate(texts):
+            for word in str(text).lower().split():
+                out[r, zlib.crc32(word.encode()) % self.dim] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_text_queries_through_the_query_encoder_of_the_catalogues_vectors(shop_folder, tmp_path, monkeypatch):
+    """Vectors made by the user's model from the item texts; a text query through that model finds
+    the item; the index is built once and reloaded; a query encoder of another width is refused."""
+    import numpy as np
+
+    import retrieval.search as search_mod
+    from retrieval.search import ItemVectorSearch
+
+    monkeypatch.setenv("CROSSREC_HOME", str(tmp_path / "home"))
+    folder = _copy(shop_folder, tmp_path, "qenc")
+    cat = pl.read_parquet(folder / "catalogue.parquet")
+    texts = [f"{t} {x}" for t, x in zip(cat["title"], cat["text"])]
+    encoder = _WordHashEncoder()
+    np.save(folder / "item_vectors.npy", encoder.encode(texts))
+    search = ItemVectorSearch(open_dataset(folder), query_encoder=encoder)
+    hits = search.search_text(texts[7], k=3)
+    assert hits[0].metadata["item_id"] == cat["item_id"][7] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    saved = list((tmp_path / "home" / "cache" / "item_vectors").iterdir())
+    assert len(saved) == 1
+
+    def no_build(*a, **k):
+        raise AssertionError("the saved index should have been loaded")
+
+    monkeypatch.setattr(search_mod, "create_index", no_build)
+    again = ItemVectorSearch(open_dataset(folder), query_encoder=encoder)
+    assert [h.item_id for h in again.search_text(texts[7], k=3)] == [h.item_id for h in hits]
+    with pytest.raises(ValueError, match="no query_encoder"):
+        ItemVectorSearch(open_dataset(folder)).search_text("red")
+    narrow = _WordHashEncoder()
+    narrow.dim = 32
+    with pytest.raises(ValueError, match="makes 32-d vectors; the item vectors .* are 64-d"):
+        ItemVectorSearch(open_dataset(folder), query_encoder=narrow)
+
+
+@pytest.mark.slow  # loads all-MiniLM-L6-v2
+def test_query_encoder_checkpoint_path_through_the_cli(shop_folder, tmp_path, monkeypatch, capsys):
+    """``--query-encoder DIR``: a local sentence-transformers checkpoint (the user's model, here
+    all-MiniLM-L6-v2 from its folder) encodes the text query against the vectors it made."""
+    import numpy as np
+
+    from retrieval.encoders import SentenceTransformerEncoder
+    from retrieval.encoders.text import minilm_path
+
+    monkeypatch.setenv("CROSSREC_HOME", str(tmp_path / "home"))
+    folder = _copy(shop_folder, tmp_path, "qenc-cli")
+    cat = pl.read_parquet(folder / "catalogue.parquet")
+    texts = [f"{t}. {x}" for t, x in zip(cat["title"], cat["text"])]
+    np.save(folder / "item_vectors.npy", SentenceTransformerEncoder(minilm_path()).encode(texts))
+    assert main(["retrieval", "search", texts[5], "--dataset", str(folder), "--query-encoder", str(minilm_path()),
+                 "-k", "3", "--json", str(tmp_path / "hits.json")]) == 0
+    hits = json.loads((tmp_path / "hits.json").read_text())["hits"]
+    assert hits[0]["item_id"] == cat["item_id"][5] and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert "text encoded by st:" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="give exactly one of a query text"):
+        main(["retrieval", "search", "--dataset", str(folder), "--query-encoder", str(minilm_path())])
