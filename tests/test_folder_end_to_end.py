@@ -144,8 +144,10 @@ def test_rank_inputs_use_the_catalogues_vectors(shop_folder, tmp_path, monkeypat
     assert np.allclose(data.features.fused[0], raw[0] / np.linalg.norm(raw[0]))
 
 
-def test_search_by_query_vector_against_the_catalogues_vectors(shop_folder, tmp_path, capsys):
+def test_search_by_query_vector_against_the_catalogues_vectors(shop_folder, tmp_path, capsys, monkeypatch):
     import numpy as np
+
+    monkeypatch.setenv("CROSSREC_HOME", str(tmp_path / "home"))  # the index is saved under the cache
 
     folder = _copy(shop_folder, tmp_path, "vsearch")
     raw = np.random.default_rng(0).normal(size=(40, 16)).astype(np.float32)
