@@ -435,8 +435,7 @@ class RankingEngine(Recommender):
         if self.ranker is None:
             raise RuntimeError("RankingEngine is not fitted: call fit() or from_pretrained()")
         with torch.inference_mode(), torch_threads(1 if len(batch) <= SMALL_BATCH else torch.get_num_threads()):
-            mm = None if batch.mm is None else torch.from_numpy(batch.mm)
-            return self.ranker(batch.kjt(), torch.from_numpy(batch.dense), mm, drop).numpy()
+            return self.ranker.score(batch, drop).numpy()
 
     def _rank(self, profiles: Sequence[UserProfile], all_items: bool = False):
         """Signals, candidates, candidate rows and (B, N) ranker scores (-inf: not a candidate)."""

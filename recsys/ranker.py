@@ -22,6 +22,7 @@ from torch import nn
 __all__ = [
     "RankerConfig",
     "RankerBatch",
+    "RankerRows",
     "DCNRanker",
     "RankerEnsemble",
     "SPARSE_KEYS",
@@ -109,6 +110,35 @@ class RankerBatch:
         return KeyedJaggedTensor.from_lengths_sync(keys=list(SPARSE_KEYS), values=torch.from_numpy(values),
                                                    lengths=torch.from_numpy(lengths))
 
+    def rows(self) -> "RankerRows":
+        """The batch as the tensors ``DCNRanker.score`` reads (built once, shared by the members)."""
+        has_genre = self.genres >= 0
+        offsets = np.zeros(len(self) + 1, np.int64)
+        np.cumsum(has_genre.sum(1), out=offsets[1:])
+        codes = torch.from_numpy(np.ascontiguousarray(self.demo_codes, dtype=np.int64))
+        return RankerRows(torch.from_numpy(self.user_rows.astype(np.int64, copy=False)),
+                          torch.from_numpy(self.item_rows.astype(np.int64, copy=False)),
+                          torch.from_numpy(self.genres[has_genre].astype(np.int64)), torch.from_numpy(offsets),
+                          codes[:, 0], codes[:, 1], codes[:, 2], torch.from_numpy(self.dense),
+                          None if self.mm is None else torch.from_numpy(self.mm))
+
+
+@dataclass(frozen=True)
+class RankerRows:
+    """A ``RankerBatch`` as tensors for inference: one id per row of the single-id keys (B,), the
+    genre bags as values and B + 1 offsets (the layout the EmbeddingBagCollection passes to its
+    genre bag), dense (B, F) and multimodal (B, mm_block) or None."""
+
+    user: torch.Tensor
+    item: torch.Tensor
+    genre_values: torch.Tensor
+    genre_offsets: torch.Tensor
+    age: torch.Tensor
+    sex: torch.Tensor
+    occupation: torch.Tensor
+    dense: torch.Tensor
+    mm: torch.Tensor | None
+
 
 class DCNRanker(nn.Module):
     """Pooled embeddings (6 x E) + bottom MLPs over dense and multimodal inputs -> cross net -> MLP,
@@ -147,20 +177,39 @@ class DCNRanker(nn.Module):
         """(B,) logits. ``drop`` (B, n_keys + n_dense + 1) 0/1 masks zero feature groups per row
         (explanations score every ablation of a request in one batch)."""
         pooled = self.ebc(kjt)
-        embs = [pooled[k] for k in SPARSE_KEYS]
+        return self._head([pooled[k] for k in SPARSE_KEYS], dense, mm, drop)
+
+    def score(self, rows: RankerRows, drop: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) logits, equal to ``forward`` on the same batch (same operations on the same values),
+        without a KeyedJaggedTensor: a SUM bag of one id is that table row, so the single-id keys
+        are row lookups, and the genre bag is the call the collection itself makes. For serving:
+        building and splitting the KJT cost more than the small network (training keeps ``forward``,
+        which DistributedModelParallel shards)."""
+        bags = self.ebc.embedding_bags
+        row = lambda key, ids: bags[key].weight.index_select(0, ids)  # noqa: E731
+        embs = [row("t_user_id", rows.user), row("t_item_id", rows.item),
+                bags["t_genre"](input=rows.genre_values, offsets=rows.genre_offsets),
+                row("t_age_bucket", rows.age), row("t_sex", rows.sex), row("t_occupation", rows.occupation)]
+        return self._head(embs, rows.dense, rows.mm, drop)
+
+    def _head(self, embs: list[torch.Tensor], dense: torch.Tensor, mm: torch.Tensor | None,
+              drop: torch.Tensor | None) -> torch.Tensor:
+        """Pooled embeddings per sparse key (in ``SPARSE_KEYS`` order) + dense -> (B,) logits. The
+        layers are applied as functions (``_apply``): the same kernels as calling the modules, minus
+        the module-call overhead, which dominates a serving batch of a few hundred rows."""
         n_keys = len(SPARSE_KEYS)
         if drop is not None:
             embs = [x * drop[:, i : i + 1] for i, x in enumerate(embs)]
             dense = dense * drop[:, n_keys : n_keys + dense.shape[1]]
-        parts = embs + [self.dense_mlp(dense)]
+        parts = embs + [_apply(self.dense_mlp, dense)]
         if self.config.mm_block:
-            mm_out = self.mm_mlp(mm)
+            mm_out = _apply(self.mm_mlp, mm)
             parts.append(mm_out if drop is None else mm_out * drop[:, -1:])
         x0 = torch.cat(parts, dim=1)
         x = x0
         for layer in self.cross:  # DCN-v2 cross: x_{l+1} = x0 * (W x_l + b) + x_l
-            x = x0 * layer(x) + x
-        return (self.top(x) + self.wide(dense)).squeeze(1)
+            x = x0 * nn.functional.linear(x, layer.weight, layer.bias) + x
+        return (_apply(self.top, x) + nn.functional.linear(dense, self.wide.weight, self.wide.bias)).squeeze(1)
 
     def group_mask(self, group: str) -> torch.Tensor:
         """Mask that drops one feature group (see ``FEATURE_GROUPS``)."""
@@ -172,6 +221,13 @@ class DCNRanker(nn.Module):
         if with_mm:
             mask[-1] = 0.0
         return mask
+
+
+def _apply(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``layers(x)`` for a stack of Linear and ReLU modules, as the functions those modules call."""
+    for layer in layers:
+        x = nn.functional.linear(x, layer.weight, layer.bias) if isinstance(layer, nn.Linear) else torch.relu(x)
+    return x
 
 
 class RankerEnsemble(nn.Module):
@@ -189,6 +245,11 @@ class RankerEnsemble(nn.Module):
                 drop: torch.Tensor | None = None) -> torch.Tensor:
         """(B,) mean logit of the members (same inputs as ``DCNRanker.forward``)."""
         return torch.stack([m(kjt, dense, mm, drop) for m in self.members]).mean(dim=0)
+
+    def score(self, batch: RankerBatch, drop: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) mean logit of the members through ``DCNRanker.score`` (serving; equal to ``forward``)."""
+        rows = batch.rows()
+        return torch.stack([m.score(rows, drop) for m in self.members]).mean(dim=0)
 
     def group_mask(self, group: str) -> torch.Tensor:
         return self.members[0].group_mask(group)
