@@ -154,11 +154,12 @@ class Guardrails:
             vectors = self.encoder(language).encode([self.item_text(item)] + [d.text() or "-" for d in drafts])
             similarities = vectors[1:] @ vectors[0]
         terms = [t.lower() for t in (*controls.style_words, *controls.stress, *controls.keywords) if t]
-        return [self._one(d, float(s), language, allowed_lower, allowed_numbers, terms)
+        title = set(_trigrams(item.title))
+        return [self._one(d, float(s), language, allowed_lower, allowed_numbers, terms, title)
                 for d, s in zip(drafts, similarities)]
 
     def _one(self, draft: CopyDraft, sim: float, language: str, allowed_lower: str, allowed_numbers: set[str],
-             terms: list[str]) -> GuardrailReport:
+             terms: list[str], title: set[tuple[str, ...]]) -> GuardrailReport:
         cfg = self.config
         reasons: list[str] = []
         limits = cfg.max_chars_en if language == "en" else cfg.max_chars_zh
@@ -176,7 +177,8 @@ class Guardrails:
             reasons.append(f"blocklisted: {', '.join(blocked)}")
         if _FORMAT_LEFTOVER.search(text) or _INJECTION.search(text):
             reasons.append("format labels, markup or instructions in the copy")
-        if language == "en" and _repeated_trigrams(text) > cfg.max_repeated_trigrams:
+        # the title may appear in the headline and again in the body (separate lines)
+        if language == "en" and _repeated_trigrams(text, title) > cfg.max_repeated_trigrams:
             reasons.append("repetitive (a word trigram repeats)")
         if language == "zh" and not re.search(r"[\u4e00-\u9fff]", text):
             reasons.append("not Chinese")
@@ -200,9 +202,14 @@ class Guardrails:
         return GuardrailReport(not reasons, tuple(reasons), sim, sim + cfg.control_bonus * used, entities_ok)
 
 
-def _repeated_trigrams(text: str) -> int:
+def _trigrams(text: str) -> list[tuple[str, ...]]:
     words = [w.lower() for w in _WORD.findall(text)]
-    grams = list(zip(words, words[1:], words[2:]))
+    return list(zip(words, words[1:], words[2:]))
+
+
+def _repeated_trigrams(text: str, allowed: set[tuple[str, ...]] = frozenset()) -> int:
+    """Word trigrams that occur more than once, not counting the ``allowed`` ones."""
+    grams = [g for g in _trigrams(text) if g not in allowed]
     return len(grams) - len(set(grams))
 
 

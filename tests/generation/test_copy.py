@@ -13,6 +13,7 @@ from generation.copy import (
     AdCopy, CopyDraft, CopyRequest, Guardrails, LanguageModelCopyWriter, LMCopyConfig, TemplateCopyWriter,
     build_prompt, find_entities, parse_draft, sanitise,
 )
+from generation.copy.lm import answer_done, example_prefix, model_flaws
 from generation.types import ControlSignals
 
 
@@ -129,6 +130,25 @@ def test_lm_writer_picks_a_passing_candidate_and_falls_back(movies, guardrails, 
     assert both[0].source == "template" and "LM candidates failed" in both[0].fallback_reason
     assert both[1].source == "template" and "templates" in both[1].fallback_reason
     assert len(lm_bad.prompts) == 1  # Chinese was not sent to the model
+
+
+def test_lm_answers_stop_early_and_model_flaws_are_rejected(movies, guardrails, horror_fan):
+    done = answer_done((60, 100, 240))
+    assert done(" Fargo\nTagline: Cold case.\n") and not done(" Fargo\n\nTagline: Cold")
+    assert done(" " + "a" * 61) and done(" Fargo\nTagline: " + "b" * 101)  # already too long to pass
+    assert model_flaws(CopyDraft("Fargo", "A small town, a big crime.", ""), "x", "en") == []
+    assert model_flaws(CopyDraft("Fargo", "The moment she had a", ""), "x", "en") == ["tagline cut off (no sentence end)"]
+    assert model_flaws(CopyDraft("Fargo", "A loving, loving story.", ""), "x", "en") == ["a word repeated in a row"]
+    lifted = CopyDraft("Fargo", "One detective, one thief, one last heist.", "")
+    assert model_flaws(lifted, "x", "en") == ["copies the prompt's example"]
+    assert model_flaws(lifted, "one detective, one thief, one last heist", "en") == []  # the item's own words
+    toy = movies["1"]
+    lm = ScriptedLM([" Toy Story\nTagline: A chilling animation pick with Woody and",
+                     " Toy Story\nTagline: A chilling animation pick with Woody and Buzz."])
+    writer = LanguageModelCopyWriter(lm, guardrails=guardrails, config=LMCopyConfig(candidates=2, languages=("en",)))
+    copy = writer.write(toy, horror_fan)
+    assert copy.source == "lm" and copy.tagline.endswith("Buzz.") and copy.rejected == {"tagline cut off": 1}
+    assert lm.prompts[0].startswith(example_prefix("en")) and lm.prompts[0].count("Example:") == 3
 
 
 def test_injected_item_text_is_data_not_instructions(movies, horror_fan):

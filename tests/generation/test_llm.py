@@ -61,6 +61,30 @@ def test_generate_shape_seed_and_chat_template(toy_lm_dir):
     assert near == [[t[0]] * 2 for t in together]
 
 
+def test_kept_prefix_greedy_rows_and_stop_rule(toy_lm_dir):
+    lm = load_language_model(toy_lm_dir)
+    prompts = ["write a tagline for apple juice", "write a tagline for fresh taste now"]
+    kw = dict(max_new_tokens=4, system="be brief")
+    plain = lm.generate(prompts, temperature=0, **kw)
+    # the shared start's keys and values are computed once, kept, and give the same decoding
+    kept = lm.generate(prompts, temperature=0, shared_prefix="write a tagline for", **kw)
+    assert kept == plain and len(lm._prefixes) == 1
+    assert lm.generate(prompts, temperature=0, shared_prefix="write a tagline for", **kw) == plain
+    near = lm.generate(prompts, num_return_sequences=2, temperature=1e-4, shared_prefix="write a tagline for", **kw)
+    assert near == [[t[0]] * 2 for t in plain]
+    # the first ``greedy`` sequences of each prompt decode greedily among sampled ones
+    mixed = lm.generate(prompts, num_return_sequences=3, greedy=1, temperature=5.0, seed=3, **kw)
+    assert [row[0] for row in mixed] == [t[0] for t in plain] and all(len(row) == 3 for row in mixed)
+    # a row stops once the rule holds for its text
+    stopped = lm.generate(prompts, num_return_sequences=2, temperature=5.0, seed=3, max_new_tokens=8,
+                          stop=lambda text: len(text.split()) >= 2, system="be brief")
+    assert all(len(t.split()) <= 2 for row in stopped for t in row)
+    with pytest.raises(ValueError, match="do not start with it"):
+        lm.generate(prompts, shared_prefix="fresh")
+    with pytest.raises(ValueError, match="greedy=3"):
+        lm.generate(prompts, num_return_sequences=2, greedy=3)
+
+
 def test_bad_arguments_and_paths(toy_lm_dir, tmp_path):
     lm = load_language_model(toy_lm_dir)
     assert lm.generate([]) == []
