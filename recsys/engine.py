@@ -223,6 +223,7 @@ class RankingEngine(Recommender):
             self._ann = AnnCandidates(f.fused, f.fingerprint)
             self._item_mm = np.concatenate([f.fused, f.image, f.text], axis=1).astype(np.float32)
         self._explain_masks: torch.Tensor | None = None
+        self._stage_cache: dict[tuple[int, int, int], tuple[np.ndarray, ...]] = {}
         self._prepare_store(self.profiles)
 
     def _prepare_store(self, store: ProfileStore) -> None:
@@ -238,8 +239,7 @@ class RankingEngine(Recommender):
         als = stage.als.score_users(profiles)
         latest = np.array([max((h[3] for h in p.history), default=0.0) for p in profiles])
         # Similarity to the latest items (ALS item space): taste drifts, the last few items say most.
-        factors = stage.als.item_factors
-        unit = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-6)
+        unit = self._stage_arrays(stage)[0]
         # mean cosine to the last items = cosine-sum with their mean unit vector: one (B, F) @ (F, N)
         mean_last = np.zeros((len(profiles), unit.shape[1]), unit.dtype)
         for b, p in enumerate(profiles):
@@ -250,13 +250,24 @@ class RankingEngine(Recommender):
         recent = (mean_last @ unit.T).astype(als.dtype, copy=False)
         return _Signals(als, _zscore(als), _zscore(stage.bpr.score_users(profiles)), stage.trend.at(latest), recent)
 
+    def _stage_arrays(self, stage: _Stage) -> tuple[np.ndarray, np.ndarray]:
+        """Unit-length ALS item factors (N, F) and the popularity feature (N,) of ``stage``'s fitted
+        models: the same for every request, so computed once per fitted model, not per request."""
+        factors, pop = stage.als.item_factors, stage.als.popularity
+        key = (id(stage), id(factors), id(pop))
+        cached = self._stage_cache.get(key)
+        if cached is None or cached[0] is not factors or cached[1] is not pop:  # ids of freed arrays are reused
+            unit = factors / np.maximum(np.linalg.norm(factors, axis=1, keepdims=True), 1e-6)
+            cached = (factors, pop, unit, np.log1p(pop) / np.log1p(max(pop.max(), 1.0)))
+            self._stage_cache = {key: cached}  # one stage at a time: the training stage, then serving
+        return cached[2], cached[3]
+
     def _features(self, stage: _Stage, profiles: Sequence[UserProfile], rows: Sequence[np.ndarray],
                   sig: _Signals) -> RankerBatch:
         """Ranker inputs for ``rows[b]`` (catalogue rows) of each user ``profiles[b]``."""
         user_idx = np.repeat(np.arange(len(profiles)), [len(r) for r in rows])
         items = np.concatenate(rows).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
-        pop = stage.als.popularity
-        pop = np.log1p(pop) / np.log1p(max(pop.max(), 1.0))
+        pop = self._stage_arrays(stage)[1]
         names = self.catalogue.genre_names
         affinity = np.array([[p.category_affinity.get(g, 0.0) for g in names] for p in profiles], np.float32)
         n_events = np.log1p(np.array([p.n_events for p in profiles], np.float32)) / 5.0
