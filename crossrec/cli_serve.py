@@ -64,6 +64,11 @@ def add_parser(subparsers) -> None:
                        help="higher rates per route tried after the main run, until p99 > 100 ms (default 75 100 150)")
     bench.add_argument("--step-duration", type=_positive(float), default=20.0, help="seconds per higher rate (default 20)")
     bench.add_argument("--catalogue", default="grocery", help="catalogue of the text searches (default grocery)")
+    bench.add_argument("--in-process", action="store_true",
+                       help="no server, broker or load: load the models here and report the CPU time per request of "
+                            "each route (recommend, search, search with new texts) sent one at a time through the app")
+    bench.add_argument("--requests", type=_positive(int), default=200,
+                       help="with --in-process: requests per route (default 200, at most 923)")
     bench.set_defaults(func=_bench)
 
 
@@ -87,9 +92,14 @@ def _serve(args) -> int:
 
 
 def _bench(args) -> int:
-    from crossrec.service.bench import BenchOptions, run_serve_bench
+    from crossrec.service.bench import BenchOptions, run_cpu_bench, run_serve_bench
     from crossrec_core.persist import write_json
 
+    if args.in_process:
+        report = run_cpu_bench(_config(args), args.requests, args.catalogue, echo=print)
+        write_json(args.json, report)
+        print(f"report written to {args.json}")
+        return 0
     options = BenchOptions(rate=args.rate, duration_s=args.duration, rates=tuple(args.rates),
                            step_duration_s=args.step_duration, workers=args.workers, catalogue=args.catalogue)
     report = run_serve_bench(_config(args), options, echo=print)

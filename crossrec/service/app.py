@@ -91,7 +91,7 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
                   description="Multimodal recommender engine: cross-media search, recommendations with "
                               "explanations, personalised creatives and event ingestion into Kafka.")
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes + 256 * 1024)
-    app.middleware("http")(metrics.record_request)
+    app.add_middleware(metrics.RequestMetrics)
     if config.cors_origins:  # off unless origins are named
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -24,9 +24,10 @@ import numpy as np
 from crossrec.service.config import ServiceConfig
 from crossrec_core.errors import CrossrecError
 
-__all__ = ["BenchOptions", "RouteFigures", "run_serve_bench", "open_loop"]
+__all__ = ["BenchOptions", "RouteFigures", "run_serve_bench", "open_loop", "run_cpu_bench", "bench_request"]
 
 P99_TARGET_MS = 100.0
+WARM_UP = 20  # requests per route before the CPU bench measures
 QUERIES = {
     "grocery": ["sweet yellow fruit", "green apple", "milk", "orange juice", "red pepper", "natural yoghurt",
                 "mushrooms", "oat milk", "lemon", "tomato", "melon", "potato", "avocado", "pear", "sour cream",
@@ -34,6 +35,26 @@ QUERIES = {
     "ml100k": ["space adventure", "romantic comedy", "a detective in los angeles", "toy story", "war film",
                "animated musical", "horror in a hotel", "science fiction robots", "mafia family", "western"],
 }
+
+
+# ml100k users are 1..943; a stride coprime with 943 visits every user once before repeating.
+N_USERS, USER_STRIDE = 943, 37
+
+
+def bench_request(route: str, i: int, catalogue: str = "grocery") -> tuple[str, str, dict]:
+    """The ``i``-th request (method, path, httpx kwargs) of a read route both benches send:
+    ``recommend`` (k=10 for user 1 + 37 i mod 943), ``search`` (the catalogue's bench queries in
+    turn: repeats, as a shop's popular queries do, so the query-vector cache answers most of them)
+    or ``search_new`` (two bench queries joined: a text seen once per 400 requests)."""
+    queries = QUERIES.get(catalogue, QUERIES["grocery"])
+    if route == "recommend":
+        return "GET", f"/users/{1 + (i * USER_STRIDE) % N_USERS}/recommendations", {"params": {"k": 10}}
+    if route == "search":
+        return "GET", f"/catalogues/{catalogue}/search", {"params": {"q": queries[i % len(queries)], "k": 10}}
+    if route == "search_new":
+        q = f"{queries[i % len(queries)]} {queries[(i // len(queries) + 1 + i) % len(queries)]}"
+        return "GET", f"/catalogues/{catalogue}/search", {"params": {"q": q, "k": 10}}
+    raise CrossrecError(f"route={route!r}: allowed recommend, search, search_new")
 
 
 @dataclass(frozen=True)
@@ -126,13 +147,12 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
     with service_stack(config, store=store, work=work, workers=options.workers, topic_prefix="bench",
                        start_timeout_s=options.start_timeout_s, echo=echo) as running:
         url, key = running.url, running.api_key
-        queries = QUERIES.get(options.catalogue, QUERIES["grocery"])
-        search_path = f"/catalogues/{options.catalogue}/search"
+        workers = _worker_pids(work / "server.log")
 
         def routes(rate: float) -> dict:
             return {
-                "recommend": (rate, lambda i: ("GET", f"/users/{1 + (i * 37) % 943}/recommendations", {"params": {"k": 10}})),
-                "search": (rate, lambda i: ("GET", search_path, {"params": {"q": queries[i % len(queries)], "k": 10}})),
+                "recommend": (rate, lambda i: bench_request("recommend", i)),
+                "search": (rate, lambda i: bench_request("search", i, options.catalogue)),
                 "events": (options.events_rate, lambda i: ("POST", "/events", {"headers": {"X-API-Key": key}, "json": {
                     "event_id": f"bench-{time.time_ns()}-{i}", "timestamp": time.time(), "user_id": 1 + (i * 53) % 943,
                     "item_id": 1 + (i * 101) % 1682, "kind": "click"}})),
@@ -140,14 +160,24 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
 
         def run(rate: float, duration: float) -> dict:
             load = os.getloadavg()[0]
+            server0, client0, busy0 = _cpu_seconds(workers), time.process_time(), _machine_busy()
             samples = asyncio.run(open_loop(url, routes(rate), duration, options.timeout_s))
+            server_s, client_s = _cpu_seconds(workers) - server0, time.process_time() - client0
+            busy = _machine_busy() - busy0
             figs = {name: asdict(_figures(routes(rate)[name][0], s)) for name, s in samples.items()}
+            sent = sum(len(s) for s in samples.values())
+            # Where the CPU went: the service workers' and this client's CPU per request sent, and
+            # the whole machine's busy share (other jobs included) over the run.
+            figs["cpu"] = {"server_ms_per_request": round(1000 * server_s / max(sent, 1), 2),
+                           "client_ms_per_request": round(1000 * client_s / max(sent, 1), 2),
+                           "machine_busy_share": None if busy is None else round(busy, 3)}
             figs["loadavg_1m_before"] = round(load, 2)
             figs["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
-            r, s = figs["recommend"], figs["search"]
+            r, s, c = figs["recommend"], figs["search"], figs["cpu"]
             echo(f"  {rate:5.0f} req/s per route for {duration:.0f} s: recommend p50 {r['p50_ms']} p99 {r['p99_ms']} ms "
                  f"({r['errors']} errors), search p50 {s['p50_ms']} p99 {s['p99_ms']} ms ({s['errors']} errors), "
                  f"events {figs['events']['requests'] - figs['events']['errors']}/{figs['events']['requests']} acked; "
+                 f"CPU per request: service {c['server_ms_per_request']} ms, client {c['client_ms_per_request']} ms; "
                  f"load {figs['loadavg_1m_after']}")
             return figs
 
@@ -176,4 +206,111 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
             "cpus": os.cpu_count(), "loadavg_end": list(os.getloadavg()),
         }
     shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def _worker_pids(server_log: Path) -> list[int]:
+    """The service workers' process ids, from the start-up line each prints to the server log."""
+    import re
+
+    try:
+        text = server_log.read_text("utf-8", errors="replace")
+    except OSError:
+        return []
+    return sorted({int(m) for m in re.findall(r"crossrec worker (\d+): models loaded", text)})
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (Linux /proc; 0 for gone ones)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
+
+
+def _machine_busy() -> float | None:
+    """Busy CPU seconds of the whole machine so far, in core-seconds divided by the core count (a
+    difference over a run divided by its length is the busy share); None without /proc/stat."""
+    try:
+        cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in cpu]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK") / (os.cpu_count() or 1)
+
+
+async def _asgi_request(app, method: str, path: str, params: dict) -> tuple[int, bytes]:
+    """One request straight into the ASGI app (no client, no socket): (status, body)."""
+    from urllib.parse import urlencode
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": urlencode(params).encode(), "root_path": "",
+             "headers": [(b"host", b"cpu-bench")], "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 80)}
+    status, body = 0, []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, b"".join(body)
+
+
+def run_cpu_bench(config: ServiceConfig, requests: int = 200, catalogue: str = "grocery",
+                  routes: tuple[str, ...] = ("recommend", "search", "search_new"),
+                  echo: Callable[[str], None] = print) -> dict:
+    """CPU per request of each read route in this process: the service's models loaded as one
+    worker loads them, then ``requests`` requests per route sent one after another through the
+    ASGI app (middleware, FastAPI's validation, the thread-pool hop, the engine, the response
+    model and JSON; no client and no socket, so neither the client nor uvicorn's HTTP parsing is
+    counted). CPU time (``time.process_time``, every
+    thread of the process) is barely moved by other jobs on the machine, unlike latency. Each
+    measured recommendation is for a user not asked for before in the process (as under load,
+    where the live store's commits keep dropping cached profiles). Returns the JSON report."""
+    from crossrec.service.app import create_app
+    from crossrec.service.engine import ServiceEngine
+
+    if requests < 1 or requests + WARM_UP > N_USERS:
+        raise CrossrecError(f"requests={requests!r}: allowed 1 to {N_USERS - WARM_UP} (one per user)")
+    started = time.perf_counter()
+    app = create_app(ServiceEngine.load(config))
+    echo(f"cpu-bench: models loaded in {time.perf_counter() - started:.0f} s; {requests} requests per route, one at a time")
+    report: dict = {"requests": requests, "catalogue": catalogue, "torch_threads": config.torch_threads, "routes": {}}
+
+    async def send(route: str, i: int) -> float:
+        method, path, kwargs = bench_request(route, i, catalogue)
+        sent = time.perf_counter()
+        status, body = await _asgi_request(app, method, path, kwargs.get("params", {}))
+        if status != 200:
+            raise CrossrecError(f"{method} {path} answered {status}: {body[:300]!r}")
+        return (time.perf_counter() - sent) * 1000
+
+    async def measure() -> None:
+        for route in routes:
+            for i in range(WARM_UP):  # lazy parts, first-call costs, and the bench queries' vectors
+                await send(route, i)
+            load = os.getloadavg()[0]
+            cpu = time.process_time()
+            wall = [await send(route, WARM_UP + i) for i in range(requests)]
+            cpu_ms = (time.process_time() - cpu) * 1000 / requests
+            report["routes"][route] = {"cpu_ms_per_request": round(cpu_ms, 2),
+                                       "wall_p50_ms": round(float(np.percentile(wall, 50)), 2),
+                                       "loadavg_1m_before": round(load, 2), "loadavg_1m_after": round(os.getloadavg()[0], 2)}
+            echo(f"  {route:10s} CPU {cpu_ms:6.2f} ms per request (wall p50 {np.percentile(wall, 50):.1f} ms; "
+                 f"load average {load:.1f} -> {os.getloadavg()[0]:.1f})")
+
+    asyncio.run(measure())
+    report["cpus"] = os.cpu_count()
     return report

@@ -72,8 +72,11 @@ def serve(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, w
     metrics_dir = tempfile.mkdtemp(prefix="crossrec-metrics-") if workers > 1 else None
     os.environ.update(service_env(config, metrics_dir))
     try:
+        # loop/http "auto" pick uvloop and httptools (dependencies: about 0.5 ms of CPU less per
+        # request than asyncio + h11); no access log: a line per request costs CPU and says nothing
+        # the metrics do not.
         uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level=log_level,
-                    timeout_graceful_shutdown=10)
+                    loop="auto", http="auto", access_log=False, timeout_graceful_shutdown=10)
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
