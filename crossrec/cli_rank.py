@@ -126,7 +126,8 @@ def _bench_scale(args) -> int:
                                          epochs=args.epochs, work_dir=args.work_dir, threads=args.threads),
                              json_path=args.json)
     for row in report.rows:
-        stages = ", ".join(f"{s} {c['seconds']:.1f} s / {c['peak_rss_gib']:.2f} GiB" for s, c in row["stages"].items())
+        stages = ", ".join(f"{s} {c['seconds']:.1f} s ({c['cpu_s']:.0f} s CPU) / {c['peak_rss_gib']:.2f} GiB"
+                           for s, c in row["stages"].items())
         print(f"{row['interactions']:>11,d} interactions, {row['users']:,d} users: {stages}; "
               f"NDCG@10 {row['metrics']['ndcg@10']:.4f} on {row['eval_users']:,d} users")
     if report.growth:

@@ -56,9 +56,11 @@ class ScaleConfig:
 
 @dataclass(frozen=True)
 class StageCost:
-    seconds: float
+    seconds: float  # wall time
     peak_rss_gib: float
-    load_avg_1min: float
+    load_avg_1min: float  # at the end of the stage
+    cpu_s: float = 0.0  # CPU time of the process (all threads) during the stage: on a shared machine wall time
+    # measures the neighbours too (a 1M run at load 12 took longer than a 10M run beside it)
 
 
 @dataclass(frozen=True)
@@ -100,14 +102,15 @@ class _Stage:
         self.peak, self._stop = _rss_gib(), threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
-        self.t0 = time.perf_counter()
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc) -> None:
         seconds = time.perf_counter() - self.t0
         self._stop.set()
         self._thread.join()
-        self.costs[self.name] = asdict(StageCost(seconds, max(self.peak, _rss_gib()), os.getloadavg()[0]))
+        self.costs[self.name] = asdict(StageCost(seconds, max(self.peak, _rss_gib()), os.getloadavg()[0],
+                                                 time.process_time() - self.cpu0))
 
 
 def _top_k_metrics(scores: np.ndarray, relevant: list, seen: list, k: int = 10) -> dict[str, np.ndarray]:
