@@ -449,20 +449,22 @@ class RankingEngine(Recommender):
             return self.ranker.score(batch, drop).numpy()
 
     def _rank(self, profiles: Sequence[UserProfile], all_items: bool = False):
-        """Signals, candidates, candidate rows and (B, N) ranker scores (-inf: not a candidate)."""
+        """Signals, candidates, (B, N) ranker scores (-inf: not a candidate), and the ranker batch
+        with its catalogue rows per user (ascending)."""
         sig = self._signals(self.stage, profiles)
         cands = self.candidates(self.stage, profiles, sig)
         if all_items:
             rows = [np.arange(len(self.catalogue)) for _ in profiles]
         else:
             rows = [np.fromiter(sorted(c), np.int64, len(c)) for c in cands]
-        logits = self._logits(self._features(self.stage, profiles, rows, sig))
+        batch = self._features(self.stage, profiles, rows, sig)
+        logits = self._logits(batch)
         out = np.full((len(profiles), len(self.catalogue)), -np.inf, np.float32)
         start = 0
         for b, r in enumerate(rows):
             out[b, r] = logits[start : start + len(r)]
             start += len(r)
-        return sig, cands, out
+        return sig, cands, out, batch, rows
 
     def score_users(self, profiles: Sequence[UserProfile], all_items: bool = False) -> np.ndarray:
         """(B, N) ranker scores on each user's candidates (all items if ``all_items``), computed in
@@ -472,7 +474,7 @@ class RankingEngine(Recommender):
         return np.concatenate(parts) if parts else np.zeros((0, len(self.catalogue)), np.float32)
 
     def _score_one(self, profile: UserProfile):
-        sig, cands, scores = self._rank([profile])
+        _, cands, scores, ranked, rows = self._rank([profile])
 
         def explain(top: np.ndarray):
             # One batch holds every item under every ablation: (1 + groups) x k rows, one forward.
@@ -480,7 +482,8 @@ class RankingEngine(Recommender):
                 return (), ()
             sources = tuple(tuple(cands[0].get(int(p), ["ranker"])) for p in top)
             masks = self._explain_masks
-            batch = self._features(self.stage, [profile], [np.tile(top, len(masks))], sig)
+            # The chosen items' ranker inputs are rows of the batch just scored (features are per row).
+            batch = ranked.take(np.tile(np.searchsorted(rows[0], top), len(masks)))
             logits = self._logits(batch, masks.repeat_interleave(len(top), dim=0)).reshape(len(masks), len(top))
             drops = logits[0] - logits[1:]
             return sources, tuple(self._explain_groups[i] for i in drops.argmax(axis=0))

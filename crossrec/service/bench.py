@@ -147,8 +147,6 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
     with service_stack(config, store=store, work=work, workers=options.workers, topic_prefix="bench",
                        start_timeout_s=options.start_timeout_s, echo=echo) as running:
         url, key = running.url, running.api_key
-        workers = _worker_pids(work / "server.log")
-
         def routes(rate: float) -> dict:
             return {
                 "recommend": (rate, lambda i: bench_request("recommend", i)),
@@ -160,6 +158,7 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
 
         def run(rate: float, duration: float) -> dict:
             load = os.getloadavg()[0]
+            workers = _worker_pids(work / "server.log")  # read again: the service is ready once one worker is
             server0, client0, busy0 = _cpu_seconds(workers), time.process_time(), _machine_busy()
             samples = asyncio.run(open_loop(url, routes(rate), duration, options.timeout_s))
             server_s, client_s = _cpu_seconds(workers) - server0, time.process_time() - client0
@@ -168,7 +167,7 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
             sent = sum(len(s) for s in samples.values())
             # Where the CPU went: the service workers' and this client's CPU per request sent, and
             # the whole machine's busy share (other jobs included) over the run.
-            figs["cpu"] = {"server_ms_per_request": round(1000 * server_s / max(sent, 1), 2),
+            figs["cpu"] = {"workers_seen": len(workers), "server_ms_per_request": round(1000 * server_s / max(sent, 1), 2),
                            "client_ms_per_request": round(1000 * client_s / max(sent, 1), 2),
                            "machine_busy_share": None if busy is None else round(busy, 3)}
             figs["loadavg_1m_before"] = round(load, 2)
