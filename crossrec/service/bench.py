@@ -95,21 +95,81 @@ def _figures(rate: float, samples: list[tuple[float, bool]]) -> RouteFigures:
                         round(float(ok.max()), 2) if len(ok) else None)
 
 
+class _Client:
+    """A minimal HTTP/1.1 keep-alive client for the load (GET with a query, POST with JSON): the
+    load runs on the same 2 cores as the service, so its own CPU per request must stay small (httpx
+    used about half as much CPU per request as the service did in a session-8 smoke run)."""
+
+    def __init__(self, base_url: str, timeout_s: float) -> None:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(base_url)
+        self.host, self.port, self.timeout_s = url.hostname, url.port or 80, timeout_s
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def request(self, method: str, path: str, params: dict | None = None, headers: dict | None = None,
+                      json: object = None) -> int:
+        """The response's status; raises OSError / asyncio errors when there is none in time."""
+        import json as _json
+        from urllib.parse import urlencode
+
+        body = b"" if json is None else _json.dumps(json).encode()
+        head = [f"{method} {path}{'?' + urlencode(params) if params else ''} HTTP/1.1", f"Host: {self.host}:{self.port}",
+                f"Content-Length: {len(body)}"] + [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if json is not None:
+            head.append("Content-Type: application/json")
+        data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        return await asyncio.wait_for(self._exchange(data), self.timeout_s)
+
+    async def _exchange(self, data: bytes) -> int:
+        reused = bool(self.idle)
+        reader, writer = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(data)
+            status_line = await reader.readline()
+            if not status_line and reused:  # the server closed the idle connection: once more on a new one
+                writer.close()
+                return await self._exchange(data)  # bounded: each retry takes one idle connection away
+            status = int(status_line.split()[1])
+            length, keep = 0, True
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                name, value = name.strip().lower(), value.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "connection" and value == "close":
+                    keep = False
+                elif name == "transfer-encoding" and value == "chunked":
+                    raise ValueError("chunked responses are not read by the bench client")
+            await reader.readexactly(length)
+        except BaseException:
+            writer.close()
+            raise
+        if keep:
+            self.idle.append((reader, writer))
+        else:
+            writer.close()
+        return status
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
+
+
 async def open_loop(base_url: str, routes: dict[str, tuple[float, Callable[[int], tuple[str, str, dict]]]],
                     duration_s: float, timeout_s: float) -> dict[str, list[tuple[float, bool]]]:
     """Send each route's requests at its fixed rate for ``duration_s``; ``routes``: name -> (rate,
-    i -> (method, path, kwargs)). Returns (latency ms from the scheduled time, 2xx) per request."""
-    import httpx
-
+    i -> (method, path, kwargs with params / headers / json)). Returns (latency ms from the
+    scheduled time, 2xx) per request; no answer within ``timeout_s`` counts as a failure."""
     loop = asyncio.get_running_loop()
     results: dict[str, list[tuple[float, bool]]] = {name: [] for name in routes}
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits) as client:
+    client = _Client(base_url, timeout_s)
+    try:
         async def one(name: str, scheduled: float, method: str, path: str, kwargs: dict) -> None:
             try:
-                res = await client.request(method, path, **kwargs)
-                good = 200 <= res.status_code < 300
-            except httpx.HTTPError:
+                good = 200 <= await client.request(method, path, **kwargs) < 300
+            except (OSError, ValueError, IndexError, asyncio.TimeoutError, asyncio.IncompleteReadError):
                 good = False
             results[name].append(((loop.time() - scheduled) * 1000.0, good))
 
@@ -124,6 +184,8 @@ async def open_loop(base_url: str, routes: dict[str, tuple[float, Callable[[int]
             await asyncio.gather(*tasks)
 
         await asyncio.gather(*(drive(name, rate, make) for name, (rate, make) in routes.items()))
+    finally:
+        client.close()
     return results
 
 

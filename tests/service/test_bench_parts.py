@@ -8,7 +8,7 @@ import os
 import time
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 
 from crossrec.service.bench import _asgi_request, _cpu_seconds, _worker_pids, bench_request
 from crossrec_core.errors import CrossrecError
@@ -49,3 +49,49 @@ def test_worker_cpu_from_the_server_log(tmp_path):
         pass
     assert _cpu_seconds(pids) - before >= 0.2
     assert _worker_pids(tmp_path / "missing.log") == []
+
+
+def test_open_loop_client_against_a_real_server():
+    import socket
+    import threading
+
+    import uvicorn
+
+    from crossrec.service.bench import open_loop
+
+    app = FastAPI()
+
+    @app.get("/items/{n}")
+    async def item(n: int, q: str = ""):
+        if n == 0:
+            raise HTTPException(404, "no item 0")
+        return {"n": n, "q": q, "pad": "x" * 3000}
+
+    @app.post("/events")
+    async def events(body: dict):
+        return {"accepted": len(body)}
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        routes = {"get": (40.0, lambda i: ("GET", f"/items/{i % 5}", {"params": {"q": f"oat milk {i}"}})),
+                  "post": (20.0, lambda i: ("POST", "/events", {"headers": {"X-API-Key": "k"}, "json": {"a": i, "b": [1]}}))}
+        first = asyncio.run(open_loop(f"http://127.0.0.1:{port}", routes, 1.0, 5.0))
+        time.sleep(1.5)  # idle connections closed by the server (keep-alive 1 s): the client reconnects
+        again = asyncio.run(open_loop(f"http://127.0.0.1:{port}", routes, 1.0, 5.0))
+        for results in (first, again):
+            assert len(results["get"]) == 40 and len(results["post"]) == 20
+            assert [good for _, good in results["get"]].count(False) == 8  # the 404s (item 0) are failures
+            assert all(good for _, good in results["post"])
+            assert all(0 <= ms < 5000 for ms, _ in results["get"] + results["post"])
+        closed = asyncio.run(open_loop("http://127.0.0.1:1", {"get": (5.0, lambda i: ("GET", "/", {}))}, 0.4, 1.0))
+        assert [good for _, good in closed["get"]] == [False, False]  # nothing listening: failures, no exception
+    finally:
+        server.should_exit = True
+        thread.join(10)
