@@ -27,7 +27,7 @@ def _service_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ranker-dir", default=None, help="saved ranking engine (default: the one `crossrec rank train` saved)")
     p.add_argument("--profile-store", default=None,
                    help="the live profile store the stream consumers write (default: the engine's snapshot, in memory)")
-    p.add_argument("--workers", type=_positive(int), default=1, help="uvicorn worker processes (default 1)")
+    p.add_argument("--workers", type=_positive(int), default=1, help="uvicorn worker processes (default 1 for serve, 2 for serve-bench)")
     p.add_argument("--torch-threads", type=_positive(int), default=1, help="torch threads per worker (default 1)")
 
 
