@@ -165,12 +165,13 @@ def load_split_configs(config_cls: type[C], training_cls: type[T], directory: st
     A directory saved before the two were apart has one ``config.json`` holding the fields of both:
     they are split between the classes (``predated`` as in ``load_config``, for the architecture).
     """
+    if (Path(directory) / TRAINING_CONFIG_NAME).is_file():
+        return (load_config(config_cls, directory, kind, predated),
+                load_config(training_cls, directory, f"{kind}.training", name=TRAINING_CONFIG_NAME))
     file, payload = _read_payload(directory)
     own = {f.name for f in dataclasses.fields(config_cls)}
     trained = {f.name for f in dataclasses.fields(training_cls)}
     values = _config_values(file, payload, kind, own | trained)
     config = config_cls(**{**(predated or {}), **{k: v for k, v in values.items() if k in own}})
-    if (Path(directory) / TRAINING_CONFIG_NAME).is_file():
-        return config, load_config(training_cls, directory, f"{kind}.training", name=TRAINING_CONFIG_NAME)
     mixed = {k: v for k, v in values.items() if k in trained}
     return config, training_cls(**mixed) if mixed else None

@@ -14,8 +14,8 @@ import polars as pl
 
 from recsys.data import Catalogue, check_log
 from crossrec_core.errors import ModelLoadError
-from crossrec_core.persist import (CONFIG_NAME, TRAINING_CONFIG_NAME, atomic_write_text, load_arrays, load_config,
-                                   save_arrays, save_config, saved_kind)
+from crossrec_core.persist import (TRAINING_CONFIG_NAME, atomic_write_text, load_arrays, load_split_configs,
+                                   save_arrays, save_config)
 from recsys.profiles import ProfileStore, UserProfile, interactions_from_ratings
 
 __all__ = ["Recommendations", "Filters", "Recommender", "MAX_K", "POPULARITY", "ScoredItems", "apply_log"]
@@ -146,21 +146,11 @@ class Recommender(ABC):
 
     @staticmethod
     def _load_configs(directory: str | os.PathLike, kind: str, config_cls: type[C], training_cls: type[T]) -> tuple[C, T]:
-        """(architecture, training) configs saved by ``_save_common``. A model saved before the two
-        were apart has one ``config.json`` with both: its fields are split between the classes."""
-        if (Path(directory) / TRAINING_CONFIG_NAME).is_file():
-            return (load_config(config_cls, directory, kind),
-                    load_config(training_cls, directory, f"{kind}.training", name=TRAINING_CONFIG_NAME))
-        if saved_kind(directory) != kind:  # also says when there is no readable config.json
-            raise ModelLoadError(f"{directory!s} holds a {saved_kind(directory)!r}, not a {kind!r}")
-        payload = json.loads((Path(directory) / CONFIG_NAME).read_text("utf-8"))
-        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in payload.get("config", {}).items()}
-        names = [{f.name for f in fields(c)} for c in (config_cls, training_cls)]
-        unknown = sorted(set(raw) - names[0] - names[1])
-        if unknown:
-            raise ModelLoadError(f"{directory}: unknown config fields {unknown}; retrain it (crossrec rank train)")
-        return (config_cls(**{k: v for k, v in raw.items() if k in names[0]}),
-                training_cls(**{k: v for k, v in raw.items() if k in names[1]}))
+        """(architecture, training) configs saved by ``_save_common`` (``load_split_configs``: a model
+        saved before the two were apart has one ``config.json`` with both); default training settings
+        when none were saved."""
+        config, training = load_split_configs(config_cls, training_cls, directory, kind)
+        return config, training if training is not None else training_cls()
 
     @staticmethod
     def _load_common(directory: str | os.PathLike, profiles: ProfileStore | None):
