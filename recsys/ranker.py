@@ -226,7 +226,12 @@ class DCNRanker(nn.Module):
 def _apply(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``layers(x)`` for a stack of Linear and ReLU modules, as the functions those modules call."""
     for layer in layers:
-        x = nn.functional.linear(x, layer.weight, layer.bias) if isinstance(layer, nn.Linear) else torch.relu(x)
+        if isinstance(layer, nn.Linear):
+            x = nn.functional.linear(x, layer.weight, layer.bias)
+        elif isinstance(layer, nn.ReLU):
+            x = torch.relu(x)
+        else:  # a new layer kind must be added here, not silently taken for a ReLU
+            raise TypeError(f"_apply: unsupported layer {type(layer).__name__}; expected Linear or ReLU")
     return x
 
 
