@@ -58,7 +58,13 @@ CREATE INDEX IF NOT EXISTS events_user ON events(user_id);
 CREATE TABLE IF NOT EXISTS demographics (user_id INTEGER PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS items (item_id INTEGER PRIMARY KEY, vector BLOB, categories TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS user_changes (user_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS user_changes_seq ON user_changes(seq);
 """
+# ``user_changes`` holds, per user, the number (meta ``change_seq``, bumped once per committed
+# write) of the last write that changed the user's events or demographics: one row per user, so
+# it stays as small as the user table. Other processes read the users changed since the number
+# they last saw and drop only those cached profiles.
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,8 @@ class ProfileStore:
     outside the catalogue are kept in the history but contribute no vector or affinity. Safe to
     share between threads (one lock serialises access to the connection) and between processes
     on one file: reads notice another process's commits (SQLite's ``data_version``) and drop the
-    cached profiles, and reload the catalogue when another process changed it.
+    cached profiles of the users those commits changed (all of them, and the catalogue, when
+    another process changed the catalogue).
     """
 
     def __init__(
@@ -162,6 +169,7 @@ class ProfileStore:
         self._categories: dict[int, tuple[str, ...]] = {}
         self._catalogue_version = ""
         self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        self._change_seq = self._change_seq_on_disk()
         self._load_items()
         if item_ids is not None or item_vectors is not None or item_categories is not None:
             self.set_item_vectors(item_ids if item_ids is not None else [], item_vectors, item_categories)
@@ -191,16 +199,44 @@ class ProfileStore:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'catalogue_version'").fetchone()
         return row[0] if row else ""
 
+    def _change_seq_on_disk(self) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'change_seq'").fetchone()
+        return int(row[0]) if row else 0
+
     def _sync(self) -> None:
-        """Catch up with commits of other connections (worker processes sharing the file): their
-        events may change any cached profile, and their catalogue upserts the item vectors."""
+        """Catch up with commits of other connections (worker processes sharing the file): drop the
+        cached profiles of the users their events or demographics changed, and everything when
+        their catalogue upserts changed the item vectors (every profile depends on those).
+
+        Each statement reads its own snapshot, so a commit landing between them makes this drop
+        more than needed (the change is read after ``data_version``), never less."""
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version:
             return
         self._data_version = version
-        self._cache.clear()
         if self._catalogue_version_on_disk() != self._catalogue_version:
+            self._change_seq = self._change_seq_on_disk()
             self._load_items()
+            self._cache.clear()
+            return
+        changed = self._conn.execute("SELECT user_id, seq FROM user_changes WHERE seq > ?", (self._change_seq,)).fetchall()
+        for user, seq in changed:
+            self._cache.pop(int(user), None)
+            self._change_seq = max(self._change_seq, int(seq))
+
+    def _log_changes(self, users: Iterable[int]) -> None:
+        """Inside a write transaction: record that ``users`` changed, under the next change number.
+        This connection's own cache is kept by its caller; when no other connection wrote since
+        our last sync, our change number moves on with it (else ``_sync`` will read both)."""
+        users = sorted({int(u) for u in users})
+        if not users:
+            return
+        seq = self._change_seq_on_disk()
+        self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('change_seq', ?)", (str(seq + 1),))
+        self._conn.executemany("INSERT OR REPLACE INTO user_changes(user_id, seq) VALUES (?, ?)",
+                               [(u, seq + 1) for u in users])
+        if seq == self._change_seq:
+            self._change_seq = seq + 1
 
     def _load_items(self) -> None:
         self._catalogue_version = self._catalogue_version_on_disk()
@@ -312,6 +348,7 @@ class ProfileStore:
                     [(it.event_id, int(it.user_id), int(it.item_id), it.kind,
                       None if it.value is None else float(it.value), float(it.timestamp)) for it in new],
                 )
+                self._log_changes(it.user_id for it in new)
             for it in new:
                 self._cache.pop(int(it.user_id), None)
         # With no catalogue at all there is nothing to check item ids against.
@@ -327,7 +364,9 @@ class ProfileStore:
         except TypeError as exc:
             raise ValueError(f"demographics for user {user_id} is not JSON-serialisable: {exc}") from exc
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO demographics(user_id, data) VALUES (?, ?)", (int(user_id), data))
+            with self._transaction():
+                self._conn.execute("INSERT OR REPLACE INTO demographics(user_id, data) VALUES (?, ?)", (int(user_id), data))
+                self._log_changes([user_id])
             self._cache.pop(int(user_id), None)
 
     def set_demographics_many(self, demographics: dict[int, dict]) -> None:
@@ -336,7 +375,9 @@ class ProfileStore:
         with self._lock:
             with self._transaction():
                 self._conn.executemany("INSERT OR REPLACE INTO demographics(user_id, data) VALUES (?, ?)", rows)
-            self._cache.clear()
+                self._log_changes(u for u, _ in rows)
+            for u, _ in rows:
+                self._cache.pop(u, None)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -201,3 +201,34 @@ def test_two_connections_on_one_file_see_each_others_commits(events, item_vector
     np.testing.assert_allclose(got.vector, expected.vector, rtol=1e-6)
     writer.close()
     reader.close()
+
+
+def test_another_connections_commit_drops_only_the_users_it_changed(events, item_vectors, item_categories, tmp_path):
+    """A worker's cached profiles survive the consumer's commits about other users (the profile
+    object itself is kept), while the changed users' profiles are rebuilt from the new events or
+    demographics; a catalogue change still drops every profile."""
+    path = tmp_path / "shared.db"
+    writer = make_store(path, item_vectors, item_categories)
+    users = sorted({e.user_id for e in events})[:3]
+    by_user = {u: [e for e in events if e.user_id == u] for u in users}
+    writer.apply([e for u in users for e in by_user[u][:4]])
+    reader = ProfileStore.open(path)
+    cached = {u: reader.get(u) for u in users}
+    changed, kept, demo_user = users
+    writer.apply(by_user[changed][4:6])
+    assert reader.get(kept) is cached[kept]
+    assert reader.get(demo_user) is cached[demo_user]
+    fresh = reader.get(changed)
+    assert fresh.n_events == 6 and fresh.history == writer.get(changed).history
+    writer.set_demographics(demo_user, {"age": 31})
+    assert reader.get(demo_user).demographics == {"age": 31}
+    assert reader.get(kept) is cached[kept] and reader.get(changed) is fresh
+    # The reader's own writes are not read back as another connection's (nothing else dropped).
+    reader.apply(by_user[kept][4:5])
+    assert reader.get(kept).n_events == 5 and reader.get(changed) is fresh
+    # The writer sees the reader's event; then a catalogue upsert drops every cached profile.
+    assert writer.get(kept).n_events == 5
+    writer.set_item_vectors([999_002], None, {999_002: ["Other"]})
+    assert reader.get(changed) is not fresh and reader.get(changed).history == fresh.history
+    writer.close()
+    reader.close()
