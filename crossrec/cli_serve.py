@@ -29,6 +29,10 @@ def _service_options(p: argparse.ArgumentParser) -> None:
                    help="the live profile store the stream consumers write (default: the engine's snapshot, in memory)")
     p.add_argument("--workers", type=_positive(int), default=1, help="uvicorn worker processes (default 1 for serve, 2 for serve-bench)")
     p.add_argument("--torch-threads", type=_positive(int), default=1, help="torch threads per worker (default 1)")
+    p.add_argument("--recommend-cache", type=int, default=4096, metavar="N",
+                   help="recommendations kept per worker while the user's profile is unchanged (default 4096; 0: off)")
+    p.add_argument("--search-cache", type=int, default=4096, metavar="N",
+                   help="text-search answers kept per worker, per query, k, mode and filters (default 4096; 0: off)")
 
 
 def add_parser(subparsers) -> None:
@@ -64,6 +68,9 @@ def add_parser(subparsers) -> None:
                        help="higher rates per route tried after the main run, until p99 > 100 ms (default 75 100 150)")
     bench.add_argument("--step-duration", type=_positive(float), default=20.0, help="seconds per higher rate (default 20)")
     bench.add_argument("--catalogue", default="grocery", help="catalogue of the text searches (default grocery)")
+    bench.add_argument("--new-queries", action="store_true",
+                       help="search with a text not sent before on every request (default: the catalogue's 20 bench "
+                            "queries in turn, as popular queries repeat)")
     bench.add_argument("--in-process", action="store_true",
                        help="no server, broker or load: load the models here and report the CPU time per request of "
                             "each route (recommend, search, search with new texts) sent one at a time through the app")
@@ -76,7 +83,8 @@ def _config(args, **extra):
     from crossrec.service import ServiceConfig
 
     return ServiceConfig(catalogues=tuple(args.catalogues), data_dir=args.data_dir, ranker_dir=args.ranker_dir,
-                         profile_store=args.profile_store, torch_threads=args.torch_threads, **extra)
+                         profile_store=args.profile_store, torch_threads=args.torch_threads,
+                         recommend_cache=args.recommend_cache, search_cache=args.search_cache, **extra)
 
 
 def _serve(args) -> int:
@@ -101,7 +109,8 @@ def _bench(args) -> int:
         print(f"report written to {args.json}")
         return 0
     options = BenchOptions(rate=args.rate, duration_s=args.duration, rates=tuple(args.rates),
-                           step_duration_s=args.step_duration, workers=args.workers, catalogue=args.catalogue)
+                           step_duration_s=args.step_duration, workers=args.workers, catalogue=args.catalogue,
+                           new_queries=args.new_queries)
     report = run_serve_bench(_config(args), options, echo=print)
     write_json(args.json, report)
     print(f"report written to {args.json}")

@@ -43,18 +43,24 @@ N_USERS, USER_STRIDE = 943, 37
 
 def bench_request(route: str, i: int, catalogue: str = "grocery") -> tuple[str, str, dict]:
     """The ``i``-th request (method, path, httpx kwargs) of a read route both benches send:
-    ``recommend`` (k=10 for user 1 + 37 i mod 943), ``search`` (the catalogue's bench queries in
-    turn: repeats, as a shop's popular queries do, so the query-vector cache answers most of them)
-    or ``search_new`` (two bench queries joined: a text seen once per 400 requests)."""
+    ``recommend`` (k=10 for user 1 + 37 i mod 943: every user once per 943 requests),
+    ``recommend_again`` (the same requests: sent after ``recommend``, each asks for a user asked
+    before), ``search`` (the catalogue's bench queries in turn: repeats, as a shop's popular
+    queries do, so the query-vector cache answers most of them) or ``search_new`` (two bench
+    queries joined: a text not sent before, for the first 400 requests; then three joined, new up
+    to 8,000 requests)."""
     queries = QUERIES.get(catalogue, QUERIES["grocery"])
-    if route == "recommend":
+    if route in ("recommend", "recommend_again"):
         return "GET", f"/users/{1 + (i * USER_STRIDE) % N_USERS}/recommendations", {"params": {"k": 10}}
     if route == "search":
         return "GET", f"/catalogues/{catalogue}/search", {"params": {"q": queries[i % len(queries)], "k": 10}}
     if route == "search_new":
-        q = f"{queries[i % len(queries)]} {queries[(i // len(queries) + 1 + i) % len(queries)]}"
+        n = len(queries)
+        q = f"{queries[i % n]} {queries[(i // n + 1 + i) % n]}"
+        if i >= n * n:  # a third query: texts stay new for n ** 3 requests (8,000 with 20 queries)
+            q += f" {queries[(i // (n * n) - 1 + i) % n]}"
         return "GET", f"/catalogues/{catalogue}/search", {"params": {"q": q, "k": 10}}
-    raise CrossrecError(f"route={route!r}: allowed recommend, search, search_new")
+    raise CrossrecError(f"route={route!r}: allowed recommend, recommend_again, search, search_new")
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,9 @@ class BenchOptions:
     workers: int = 2
     catalogue: str = "grocery"
     events_rate: float = 5.0  # click events/s posted during every run
+    # The search route's texts: False, the catalogue's 20 bench queries in turn (popular queries
+    # repeat: the issue's figure); True, a text not sent before on every request (``search_new``).
+    new_queries: bool = False
     timeout_s: float = 10.0  # a request slower than this counts as an error
     start_timeout_s: float = 900.0
 
@@ -209,10 +218,11 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
     with service_stack(config, store=store, work=work, workers=options.workers, topic_prefix="bench",
                        start_timeout_s=options.start_timeout_s, echo=echo) as running:
         url, key = running.url, running.api_key
+        search_route = "search_new" if options.new_queries else "search"
         def routes(rate: float) -> dict:
             return {
                 "recommend": (rate, lambda i: bench_request("recommend", i)),
-                "search": (rate, lambda i: bench_request("search", i, options.catalogue)),
+                "search": (rate, lambda i: bench_request(search_route, i, options.catalogue)),
                 "events": (options.events_rate, lambda i: ("POST", "/events", {"headers": {"X-API-Key": key}, "json": {
                     "event_id": f"bench-{time.time_ns()}-{i}", "timestamp": time.time(), "user_id": 1 + (i * 53) % 943,
                     "item_id": 1 + (i * 101) % 1682, "kind": "click"}})),
@@ -222,9 +232,11 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
             load = os.getloadavg()[0]
             workers = _worker_pids(work / "server.log")  # read again: the service is ready once one worker is
             server0, client0, busy0 = _cpu_seconds(workers), time.process_time(), _machine_busy()
+            cache0 = _recommend_cache_counts(url)
             samples = asyncio.run(open_loop(url, routes(rate), duration, options.timeout_s))
             server_s, client_s = _cpu_seconds(workers) - server0, time.process_time() - client0
             busy = _machine_busy() - busy0
+            hits, misses = (after - before for after, before in zip(_recommend_cache_counts(url), cache0))
             figs = {name: asdict(_figures(routes(rate)[name][0], s)) for name, s in samples.items()}
             sent = sum(len(s) for s in samples.values())
             # Where the CPU went: the service workers' and this client's CPU per request sent, and
@@ -232,6 +244,9 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
             figs["cpu"] = {"workers_seen": len(workers), "server_ms_per_request": round(1000 * server_s / max(sent, 1), 2),
                            "client_ms_per_request": round(1000 * client_s / max(sent, 1), 2),
                            "machine_busy_share": None if busy is None else round(busy, 3)}
+            # Recommendations answered from the workers' caches (a user asked again with no new
+            # events, on the worker that ranked it before): the share of recommend requests.
+            figs["recommend_cache_hit_share"] = round(hits / max(hits + misses, 1), 3)
             figs["loadavg_1m_before"] = round(load, 2)
             figs["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
             r, s, c = figs["recommend"], figs["search"], figs["cpu"]
@@ -239,6 +254,7 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
                  f"({r['errors']} errors), search p50 {s['p50_ms']} p99 {s['p99_ms']} ms ({s['errors']} errors), "
                  f"events {figs['events']['requests'] - figs['events']['errors']}/{figs['events']['requests']} acked; "
                  f"CPU per request: service {c['server_ms_per_request']} ms, client {c['client_ms_per_request']} ms; "
+                 f"recommend cache hits {figs['recommend_cache_hit_share']:.0%}; "
                  f"load {figs['loadavg_1m_after']}")
             return figs
 
@@ -264,10 +280,23 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
                             "(0 if the main run missed it)",
             "steps": [{"rate_per_route": f["recommend"]["rate"], **f} for f in steps],
             "workers": options.workers, "torch_threads": config.torch_threads, "catalogue": options.catalogue,
+            "search_texts": "new on every request" if options.new_queries else "the catalogue's 20 bench queries in turn",
+            "recommend_cache": config.recommend_cache, "search_cache": config.search_cache,
             "cpus": os.cpu_count(), "loadavg_end": list(os.getloadavg()),
         }
     shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _recommend_cache_counts(base_url: str) -> tuple[float, float]:
+    """(hits, misses) of the recommendation caches of every worker so far, from ``/metrics``."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as response:
+        text = response.read().decode("utf-8", errors="replace")
+    found = dict(re.findall(r'^crossrec_recommend_cache_total\{result="(hit|miss)"\} (\S+)$', text, re.M))
+    return float(found.get("hit", 0.0)), float(found.get("miss", 0.0))
 
 
 def _worker_pids(server_log: Path) -> list[int]:
@@ -330,7 +359,7 @@ async def _asgi_request(app, method: str, path: str, params: dict) -> tuple[int,
 
 
 def run_cpu_bench(config: ServiceConfig, requests: int = 200, catalogue: str = "grocery",
-                  routes: tuple[str, ...] = ("recommend", "search", "search_new"),
+                  routes: tuple[str, ...] = ("recommend", "recommend_again", "search", "search_new"),
                   echo: Callable[[str], None] = print) -> dict:
     """CPU per request of each read route in this process: the service's models loaded as one
     worker loads them, then ``requests`` requests per route sent one after another through the
@@ -338,17 +367,21 @@ def run_cpu_bench(config: ServiceConfig, requests: int = 200, catalogue: str = "
     model and JSON; no client and no socket, so neither the client nor uvicorn's HTTP parsing is
     counted). CPU time (``time.process_time``, every
     thread of the process) is barely moved by other jobs on the machine, unlike latency. Each
-    measured recommendation is for a user not asked for before in the process (as under load,
-    where the live store's commits keep dropping cached profiles). Returns the JSON report."""
-    from crossrec.service.app import create_app
+    measured ``recommend`` is for a user not asked for before in the process, so it is ranked
+    whether or not the recommendation cache is on (the cost of a miss); ``recommend_again`` then
+    asks for the same users again (the cost of a hit when the cache is on, of ranking when it is
+    off). Returns the JSON report."""
+    from crossrec.service.app import create_app, freeze_loaded
     from crossrec.service.engine import ServiceEngine
 
     if requests < 1 or requests + WARM_UP > N_USERS:
         raise CrossrecError(f"requests={requests!r}: allowed 1 to {N_USERS - WARM_UP} (one per user)")
     started = time.perf_counter()
     app = create_app(ServiceEngine.load(config))
+    freeze_loaded()  # as a worker does
     echo(f"cpu-bench: models loaded in {time.perf_counter() - started:.0f} s; {requests} requests per route, one at a time")
-    report: dict = {"requests": requests, "catalogue": catalogue, "torch_threads": config.torch_threads, "routes": {}}
+    report: dict = {"requests": requests, "catalogue": catalogue, "torch_threads": config.torch_threads,
+                    "recommend_cache": config.recommend_cache, "routes": {}}
 
     async def send(route: str, i: int) -> float:
         method, path, kwargs = bench_request(route, i, catalogue)

@@ -46,6 +46,13 @@ class ServiceConfig:
     publish_timeout_s: float = 5.0  # a publish not acknowledged by the broker within this is a 503
     heavy_threads: int = 4  # concurrent embedding/ranking calls per process
     torch_threads: int = 1
+    # Recommendations kept per process, per (user, k, filters), while the user's profile is the same
+    # object in the live store (it is rebuilt exactly when the user's events or demographics change):
+    # a user asked again with nothing new costs no ranking. 0: off.
+    recommend_cache: int = 4096
+    # Text-search answers kept per process, per (catalogue, query, k, mode, filters): popular queries
+    # repeat, and a loaded searcher does not change while serving. 0: off.
+    search_cache: int = 4096
     creatives_dir: str | None = None  # finished creatives: <dir>/<user>/<item>/{poster.png,copy.json,...}
     creative_cache: str | None = None  # the creative worker's cache index (SQLite): creatives served from it
     assets_dir: str | None = None  # ... and its asset store (default: $CROSSREC_HOME/cache/assets)
@@ -64,6 +71,10 @@ class ServiceConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise CrossrecError(f"{name}={value!r}: must be a positive integer")
+        for name in ("recommend_cache", "search_cache"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise CrossrecError(f"{name}={value!r}: must be an integer >= 0 (0: off)")
         if not self.bandit_refresh_s > 0:
             raise CrossrecError(f"bandit_refresh_s={self.bandit_refresh_s!r}: must be > 0 seconds")
         if self.bandit_dir and not self.creative_cache:

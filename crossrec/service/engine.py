@@ -10,15 +10,17 @@ records, never from a path given by a request.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Hashable, Mapping
 
 from crossrec.service.config import ServiceConfig
 from crossrec.service.publisher import EventPublisher
 from crossrec_core.errors import UnknownIdError
 
-__all__ = ["ServiceEngine", "ItemRecord", "CREATIVE_FILES"]
+__all__ = ["ServiceEngine", "ItemRecord", "KeptAnswers", "CREATIVE_FILES"]
 
 HISTORY_SHOWN = 50
 # A finished creative's folder: <creatives_dir>/<user>/<item>/ holding these files (by kind).
@@ -43,6 +45,38 @@ def _facet_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def _filters_key(filters: Mapping | None) -> str:
+    return json.dumps(filters, sort_keys=True, default=sorted)
+
+
+class KeptAnswers:
+    """A bounded, thread-safe store of answers (least recently used dropped past ``size``; 0: keeps
+    nothing). Each answer is kept with the object it was computed from (``source``) and is only
+    found again with that very object, so a replaced input is a miss, never a stale answer."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, source: Any = None) -> Any:
+        with self._lock:
+            kept = self._items.get(key)
+            if kept is None or kept[0] is not source:
+                return None
+            self._items.move_to_end(key)
+            return kept[1]
+
+    def put(self, key: Hashable, source: Any, answer: Any) -> None:
+        if not self.size:
+            return
+        with self._lock:
+            self._items[key] = (source, answer)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
 class ServiceEngine:
     def __init__(self, config: ServiceConfig, searchers: Mapping[str, Any], recommender, *,
                  known_users: set[int] | None = None, publisher: EventPublisher | None = None) -> None:
@@ -60,6 +94,8 @@ class ServiceEngine:
         self.topics = Topics(prefix=config.topic_prefix)
         self._rows = {name: {str(i): r for r, i in enumerate(s.items.ids)} for name, s in self.searchers.items()}
         self._ranking_ids = {int(i) for i in recommender.catalogue.item_ids}
+        self._recs = KeptAnswers(config.recommend_cache)  # (user, k, filters) -> Recommendations, per profile object
+        self._searches = KeptAnswers(config.search_cache)  # (catalogue, query, k, mode, filters) -> SearchResult
         self.creatives = None
         if config.creative_cache:
             from crossrec.service.creatives import CreativeSource
@@ -115,7 +151,17 @@ class ServiceEngine:
         return record.image
 
     def search_text(self, catalogue: str, query: str, *, k: int, mode: str, filters: Mapping | None):
-        return self.searcher(catalogue).search(query, k=k, filters=filters, mode=mode)
+        """The searcher's answer, kept per (catalogue, query, k, mode, filters) (``config.search_cache``
+        entries): a loaded searcher's items, vectors and weights do not change while serving."""
+        from crossrec.service.metrics import SEARCH_CACHE
+
+        key = (catalogue, query, int(k), mode, _filters_key(filters))
+        found = self._searches.get(key)
+        SEARCH_CACHE.labels("miss" if found is None else "hit").inc()
+        if found is None:
+            found = self.searcher(catalogue).search(query, k=k, filters=filters, mode=mode)
+            self._searches.put(key, None, found)
+        return found
 
     def search_image(self, catalogue: str, image, *, k: int, space: str, filters: Mapping | None):
         return self.searcher(catalogue).search_image(image, k=k, space=space, filters=filters)
@@ -148,8 +194,24 @@ class ServiceEngine:
                 "history": history, "category_affinity": dict(top)}
 
     def recommend(self, user_id: int, *, k: int, filters: dict):
-        return self.recommender.recommend(user_id, k=k, filters=filters)
+        """The recommender's answer, kept per (user, k, filters) while the user's profile is the
+        same object in the store (``config.recommend_cache`` entries). The store replaces a profile
+        object exactly when the user's events or demographics change (or the catalogue does), and
+        the loaded models do not change while serving, so a kept answer is the one ranking would
+        give again. ``None`` (an unknown user) keys the popularity fallback, which reads no profile."""
+        from crossrec.service.metrics import RECOMMEND_CACHE
 
+        key = (int(user_id), int(k), _filters_key(filters))
+        # Read before ranking: if the profile changes meanwhile, the answer (for the newer profile)
+        # is kept under the older object, which the store never hands out again: a miss, not a
+        # stale hit.
+        profile = self.profiles.get(user_id) if self._recs.size else None
+        found = self._recs.get(key, profile)
+        RECOMMEND_CACHE.labels("miss" if found is None else "hit").inc()
+        if found is None:
+            found = self.recommender.recommend(user_id, k=k, filters=filters)
+            self._recs.put(key, profile, found)
+        return found
     def title(self, item_id: int) -> str:
         cat = self.recommender.catalogue
         return cat.titles[int(cat.positions([item_id])[0])]

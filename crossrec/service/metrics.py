@@ -11,13 +11,17 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-__all__ = ["REQUEST_SECONDS", "REQUEST_ERRORS", "PUBLISH_SECONDS", "RequestMetrics", "render"]
+__all__ = ["REQUEST_SECONDS", "REQUEST_ERRORS", "PUBLISH_SECONDS", "RECOMMEND_CACHE", "SEARCH_CACHE", "RequestMetrics", "render"]
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REQUEST_SECONDS = Histogram("crossrec_request_seconds", "Request latency by route", ["method", "route"], buckets=_BUCKETS)
 REQUEST_ERRORS = Counter("crossrec_request_errors_total", "Responses with status >= 400 by route", ["method", "route", "status"])
 PUBLISH_SECONDS = Histogram("crossrec_kafka_publish_seconds", "Send -> broker acknowledgement of one event post",
                             buckets=_BUCKETS)
+RECOMMEND_CACHE = Counter("crossrec_recommend_cache_total", "Recommendation requests answered from the per-process "
+                          "cache (hit) or ranked (miss)", ["result"])
+SEARCH_CACHE = Counter("crossrec_search_cache_total", "Text searches answered from the per-process cache (hit) "
+                       "or searched (miss)", ["result"])
 
 
 class RequestMetrics:

@@ -10,7 +10,7 @@ import time
 import pytest
 from fastapi import FastAPI, HTTPException
 
-from crossrec.service.bench import _asgi_request, _cpu_seconds, _worker_pids, bench_request
+from crossrec.service.bench import _asgi_request, _cpu_seconds, _recommend_cache_counts, _worker_pids, bench_request
 from crossrec_core.errors import CrossrecError
 
 
@@ -19,8 +19,9 @@ def test_request_mix():
     assert len(users) == 943  # every ml100k user once before any repeats
     assert bench_request("recommend", 0) == ("GET", "/users/1/recommendations", {"params": {"k": 10}})
     repeated = {bench_request("search", i)[2]["params"]["q"] for i in range(400)}
-    new = [bench_request("search_new", i, "grocery")[2]["params"]["q"] for i in range(400)]
-    assert len(repeated) == 20 and len(set(new)) == 400
+    new = [bench_request("search_new", i, "grocery")[2]["params"]["q"] for i in range(8000)]
+    assert len(repeated) == 20 and len(set(new)) == 8000  # a 60 s run at 100 req/s sends 6,000
+    assert bench_request("recommend_again", 5) == bench_request("recommend", 5)
     assert bench_request("search", 3, "ml100k")[1] == "/catalogues/ml100k/search"
     with pytest.raises(CrossrecError, match="route='events'"):
         bench_request("events", 0)
@@ -71,6 +72,18 @@ def test_open_loop_client_against_a_real_server():
     async def events(body: dict):
         return {"accepted": len(body)}
 
+    from fastapi.responses import PlainTextResponse
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    registry = CollectorRegistry()  # the service's counter, as /metrics renders it
+    cache = Counter("crossrec_recommend_cache_total", "kept recommendations", ["result"], registry=registry)
+    cache.labels("hit").inc(3)
+    cache.labels("miss").inc(7)
+
+    @app.get("/metrics")
+    async def prometheus():
+        return PlainTextResponse(generate_latest(registry))
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -90,6 +103,7 @@ def test_open_loop_client_against_a_real_server():
             assert [good for _, good in results["get"]].count(False) == 8  # the 404s (item 0) are failures
             assert all(good for _, good in results["post"])
             assert all(0 <= ms < 5000 for ms, _ in results["get"] + results["post"])
+        assert _recommend_cache_counts(f"http://127.0.0.1:{port}") == (3.0, 7.0)
         closed = asyncio.run(open_loop("http://127.0.0.1:1", {"get": (5.0, lambda i: ("GET", "/", {}))}, 0.4, 1.0))
         assert [good for _, good in closed["get"]] == [False, False]  # nothing listening: failures, no exception
     finally:
