@@ -350,7 +350,8 @@ def service_stack(config, *, store: Path, work: Path, workers: int, port: int = 
                                                  topic_prefix=topic_prefix).items():
             start([*cli, *args], f"{name}.log")
         serve = [*cli, "serve", "--port", str(port), "--workers", str(workers), *connection, "--profile-store",
-                 str(store), "--torch-threads", str(config.torch_threads), "--catalogues", *config.catalogues]
+                 str(store), "--torch-threads", str(config.torch_threads), "--catalogues", *config.catalogues,
+                 "--recommend-cache", str(config.recommend_cache), "--search-cache", str(config.search_cache)]
         for flag, value in (("--data-dir", config.data_dir), ("--ranker-dir", config.ranker_dir),
                             ("--creatives-dir", config.creatives_dir), ("--reports-dir", config.reports_dir),
                             ("--bandit", config.bandit_dir), ("--creative-cache", config.creative_cache),

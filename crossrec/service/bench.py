@@ -231,11 +231,14 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
         def run(rate: float, duration: float) -> dict:
             load = os.getloadavg()[0]
             workers = _worker_pids(work / "server.log")  # read again: the service is ready once one worker is
-            server0, client0, busy0 = _cpu_seconds(workers), time.process_time(), _machine_busy()
+            per_worker0 = [_cpu_seconds([pid]) for pid in workers]
+            server0, client0, busy0, wall0 = sum(per_worker0), time.process_time(), _machine_busy(), time.perf_counter()
             cache0 = _recommend_cache_counts(url)
             samples = asyncio.run(open_loop(url, routes(rate), duration, options.timeout_s))
-            server_s, client_s = _cpu_seconds(workers) - server0, time.process_time() - client0
-            busy = _machine_busy() - busy0
+            per_worker = [_cpu_seconds([pid]) - before for pid, before in zip(workers, per_worker0)]
+            server_s, client_s = sum(per_worker), time.process_time() - client0
+            busy1, wall = _machine_busy(), time.perf_counter() - wall0  # the run, its last answers included
+            busy = None if busy0 is None or busy1 is None else (busy1 - busy0) / wall
             hits, misses = (after - before for after, before in zip(_recommend_cache_counts(url), cache0))
             figs = {name: asdict(_figures(routes(rate)[name][0], s)) for name, s in samples.items()}
             sent = sum(len(s) for s in samples.values())
@@ -243,7 +246,11 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
             # the whole machine's busy share (other jobs included) over the run.
             figs["cpu"] = {"workers_seen": len(workers), "server_ms_per_request": round(1000 * server_s / max(sent, 1), 2),
                            "client_ms_per_request": round(1000 * client_s / max(sent, 1), 2),
-                           "machine_busy_share": None if busy is None else round(busy, 3)}
+                           "machine_busy_share": None if busy is None else round(busy, 3),
+                           # each worker's share of a core over the run: one worker near 1.0 while the
+                           # other idles is a queue that a second core cannot drain (keep-alive
+                           # connections stay on the worker that accepted them)
+                           "worker_core_share": [round(w / wall, 3) for w in per_worker]}
             # Recommendations answered from the workers' caches (a user asked again with no new
             # events, on the worker that ranked it before): the share of recommend requests.
             figs["recommend_cache_hit_share"] = round(hits / max(hits + misses, 1), 3)
@@ -254,6 +261,7 @@ def run_serve_bench(config: ServiceConfig, options: BenchOptions = BenchOptions(
                  f"({r['errors']} errors), search p50 {s['p50_ms']} p99 {s['p99_ms']} ms ({s['errors']} errors), "
                  f"events {figs['events']['requests'] - figs['events']['errors']}/{figs['events']['requests']} acked; "
                  f"CPU per request: service {c['server_ms_per_request']} ms, client {c['client_ms_per_request']} ms; "
+                 f"workers' core shares {c['worker_core_share']}; "
                  f"recommend cache hits {figs['recommend_cache_hit_share']:.0%}; "
                  f"load {figs['loadavg_1m_after']}")
             return figs

@@ -15,6 +15,12 @@ from crossrec_core.errors import CrossrecError
 __all__ = ["serve", "service_env", "warm_search_cache"]
 
 APP_FACTORY = "crossrec.service.app:create_app_from_env"
+# uvicorn's supervisor pings each worker every 0.5 s and kills (then restarts) one that does not
+# answer within this. Its default, 5 s, killed workers while they imported torch and loaded the
+# models on a loaded machine (the answering thread waits for the GIL, which an import or a full
+# collection holds for seconds): at load 11 the workers restarted every 10 to 30 s and never
+# became ready. A worker stuck for this long is still replaced.
+WORKER_HEALTHCHECK_S = 120
 
 
 def service_env(config: ServiceConfig, metrics_dir: str | None = None) -> dict[str, str]:
@@ -76,7 +82,8 @@ def serve(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, w
         # request than asyncio + h11); no access log: a line per request costs CPU and says nothing
         # the metrics do not.
         uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level=log_level,
-                    loop="auto", http="auto", access_log=False, timeout_graceful_shutdown=10)
+                    loop="auto", http="auto", access_log=False, timeout_graceful_shutdown=10,
+                    timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
