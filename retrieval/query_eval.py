@@ -107,7 +107,7 @@ class QueryEvalOptions:
     model_dir: str | None = None
     folds: int = 5
     query_set: str | None = None  # another JSONL (tests); default: the committed set
-    query_runtime: str = "onnx-int8"  # the MiniLM query encoder of the searcher (``Searcher.load``)
+    query_runtime: str = "onnx-int8"  # the query encoders' runtime (``Searcher.load``)
 
 
 def _row_keys(searcher: Searcher, dataset: str) -> dict[str, int]:

@@ -33,7 +33,7 @@ class SearchBenchOptions:
     seed: int = 0
     data_dir: str | None = None
     model_dir: str | None = None
-    query_runtime: str = "onnx-int8"  # the MiniLM query encoder (``Searcher.load``): the default search's
+    query_runtime: str = "onnx-int8"  # the query encoders' runtime (``Searcher.load``): the default search's
 
 
 def _synthetic_queries(items, n: int, rng: np.random.Generator) -> list[str]:

