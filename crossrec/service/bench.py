@@ -389,7 +389,7 @@ def run_cpu_bench(config: ServiceConfig, requests: int = 200, catalogue: str = "
     freeze_loaded()  # as a worker does
     echo(f"cpu-bench: models loaded in {time.perf_counter() - started:.0f} s; {requests} requests per route, one at a time")
     report: dict = {"requests": requests, "catalogue": catalogue, "torch_threads": config.torch_threads,
-                    "recommend_cache": config.recommend_cache, "routes": {}}
+                    "recommend_cache": config.recommend_cache, "search_cache": config.search_cache, "routes": {}}
 
     async def send(route: str, i: int) -> float:
         method, path, kwargs = bench_request(route, i, catalogue)
