@@ -162,9 +162,19 @@ def cpu_autocast() -> torch.autocast:
 def frozen_stages(encoder: MobileNetV2Encoder, x: torch.Tensor, start: int, stop: int, batch: int = 256) -> torch.Tensor:
     """Run frozen stages ``start..stop-1`` in bf16 where the CPU has it natively (AMX, AVX512-BF16),
     fp32 elsewhere; spatial maps stay unpooled (``stop`` 19 gives the ``(B, 1280, 7, 7)`` tokens
-    the fusion layer attends over)."""
-    model = encoder.model.to(memory_format=torch.channels_last)
+    the fusion layer attends over). Without native bf16 they run in float32 through ONNX Runtime
+    (``MobileNetV2Encoder.frozen``), which needs far less CPU than torch for these blocks."""
     out = []
+    if not _BF16:
+        for i in range(0, len(x), batch):
+            y = encoder.frozen(x[i : i + batch], start, stop)
+            if y is None:
+                break
+            out.append(y.to(torch.float16).contiguous())
+        else:
+            return torch.cat(out) if out else x.new_zeros((0,))
+        out = []
+    model = encoder.model.to(memory_format=torch.channels_last)
     with torch.inference_mode(), cpu_autocast():
         for i in range(0, len(x), batch):
             y = model.features[start:stop](x[i : i + batch].float().contiguous(memory_format=torch.channels_last))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,6 +20,9 @@ from crossrec_core.errors import ImageDecodeError
 from retrieval.images import ImageInput, load_image, preprocess
 
 __all__ = ["MobileNetV2Encoder", "LoadedImages", "load_images"]
+
+log = logging.getLogger(__name__)
+_ORT_BATCH = 8  # ONNX Runtime's CPU time per image is lowest at small batches (cache-resident activations)
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,63 @@ class MobileNetV2Encoder(Encoder):
     def stages(self, batch: torch.Tensor, stop: int) -> torch.Tensor:
         """Run stages ``0..stop-1`` on a preprocessed batch ``(B, 3, S, S)``."""
         return self.model.features[:stop](batch.to(self.device))
+
+    def frozen(self, batch: torch.Tensor, start: int, stop: int) -> torch.Tensor | None:
+        """Stages ``start..stop-1`` on ``(B, C, H, W)`` float32 through ONNX Runtime (float32,
+        ``(B, C', H', W')``), or None where that runtime is not used (not on CPU, or the export
+        failed: the caller runs torch). On a CPU without native bf16 this takes a quarter to a fifth
+        of torch's CPU time for MobileNetV2's depthwise blocks, with a max abs difference of about
+        1e-5. The slice is exported once into ``$CROSSREC_HOME/cache/onnx``, keyed by its weights."""
+        if self.device != "cpu" or start >= stop:
+            return None
+        session = self._stage_session(start, stop)
+        if session is None:
+            return None
+        x = batch.float().contiguous().numpy()
+        out = [session.run(None, {"x": x[i : i + _ORT_BATCH]})[0] for i in range(0, len(x), _ORT_BATCH)]
+        return torch.from_numpy(np.concatenate(out)) if out else batch.new_zeros((0,))
+
+    @cached_property
+    def _sessions(self) -> dict:
+        return {}
+
+    def _stage_session(self, start: int, stop: int):
+        key = (start, stop, torch.get_num_threads())
+        if key not in self._sessions:
+            self._sessions[key] = self._open_stage_session(start, stop)
+        return self._sessions[key]
+
+    def _open_stage_session(self, start: int, stop: int):
+        from crossrec_core.paths import cache_dir
+        from crossrec_core.persist import atomic_write_bytes
+        from retrieval.encoders.onnx import ort_session
+
+        part = self.model.features[start:stop].eval()
+        digest = hashlib.sha1(f"v1:{start}:{stop}".encode())
+        for name, tensor in part.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        path = cache_dir("onnx") / f"mobilenet_v2-stages{start}-{stop}-{digest.hexdigest()[:16]}.onnx"
+        try:
+            if not path.is_file():
+                log.info("exporting MobileNetV2 stages %d..%d to ONNX once: %s", start, stop - 1, path)
+                with torch.no_grad():  # an input of the slice's shape: the stages below it on a blank image
+                    example = self.model.features[:start](torch.zeros(2, 3, 224, 224))
+                tmp = path.with_suffix(".export")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with torch.inference_mode(False), torch.no_grad():
+                        torch.onnx.export(part, example, str(tmp), input_names=["x"],
+                                          output_names=["y"], dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"},
+                                                                            "y": {0: "batch", 2: "h", 3: "w"}},
+                                          opset_version=17, dynamo=False)
+                    atomic_write_bytes(path, tmp.read_bytes())
+                finally:
+                    tmp.unlink(missing_ok=True)
+            return ort_session(path, torch.get_num_threads())
+        except Exception as exc:  # noqa: BLE001 - any export or runtime failure keeps the torch path
+            log.warning("MobileNetV2 stages %d..%d stay on torch (ONNX Runtime unavailable: %s)", start, stop - 1, exc)
+            return None
 
     def encode(self, inputs: Sequence[ImageInput], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Encode images; raises ``ImageDecodeError`` on the first one that does not decode."""

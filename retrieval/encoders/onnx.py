@@ -26,11 +26,23 @@ from crossrec_core.paths import cache_dir
 from retrieval.encoders.base import Encoder, OnnxSource
 from retrieval.encoders.text import check_texts
 
-__all__ = ["OnnxSource", "OnnxTextEncoder", "onnx_text_encoder"]
+__all__ = ["OnnxSource", "OnnxTextEncoder", "onnx_text_encoder", "ort_session"]
 
 log = logging.getLogger(__name__)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _EXPORT_VERSION = 1  # bump when the exported graph changes
+
+
+def ort_session(path: str | Path, threads: int):
+    """An ONNX Runtime CPU session on ``path`` with ``threads`` intra-op threads (the engine's
+    thread setting) and every graph optimisation."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class OnnxTextEncoder(Encoder):
@@ -127,8 +139,6 @@ class OnnxTextEncoder(Encoder):
 
     @cached_property
     def session(self):
-        import onnxruntime as ort
-
         path = self.model_path()
         if not path.is_file():
             log.info("exporting %s to ONNX once: %s", self.parts.name, path)
@@ -136,11 +146,7 @@ class OnnxTextEncoder(Encoder):
                 self._quantise(path)
             else:
                 self._export(path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort_session(path, self.threads)
 
     def encode(self, inputs: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         texts = check_texts(inputs)

@@ -283,3 +283,18 @@ def test_attention_pool_starts_as_mean_pooling_and_learns(slice_data, image_enco
     reloaded = AlignedModel.from_pretrained(tmp_path / "m")
     with torch.inference_mode():
         torch.testing.assert_close(reloaded.encode_image(x), z)
+
+
+def test_frozen_stages_through_onnx_runtime_match_torch(grocery, image_encoder):
+    """The ONNX Runtime path of the frozen MobileNetV2 stages gives torch's features (float32
+    rounding), from the image and from cached stage features alike."""
+    from retrieval.encoders.image import load_images
+
+    x = load_images([p.path for p in grocery.split("val")[:5]]).tensors
+    for start, stop in ((0, CACHE_STAGE), (CACHE_STAGE, 19)):
+        with torch.inference_mode():
+            ref = image_encoder.model.features[start:stop](x.contiguous())
+        got = image_encoder.frozen(x, start, stop)
+        assert got is not None and got.shape == ref.shape
+        assert torch.allclose(got, ref, atol=1e-3 * float(ref.abs().max()))
+        x = ref
