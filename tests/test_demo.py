@@ -38,6 +38,7 @@ def test_parser_rejects_bad_arguments(argv, capsys):
 @pytest.mark.parametrize("kwargs, names", [
     ({"events": 0}, "events=0"), ({"events": True}, "events=True"), ({"events": 2.5}, "events=2.5"),
     ({"user_id": -1}, "user_id=-1"), ({"out_dir": " "}, "out_dir=' '"),
+    ({"quick": True, "full_training": True}, "quick=True and full_training=True"),
 ])
 def test_options_name_the_bad_value(kwargs, names):
     with pytest.raises(ValueError, match=names):
