@@ -38,7 +38,7 @@ from generation.types import BLOCKLIST, NEUTRAL_TONE, ControlSignals, CreativeIt
 
 __all__ = [
     "LikedItem", "ControlConfig", "LEXICON", "ZH_TERMS", "EN_TERMS", "term_text", "item_terms", "category_affinity", "liked_from_profile",
-    "taste_keywords",
+    "taste_keywords", "taste_texts",
     "controls_for", "neutral_controls", "translate",
 ]
 
@@ -114,14 +114,17 @@ class LikedItem:
 class ControlConfig:
     """``min_rating``: ratings that count as liked; ``max_images``: the most-weighted liked
     images used for palette and style vector (cost bound); ``palette_k`` colours; ``style_words``
-    and ``stress`` are capped at these counts."""
+    and ``stress`` are capped at these counts; ``taste_texts`` liked texts of up to
+    ``taste_chars`` characters each are kept for choosing copy."""
 
     min_rating: float = 4.0
     max_images: int = 12
     palette_k: int = 5
     style_words: int = 4
     stress: int = 2
-    keywords: int = 3
+    keywords: int = 5
+    taste_texts: int = 8
+    taste_chars: int = 200
     personalisation: float = 0.5
 
     def __post_init__(self) -> None:
@@ -208,6 +211,20 @@ def taste_keywords(liked: Sequence[LikedItem], n: int = 3) -> tuple[str, ...]:
         if 1.5 <= zipf <= 5.0:
             scored.append((-w * (7.0 - zipf), word))
     return tuple(word for _, word in sorted(scored)[:n])
+
+
+def taste_texts(liked: Sequence[LikedItem], n: int = 8, chars: int = 200) -> tuple[str, ...]:
+    """The openings (up to ``chars`` characters, at a word boundary) of the ``n`` most-weighted
+    liked items' texts; titles are not included (copy never quotes other items, and the eval
+    masks their titles). Writers only encode them (never prompt with them or quote them)."""
+    out = []
+    for entry in sorted(liked, key=lambda e: -e.weight):
+        text = " ".join((entry.item.text or "").split())
+        if text:
+            out.append(text if len(text) <= chars else text[:chars].rsplit(" ", 1)[0])
+        if len(out) >= n:
+            break
+    return tuple(out)
 
 
 def liked_from_profile(profile, items: Mapping[str, CreativeItem], *, half_life_days: float = 30.0,
@@ -323,6 +340,7 @@ def controls_for(user_id: str | None, liked: Sequence[LikedItem], item: Creative
         palette=colours, style_vector=style_vector, stress=tuple(stress), theme=theme, language=language,
         personalisation=float(weight), liked_titles=tuple(e.item.title for e in liked[:5]),
         keywords=taste_keywords(liked, config.keywords) if language == "en" else (),
+        taste_texts=taste_texts(liked, config.taste_texts, config.taste_chars),
     )
 
 

@@ -53,6 +53,8 @@ class ControlSignals:
     style only). ``liked_titles`` are what "because you liked ..." may quote (and what scoring
     masks out). ``keywords`` (word level too) are common words that recur in the liked items'
     texts ("heist", "outlaws"): the user's own vocabulary for copy, never a title or a name.
+    ``taste_texts`` (sentence level): the opening of the most-weighted liked items' texts, titles
+    left out; writers choose among their candidates by similarity to them and never quote them.
     """
 
     user_id: str | None
@@ -66,6 +68,7 @@ class ControlSignals:
     personalisation: float = 0.5
     liked_titles: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    taste_texts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:

@@ -108,7 +108,7 @@ class LocalLanguageModel:
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 48, num_return_sequences: int = 1,
                  temperature: float = 0.8, seed: int = 0, system: str | None = None, response_prefix: str = "",
                  greedy: int = 0, stop: Callable[[str], bool] | None = None,
-                 shared_prefix: str = "") -> list[list[str]]:
+                 shared_prefix: str = "", strip: bool = True) -> list[list[str]]:
         """``num_return_sequences`` completions for each prompt: ``[len(prompts)][num_return_sequences]``.
 
         ``temperature`` 0 decodes greedily (then every sequence of a prompt is the same); else the
@@ -119,7 +119,8 @@ class LocalLanguageModel:
         answer already too long to use); the batch ends when every sequence has. ``shared_prefix``:
         text every prompt starts with (an instruction, an example); its keys and values are
         computed once and kept for later calls (end it at a line break, where tokenisation splits
-        anyway).
+        anyway). ``strip`` False keeps each completion's trailing line breaks, so a caller can tell
+        a line the model ended from one cut at ``max_new_tokens``.
         """
         import torch
 
@@ -198,7 +199,8 @@ class LocalLanguageModel:
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, num_return_sequences=copies,
                 pad_token_id=tokenizer.pad_token_id, **options, **extra,
             )
-        decoded = [d.strip() for d in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
+        decoded = [d.strip() if strip else d.lstrip(" ") for d in
+                   tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
         if not sample:
             return [[d] * num_return_sequences for d in decoded]
         return [decoded[i * per_prompt:(i + 1) * per_prompt] for i in range(n_rows)]

@@ -13,7 +13,7 @@ from generation.copy import (
     AdCopy, CopyDraft, CopyRequest, Guardrails, LanguageModelCopyWriter, LMCopyConfig, TemplateCopyWriter,
     build_prompt, find_entities, parse_draft, sanitise,
 )
-from generation.copy.lm import answer_done, example_prefix, model_flaws
+from generation.copy.lm import answer_done, example_prefix, model_flaws, tagline_ended
 from generation.types import ControlSignals
 
 
@@ -80,6 +80,23 @@ def test_taste_keywords_reach_the_copy(movies, guardrails, horror_fan):
     assert "murder" in copy.text() and copy.guardrails.passed
 
 
+def test_taste_texts_steer_the_choice_among_passing_drafts(movies, guardrails, horror_fan):
+    """Among faithful fillings the writer prefers the one closest to what the user liked."""
+    fan = replace(horror_fan, keywords=("murder", "detective", "friendship"), personalisation=1.0,
+                  style_words=("chilling", "dark", "witty", "feel-good"),
+                  taste_texts=("A detective hunts a serial murderer through a dark, rainy city.",
+                               "Two cops chase a killer who leaves riddles at every murder scene."))
+    item = movies["1"]
+    plain = TemplateCopyWriter(guardrails, taste_weight=0.0).write(item, fan)
+    steered = TemplateCopyWriter(guardrails, taste_weight=1.0).write(item, fan)
+    assert steered.guardrails.passed and steered.guardrails.entities_ok, steered.guardrails.reasons
+    encoder = guardrails.encoder("en")
+    taste = encoder.encode(list(fan.taste_texts)).mean(0)
+    closeness = [float(v @ taste) for v in encoder.encode([plain.text(), steered.text()])]
+    # the taste term can only move the choice towards the user's liked texts
+    assert closeness[1] >= closeness[0] - 1e-6, (plain.text(), steered.text(), closeness)
+
+
 @pytest.mark.parametrize("language", ["en", "zh"])
 def test_template_writer_personal_and_neutral(movies, guardrails, horror_fan, language):
     writer = TemplateCopyWriter(guardrails)
@@ -130,6 +147,9 @@ def test_lm_writer_picks_a_passing_candidate_and_falls_back(movies, guardrails, 
     assert both[0].source == "template" and "LM candidates failed" in both[0].fallback_reason
     assert both[1].source == "template" and "templates" in both[1].fallback_reason
     assert len(lm_bad.prompts) == 1  # Chinese was not sent to the model
+    ended = LanguageModelCopyWriter(ScriptedLM([" Toy Story\nTagline: A chilling animation pick for you\n"]),
+                                    guardrails=guardrails, config=LMCopyConfig(candidates=1, greedy=0, languages=("en",)))
+    assert ended.write(toy, horror_fan).source == "lm"  # a finished tagline without a full stop
 
 
 def test_lm_answers_stop_early_and_model_flaws_are_rejected(movies, guardrails, horror_fan):
@@ -138,6 +158,10 @@ def test_lm_answers_stop_early_and_model_flaws_are_rejected(movies, guardrails, 
     assert done(" " + "a" * 61) and done(" Fargo\nTagline: " + "b" * 101)  # already too long to pass
     assert model_flaws(CopyDraft("Fargo", "A small town, a big crime.", ""), "x", "en") == []
     assert model_flaws(CopyDraft("Fargo", "The moment she had a", ""), "x", "en") == ["tagline cut off (no sentence end)"]
+    # a line the model ended itself needs no full stop (SmolLM2 rarely writes one)
+    assert tagline_ended(" Fargo\nTagline: Two lovers who never met\n") and not tagline_ended(" Fargo\nTagline: The moment")
+    assert not tagline_ended(" Fargo\n")
+    assert model_flaws(CopyDraft("Fargo", "Two lovers who never met", ""), "x", "en", tagline_ended=True) == []
     assert model_flaws(CopyDraft("Fargo", "A loving, loving story.", ""), "x", "en") == ["a word repeated in a row"]
     lifted = CopyDraft("Fargo", "One detective, one thief, one last heist.", "")
     assert model_flaws(lifted, "x", "en") == ["copies the prompt's example"]
