@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 from generation.copy.base import CopyDraft, GuardrailReport
 from generation.types import BLOCKLIST, ControlSignals, CreativeItem
 
-__all__ = ["GuardrailConfig", "Guardrails", "sanitise", "allowed_text", "find_entities", "BLOCKLIST"]
+__all__ = ["GuardrailConfig", "Guardrails", "sanitise", "allowed_text", "find_entities", "trigrams", "BLOCKLIST"]
 
 _INJECTION = re.compile(
     r"(ignore|disregard|forget|override)\b[^.!?\n]{0,40}\b(instruction|prompt|rule|above|previous|task)s?"
@@ -154,7 +154,7 @@ class Guardrails:
             vectors = self.encoder(language).encode([self.item_text(item)] + [d.text() or "-" for d in drafts])
             similarities = vectors[1:] @ vectors[0]
         terms = [t.lower() for t in (*controls.style_words, *controls.stress, *controls.keywords) if t]
-        title = set(_trigrams(item.title))
+        title = set(trigrams(item.title))
         return [self._one(d, float(s), language, allowed_lower, allowed_numbers, terms, title)
                 for d, s in zip(drafts, similarities)]
 
@@ -202,14 +202,14 @@ class Guardrails:
         return GuardrailReport(not reasons, tuple(reasons), sim, sim + cfg.control_bonus * used, entities_ok)
 
 
-def _trigrams(text: str) -> list[tuple[str, ...]]:
+def trigrams(text: str) -> list[tuple[str, ...]]:
     words = [w.lower() for w in _WORD.findall(text)]
     return list(zip(words, words[1:], words[2:]))
 
 
 def _repeated_trigrams(text: str, allowed: set[tuple[str, ...]] = frozenset()) -> int:
     """Word trigrams that occur more than once, not counting the ``allowed`` ones."""
-    grams = [g for g in _trigrams(text) if g not in allowed]
+    grams = [g for g in trigrams(text) if g not in allowed]
     return len(grams) - len(set(grams))
 
 

@@ -19,7 +19,7 @@ from generation.control import item_terms, term_text, translate
 from generation.copy.base import AdCopy, CopyDraft, CopyRequest, CopyWriter
 from generation.copy.guardrails import Guardrails, first_reason, sanitise
 
-__all__ = ["TemplateCopyWriter", "fill"]
+__all__ = ["TemplateCopyWriter", "fill", "body_options"]
 
 _EN = {
     "headline": ("{title}", "{title}: {Style0} and {style1}", "{theme}: {title}", "{Style0} {stress0}: {title}"),
@@ -83,6 +83,11 @@ def _options(request: CopyRequest) -> dict[str, list[str]]:
                 if text not in out[name]:
                     out[name].append(text)
     return out
+
+
+def body_options(request: CopyRequest) -> list[str]:
+    """The filled body templates for ``request`` (a model-written headline and tagline take one)."""
+    return _options(request)["body"]
 
 
 def fill(request: CopyRequest) -> list[CopyDraft]:

@@ -150,6 +150,12 @@ def test_lm_writer_picks_a_passing_candidate_and_falls_back(movies, guardrails, 
     ended = LanguageModelCopyWriter(ScriptedLM([" Toy Story\nTagline: A chilling animation pick for you\n"]),
                                     guardrails=guardrails, config=LMCopyConfig(candidates=1, greedy=0, languages=("en",)))
     assert ended.write(toy, horror_fan).source == "lm"  # a finished tagline without a full stop
+    # a headline quoting the item's first sentence gets a body that does not repeat it
+    first = toy.text.split(",")[0]
+    quoting = LanguageModelCopyWriter(ScriptedLM([f" {first}\nTagline: A chilling animation pick for you.\n"]),
+                                      guardrails=guardrails, config=LMCopyConfig(candidates=1, greedy=0, languages=("en",)))
+    copy = quoting.write(toy, horror_fan)
+    assert copy.source == "lm" and first not in copy.body, (copy.text(), copy.guardrails.reasons)
 
 
 def test_lm_answers_stop_early_and_model_flaws_are_rejected(movies, guardrails, horror_fan):
