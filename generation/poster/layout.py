@@ -39,13 +39,12 @@ _WHITE, _INK = (255, 255, 255), (17, 17, 17)
 # one template per entry. The panel is an opaque band in the user's accent colour that carries
 # the text in the poster's margin: text laid over the item image took most of the poster's
 # recognisability (session 8: Acc@1 1.00 -> 0.64 among catalogue posters), a band at the edge
-# keeps the image whole: a 22 % band gave 0.75, this 17 % band with a narrower column 0.90
-# (session 9 scratch sample, 20 pairs, w = 0); the badge sits in the band's free right end. Templates without a panel put the text on the image (underlay when needed).
+# keeps the image whole. Templates without a panel put the text on the image (underlay when needed).
 _TEMPLATES: dict[str, tuple[tuple[tuple[float, ...], tuple[float, ...], str, tuple[float, ...] | None], ...]] = {
     "square": (
-        ((0.04, 0.05, 0.40, 0.80), (0.04, 0.845, 0.80, 0.975), "left", (0.0, 0.83, 1.0, 1.0)),
-        ((0.60, 0.05, 0.96, 0.80), (0.04, 0.845, 0.80, 0.975), "left", (0.0, 0.83, 1.0, 1.0)),
-        ((0.04, 0.22, 0.40, 0.95), (0.04, 0.025, 0.80, 0.155), "left", (0.0, 0.0, 1.0, 0.17)),
+        ((0.04, 0.05, 0.40, 0.75), (0.05, 0.795, 0.95, 0.965), "left", (0.0, 0.78, 1.0, 1.0)),
+        ((0.60, 0.05, 0.96, 0.75), (0.05, 0.795, 0.95, 0.965), "left", (0.0, 0.78, 1.0, 1.0)),
+        ((0.04, 0.27, 0.40, 0.95), (0.05, 0.025, 0.95, 0.195), "left", (0.0, 0.0, 1.0, 0.22)),
     ),
     "landscape": (
         ((0.03, 0.06, 0.38, 0.94), (0.42, 0.08, 0.97, 0.92), "left", None),
