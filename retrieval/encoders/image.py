@@ -106,8 +106,7 @@ class MobileNetV2Encoder(Encoder):
 
     def _open_stage_session(self, start: int, stop: int):
         from crossrec_core.paths import cache_dir
-        from crossrec_core.persist import atomic_write_bytes
-        from retrieval.encoders.onnx import ort_session
+        from retrieval.encoders.onnx import export_onnx, ort_session
 
         part = self.model.features[start:stop].eval()
         digest = hashlib.sha1(f"v1:{start}:{stop}".encode())
@@ -120,17 +119,9 @@ class MobileNetV2Encoder(Encoder):
                 log.info("exporting MobileNetV2 stages %d..%d to ONNX once: %s", start, stop - 1, path)
                 with torch.no_grad():  # an input of the slice's shape: the stages below it on a blank image
                     example = self.model.features[:start](torch.zeros(2, 3, 224, 224))
-                tmp = path.with_suffix(".export")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    with torch.inference_mode(False), torch.no_grad():
-                        torch.onnx.export(part, example, str(tmp), input_names=["x"],
-                                          output_names=["y"], dynamic_axes={"x": {0: "batch", 2: "h", 3: "w"},
-                                                                            "y": {0: "batch", 2: "h", 3: "w"}},
-                                          opset_version=17, dynamo=False)
-                    atomic_write_bytes(path, tmp.read_bytes())
-                finally:
-                    tmp.unlink(missing_ok=True)
+                axes = {0: "batch", 2: "h", 3: "w"}
+                export_onnx(part, (example,), path, input_names=["x"], output_names=["y"],
+                            dynamic_axes={"x": axes, "y": axes})
             return ort_session(path, torch.get_num_threads())
         except Exception as exc:  # noqa: BLE001 - any export or runtime failure keeps the torch path
             log.warning("MobileNetV2 stages %d..%d stay on torch (ONNX Runtime unavailable: %s)", start, stop - 1, exc)

@@ -26,11 +26,30 @@ from crossrec_core.paths import cache_dir
 from retrieval.encoders.base import Encoder, OnnxSource
 from retrieval.encoders.text import check_texts
 
-__all__ = ["OnnxSource", "OnnxTextEncoder", "onnx_text_encoder", "ort_session"]
+__all__ = ["OnnxSource", "OnnxTextEncoder", "onnx_text_encoder", "export_onnx", "ort_session"]
 
 log = logging.getLogger(__name__)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _EXPORT_VERSION = 1  # bump when the exported graph changes
+
+
+def export_onnx(module, args: tuple, path: Path, *, input_names: list[str], output_names: list[str],
+                dynamic_axes: dict) -> None:
+    """``module`` traced on ``args`` into ``path`` (opset 17), written atomically: a reader never
+    sees a half-written export."""
+    import torch
+
+    from crossrec_core.persist import atomic_write_bytes
+
+    tmp = path.with_suffix(".export")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            torch.onnx.export(module, args, str(tmp), input_names=input_names, output_names=output_names,
+                              dynamic_axes=dynamic_axes, opset_version=17, dynamo=False)
+        atomic_write_bytes(path, tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def ort_session(path: str | Path, threads: int):
@@ -107,8 +126,6 @@ class OnnxTextEncoder(Encoder):
     def _export(self, path: Path) -> None:
         import torch
 
-        from crossrec_core.persist import atomic_write_bytes
-
         bert = self.parts.transformer().eval()
 
         class MeanPooled(torch.nn.Module):
@@ -126,16 +143,8 @@ class OnnxTextEncoder(Encoder):
         example = {name: torch.from_numpy(np.asarray(values, np.int64))
                    for name, values in self._feed(["an example query"]).items()}
         axes = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
-        tmp = path.with_suffix(".export")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with torch.inference_mode(False), torch.no_grad():
-                torch.onnx.export(MeanPooled(), tuple(example[n] for n in _INPUTS), str(tmp), input_names=list(_INPUTS),
-                                  output_names=["embedding"], dynamic_axes={**axes, "embedding": {0: "batch"}},
-                                  opset_version=17, dynamo=False)
-            atomic_write_bytes(path, tmp.read_bytes())
-        finally:
-            tmp.unlink(missing_ok=True)
+        export_onnx(MeanPooled(), tuple(example[n] for n in _INPUTS), path, input_names=list(_INPUTS),
+                    output_names=["embedding"], dynamic_axes={**axes, "embedding": {0: "batch"}})
 
     @cached_property
     def session(self):
