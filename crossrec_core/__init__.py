@@ -11,6 +11,7 @@ from crossrec_core.paths import (
     BROKER_DIR_ENV, CROSSREC_HOME_ENV, DATA_DIR_ENV, cache_dir, crossrec_home, default_broker_dir, models_dir,
     resolve_data_dir,
 )
+from crossrec_core.lru import LRUCache
 from crossrec_core.persist import atomic_directory, atomic_write_bytes, atomic_write_text, load_config, save_config
 from crossrec_core.reports import Report
 
@@ -20,5 +21,5 @@ __all__ = [
     "BROKER_DIR_ENV", "CROSSREC_HOME_ENV", "DATA_DIR_ENV", "cache_dir", "crossrec_home", "default_broker_dir",
     "models_dir", "resolve_data_dir",
     "atomic_directory", "atomic_write_bytes", "atomic_write_text", "load_config", "save_config",
-    "Report",
+    "LRUCache", "Report",
 ]

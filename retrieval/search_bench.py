@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from retrieval.searcher import Searcher, load_catalogue_items
+from crossrec_core.lru import LRUCache
+from retrieval.searcher import QUERY_CACHE_SIZE, Searcher, load_catalogue_items
 
 __all__ = ["SearchBenchOptions", "run_search_bench"]
 
@@ -72,7 +72,7 @@ def _time_queries(searcher: Searcher, queries: list[str], warmup: int, filters=N
         lat.append((time.perf_counter() - t) * 1000)
         cpu.append((time.process_time() - c) * 1000)
     stages, searcher.timings = searcher.timings, None
-    searcher.query_cache = OrderedDict()
+    searcher.query_cache = LRUCache(QUERY_CACHE_SIZE)
     for q in queries:
         searcher.search(q, k=10, filters=filters)
     cached = []

@@ -22,7 +22,6 @@ import io
 import os
 import re
 import time
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from crossrec_core.errors import InvalidQueryError
+from crossrec_core.lru import LRUCache
 from crossrec_core.paths import cache_dir
 from crossrec_core.persist import atomic_write_bytes
 from retrieval.hybrid import SIGNALS, DenseSignal, Fused, HybridConfig, SignalHits, fuse, top_of_scores
@@ -308,11 +308,11 @@ class Searcher:
         self.items = items
         self.config = config or HybridConfig()
         self.timings: dict[str, float] | None = None  # set to {} to accumulate seconds per stage (benchmarks)
-        # query vectors per (encoder, text), least recently used dropped first; None: no cache (benchmarks)
-        self.query_cache: OrderedDict | None = OrderedDict()
         self._facet_codes = FacetCodes(items)
         self.embedder = embedder
         self.text_encoders = dict(text_encoders or {})
+        # query vectors per (encoder, text), read from the service's request threads; None: no cache (benchmarks)
+        self.query_cache: LRUCache | None = LRUCache(QUERY_CACHE_SIZE * (len(self.text_encoders) + 1))
         self._lexical = {"bm25": LexicalIndex(items.texts), "trigram": LexicalIndex(items.texts, char_trigrams)}
         vectors = dict(vectors or {})
         self._dense: dict[str, DenseSignal] = {}
@@ -451,17 +451,13 @@ class Searcher:
         cache = self.query_cache
         if cache is None:
             return encode(texts)
-        missing = list(dict.fromkeys(t for t in texts if (name, t) not in cache))
+        kept = {t: cache.get((name, t)) for t in texts}
+        missing = [t for t, v in kept.items() if v is None]
         if missing:
             for t, v in zip(missing, encode(missing)):
-                cache[(name, t)] = v
-        rows = []
-        for t in texts:
-            cache.move_to_end((name, t))
-            rows.append(cache[(name, t)])
-        while len(cache) > QUERY_CACHE_SIZE * max(1, len(self.text_encoders) + 1):
-            cache.popitem(last=False)
-        return np.stack(rows)
+                kept[t] = v
+                cache.put((name, t), v)
+        return np.stack([kept[t] for t in texts])
 
     @contextmanager
     def _timed(self, stage: str):

@@ -392,6 +392,9 @@ def create_app(engine: ServiceEngine, *, on_shutdown: Callable[[], None] | None 
     return app
 
 
+GIL_SWITCH_S = 0.0005
+
+
 def freeze_loaded() -> None:
     """Move every object alive now (the loaded models: long-lived, never garbage) out of the
     collector's view, so that a full collection under load walks only what requests allocate
@@ -409,6 +412,10 @@ def create_app_from_env() -> FastAPI:
     config = ServiceConfig.from_env()
     app = create_app(ServiceEngine.load(config))
     freeze_loaded()
+    # A request's ranking hands the GIL back and forth with torch/numpy calls; behind another
+    # thread's Python work it waits up to the switch interval each time (5 ms by default), which
+    # stacks into the latency tail. A shorter interval cuts that wait for little switching cost.
+    sys.setswitchinterval(GIL_SWITCH_S)
     # start-up time per worker in the server log: serve-bench and the NOTES figures read it
     print(f"crossrec worker {os.getpid()}: models loaded in {time.perf_counter() - started:.1f} s "
           f"(load average {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)

@@ -10,8 +10,6 @@ records, never from a path given by a request.
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Hashable, Mapping
@@ -19,6 +17,7 @@ from typing import Any, Hashable, Mapping
 from crossrec.service.config import ServiceConfig
 from crossrec.service.publisher import EventPublisher
 from crossrec_core.errors import UnknownIdError
+from crossrec_core.lru import LRUCache
 
 __all__ = ["ServiceEngine", "ItemRecord", "KeptAnswers", "CREATIVE_FILES"]
 
@@ -50,31 +49,20 @@ def _filters_key(filters: Mapping | None) -> str:
 
 
 class KeptAnswers:
-    """A bounded, thread-safe store of answers (least recently used dropped past ``size``; 0: keeps
-    nothing). Each answer is kept with the object it was computed from (``source``) and is only
-    found again with that very object, so a replaced input is a miss, never a stale answer."""
+    """Answers kept in an ``LRUCache`` of ``size`` (0: keeps nothing), each with the object it was
+    computed from (``source``) and only found again with that very object, so a replaced input is
+    a miss, never a stale answer."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._kept = LRUCache(size)
 
     def get(self, key: Hashable, source: Any = None) -> Any:
-        with self._lock:
-            kept = self._items.get(key)
-            if kept is None or kept[0] is not source:
-                return None
-            self._items.move_to_end(key)
-            return kept[1]
+        kept = self._kept.get(key)
+        return kept[1] if kept is not None and kept[0] is source else None
 
     def put(self, key: Hashable, source: Any, answer: Any) -> None:
-        if not self.size:
-            return
-        with self._lock:
-            self._items[key] = (source, answer)
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+        self._kept.put(key, (source, answer))
 
 
 class ServiceEngine:
@@ -212,6 +200,7 @@ class ServiceEngine:
             found = self.recommender.recommend(user_id, k=k, filters=filters)
             self._recs.put(key, profile, found)
         return found
+
     def title(self, item_id: int) -> str:
         cat = self.recommender.catalogue
         return cat.titles[int(cat.positions([item_id])[0])]

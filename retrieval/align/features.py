@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import random
 import re
 from dataclasses import dataclass
@@ -164,16 +165,12 @@ def frozen_stages(encoder: MobileNetV2Encoder, x: torch.Tensor, start: int, stop
     fp32 elsewhere; spatial maps stay unpooled (``stop`` 19 gives the ``(B, 1280, 7, 7)`` tokens
     the fusion layer attends over). Without native bf16 they run in float32 through ONNX Runtime
     (``MobileNetV2Encoder.frozen``), which needs far less CPU than torch for these blocks."""
+    if not _BF16 and len(x):
+        first = encoder.frozen(x[:batch], start, stop)  # None: ONNX Runtime is not used here
+        if first is not None:  # the session is open now, so later batches take the same path
+            rest = (encoder.frozen(x[i : i + batch], start, stop) for i in range(batch, len(x), batch))
+            return torch.cat([y.to(torch.float16).contiguous() for y in itertools.chain([first], rest)])
     out = []
-    if not _BF16:
-        for i in range(0, len(x), batch):
-            y = encoder.frozen(x[i : i + batch], start, stop)
-            if y is None:
-                break
-            out.append(y.to(torch.float16).contiguous())
-        else:
-            return torch.cat(out) if out else x.new_zeros((0,))
-        out = []
     model = encoder.model.to(memory_format=torch.channels_last)
     with torch.inference_mode(), cpu_autocast():
         for i in range(0, len(x), batch):
