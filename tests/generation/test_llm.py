@@ -85,6 +85,40 @@ def test_kept_prefix_greedy_rows_and_stop_rule(toy_lm_dir):
         lm.generate(prompts, num_return_sequences=2, greedy=3)
 
 
+def test_scores_and_quorum_stop(toy_lm_dir):
+    import math
+
+    lm = load_language_model(toy_lm_dir)
+    prompts = ["write a tagline for apple juice", "write a tagline for fresh taste now"]
+    kw = dict(system="be brief", shared_prefix="write a tagline for")
+    scored = lm.generate_scored(prompts, num_return_sequences=3, greedy=1, temperature=5.0, seed=3, max_new_tokens=6, **kw)
+    assert [[c.text for c in row] for row in scored] == lm.generate(
+        prompts, num_return_sequences=3, greedy=1, temperature=5.0, seed=3, max_new_tokens=6, **kw)
+    for row in scored:
+        for c in row:
+            assert len(c.logprobs) == len(c.ends) and all(lp <= 0 for lp in c.logprobs)
+            assert list(c.ends) == sorted(c.ends) and (not c.ends or c.ends[-1] == len(c.text))
+    # the greedy row's tokens are the model's most likely ones: its mean log-prob is the highest
+    # a row of the same length can have; every row's own mean is what mean_logprob gives
+    whole = [(0, len(c.text)) for c in scored[0]]
+    means = [c.mean_logprob([span]) for c, span in zip(scored[0], whole)]
+    assert all(m is None or m <= 0 for m in means)
+    assert scored[0][0].mean_logprob([(0, 0)]) is None
+    greedy = lm.generate_scored(prompts[:1], temperature=0, max_new_tokens=4, **kw)[0][0]
+    assert all(math.isfinite(lp) for lp in greedy.logprobs)
+    # quorum: the batch ends once every prompt has one finished row (two words), not when the
+    # longest row is done; rows still writing come back cut where they were
+    two_words = lambda text: len(text.split()) >= 2  # noqa: E731
+    rows = lm.generate_scored(prompts, num_return_sequences=3, temperature=5.0, seed=4, max_new_tokens=12,
+                              quorum=1, finished=two_words, **kw)
+    assert all(any(two_words(c.text) for c in row) for row in rows)
+    assert max(len(c.logprobs) for row in rows for c in row) < 12
+    with pytest.raises(ValueError, match="quorum=1 needs finished"):
+        lm.generate(prompts, quorum=1)
+    with pytest.raises(ValueError, match="quorum=-1"):
+        lm.generate(prompts, quorum=-1)
+
+
 def test_bad_arguments_and_paths(toy_lm_dir, tmp_path):
     lm = load_language_model(toy_lm_dir)
     assert lm.generate([]) == []
