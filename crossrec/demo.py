@@ -5,8 +5,11 @@ Steps, each reusing what exists (trained models are kept under ``$CROSSREC_HOME/
 2. the aligned MovieLens poster/overview model (the ranker's item features);
 3. the ranking engine (candidates + TorchRec ranker) on MovieLens 100K;
 4. the embedded Kafka broker: MovieLens ratings streamed into a live profile store, a click that
-   changes one user's recommendations, and a new catalogue item that becomes searchable;
-5. the broker is stopped (also on errors and Ctrl-C) and a summary is written.
+   changes one user's recommendations, and a new catalogue item that becomes searchable; the
+   broker is stopped (also on errors and Ctrl-C);
+5. creatives for a few users of the live store (copy, poster variants, one trailer:
+   ``crossrec.demo_creatives``), reused from the creative cache on later runs;
+6. a summary: ``summary.json`` and ``report.html``.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import signal
 import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from crossrec.demo_creatives import DemoCreative, DemoTrailer
 from crossrec.demo_report import write_html_report
 
 __all__ = [
@@ -186,6 +190,8 @@ class DemoReport:
     new_item: NewItemSearch
     outputs: dict[str, str] = field(default_factory=dict)
     total_seconds: float = 0.0
+    creatives: tuple[DemoCreative, ...] = ()
+    trailer: DemoTrailer | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -210,6 +216,14 @@ class DemoReport:
                      f"the top {len(c.after)}, {len(c.removed)} dropped")
         n = self.new_item
         lines.append(f"  new item {n.item_id}: rank for {n.query!r} {n.rank_before or 'absent'} -> {n.rank_after or 'absent'}")
+        if self.creatives:
+            hits = sum(c.cache_hit for c in self.creatives)
+            lines.append(f"  creatives: {len(self.creatives)} for users {sorted({c.user_id for c in self.creatives})} "
+                         f"({hits} from the cache, {sum(c.gate_passed for c in self.creatives)} passed the quality gate, "
+                         f"{self.creatives[0].copy_source} copy)")
+        if self.trailer is not None:
+            lines.append(f"  trailer: user {self.trailer.user_id}, item {self.trailer.item_id} ({self.trailer.title}): "
+                         f"{self.trailer.path}")
         lines += [f"  {name}: {path}" for name, path in self.outputs.items()]
         return "\n".join(lines)
 
@@ -219,14 +233,14 @@ def _ms(value: float | None) -> str:
 
 
 class _Steps:
-    """Times the demo's steps and prints their progress."""
+    """Times the demo's ``total`` steps and prints their progress."""
 
-    def __init__(self, echo: Callable[[str], None]) -> None:
-        self.echo, self.done = echo, []
+    def __init__(self, echo: Callable[[str], None], total: int) -> None:
+        self.echo, self.total, self.done = echo, total, []
 
     @contextmanager
     def step(self, name: str) -> Iterator[list[str]]:
-        self.echo(f"\n[{len(self.done) + 1}/5] {name}")
+        self.echo(f"\n[{len(self.done) + 1}/{self.total}] {name}")
         note: list[str] = []
         start = time.perf_counter()
         yield note
@@ -466,7 +480,8 @@ def _click_and_upsert(broker, topics, store, engine, catalogue, user: int, last_
             NewItemSearch(new.item_id, new.query, rank_before, rank_after, hits))
 
 
-def _streaming_step(options: DemoOptions, out: Path, stop: threading.Event, echo, note: list[str]):
+def _streaming_step(options: DemoOptions, out: Path, live: ExitStack, stop: threading.Event, echo, note: list[str]):
+    """Step 4; also returns the live store and the engine over it, open until ``live`` closes."""
     from crossrec_datasets import open_dataset
     from recsys.data import users_from_dataset
     from retrieval import CatalogueSearch, load_item_embedder
@@ -477,21 +492,33 @@ def _streaming_step(options: DemoOptions, out: Path, stop: threading.Event, echo
     users = users_from_dataset(open_dataset("ml100k", data_dir=options.data_dir))
     grocery_dir = default_model_dir("grocery")
     catalogue = CatalogueSearch.load(catalogue_dir(grocery_dir), load_item_embedder(grocery_dir))
-    return _stream_click_upsert(users, ranker_dir(), catalogue, options, out, stop, echo, note)
+    store, engine = live.enter_context(_live_engine(users, ranker_dir(), out))
+    return (*_stream_click_upsert(store, engine, catalogue, options, out, stop, echo, note), store, engine)
 
 
-def _stream_click_upsert(users, engine_dir: Path, catalogue, options: DemoOptions, out: Path, stop: threading.Event,
-                         echo, note: list[str], *, dataset: str = "ml100k", new: NewItem = GROCERY_NEW_ITEM):
-    """The streaming part shared by the named and the folder demo: the live store, the engine over
-    it, the embedded broker, the replay of ``dataset``, then a click and the upsert of ``new``."""
+@contextmanager
+def _live_engine(users, engine_dir: Path, out: Path) -> Iterator[tuple]:
+    """The live profile store ``out/profiles.db`` (with ``users``' demographics) and the ranking
+    engine reading it; the store is closed on exit."""
     from recsys import ProfileStore, RankingEngine
-    from streaming import Broker, BrokerConfig, Topics, ensure_topics
 
     store = ProfileStore(out / "profiles.db")
-    broker = Broker(BrokerConfig(data_dir=str(out / "broker"), kafka_port=0, s3_port=0))
     try:
         store.set_demographics_many(users.demographics)
-        engine = RankingEngine.from_pretrained(engine_dir, profiles=store, users=users)  # reads the live store
+        yield store, RankingEngine.from_pretrained(engine_dir, profiles=store, users=users)
+    finally:
+        store.close()
+
+
+def _stream_click_upsert(store, engine, catalogue, options: DemoOptions, out: Path, stop: threading.Event,
+                         echo, note: list[str], *, dataset: str = "ml100k", new: NewItem = GROCERY_NEW_ITEM):
+    """The streaming part shared by the named and the folder demo, on the live ``store`` and the
+    ``engine`` reading it: the embedded broker, the replay of ``dataset``, then a click and the
+    upsert of ``new``."""
+    from streaming import Broker, BrokerConfig, Topics, ensure_topics
+
+    broker = Broker(BrokerConfig(data_dir=str(out / "broker"), kafka_port=0, s3_port=0))
+    try:
         echo(f"  starting the embedded broker (Tansu + SeaweedFS) in {out / 'broker'} ...")
         broker.start()
         echo(f"  broker up at {broker.bootstrap}")
@@ -503,10 +530,34 @@ def _stream_click_upsert(users, engine_dir: Path, catalogue, options: DemoOption
     finally:
         echo("  stopping the broker ...")
         broker.stop()
-        store.close()
     note.append(f"{figures.applied} events applied, DLQ {figures.dlq}, {len(change.added)} new recs after the click, "
                 f"new item rank {new_item.rank_after or 'absent'}")
     return figures, change, new_item
+
+
+def _creatives_step(store, engine, change: RecommendationChange, options: DemoOptions, out: Path, echo,
+                    note: list[str]) -> tuple[tuple[DemoCreative, ...], DemoTrailer | None]:
+    """Step 5: creatives for the demo's user (their top items after the click) and the users with
+    the longest histories in the live store, and one trailer (see ``crossrec.demo_creatives``)."""
+    from crossrec.demo_creatives import (
+        DEMO_CREATIVE_ITEMS, DEMO_CREATIVE_USERS, DEMO_POSTER_VARIANTS, creative_picks, creative_state_dir, demo_studio,
+        make_demo_creatives,
+    )
+
+    echo(f"  {DEMO_CREATIVE_USERS} users x their top {DEMO_CREATIVE_ITEMS} recommendations, with the demo's lighter "
+         f"settings: template copy and {DEMO_POSTER_VARIANTS} poster variants in one round (`crossrec creative` "
+         "writes copy with the local language model, about 11 s of CPU each, and retries a round when no variant "
+         "passes the quality gate)")
+    picks = creative_picks((change.user_id, [i.item_id for i in change.after]),
+                           lambda user, k: engine.recommend(user, k=k).item_ids,
+                           [(u, store.user_version(u)) for u in store.users()])
+    state = creative_state_dir(out)
+    echo(f"  creative cache and asset store: {state} (the ones `crossrec demo --serve` serves)")
+    creatives, trailer = make_demo_creatives(picks, store, out / "creatives", demo_studio(state, options.data_dir),
+                                             echo=echo)
+    note.append(f"{len(creatives)} creatives ({sum(c.cache_hit for c in creatives)} from the cache)"
+                + ("" if trailer is None else f", trailer {'reused' if trailer.reused else 'rendered'}"))
+    return creatives, trailer
 
 
 @contextmanager
@@ -541,9 +592,9 @@ def run_demo(options: DemoOptions = DemoOptions(), echo: Callable[[str], None] =
     start = time.perf_counter()
     echo(f"crossrec demo: data {data_root}, models {default_model_dir('grocery').parent}, outputs {out}"
          + (" (quick)" if options.quick else ""))
-    steps = _Steps(echo)
+    steps = _Steps(echo, 6)
     stop = threading.Event()
-    with _signals_stop(stop):
+    with _signals_stop(stop), ExitStack() as live:
         with steps.step("retrieval: grocery model + search") as note:
             note.append(_ensure_aligned("grocery", options, echo)[1])
             searches = _search_examples(options, echo)
@@ -553,14 +604,18 @@ def run_demo(options: DemoOptions = DemoOptions(), echo: Callable[[str], None] =
         with steps.step("ranking: candidates + ranker") as note:
             note.append(_ensure_ranker(options, echo, features_changed))
         with steps.step("streaming: Kafka events") as note:
-            stream, change, new_item = _streaming_step(options, out, stop, echo, note)
+            stream, change, new_item, store, engine = _streaming_step(options, out, live, stop, echo, note)
+        with steps.step("creatives: copy, posters, trailer") as note:
+            creatives, trailer = _creatives_step(store, engine, change, options, out, echo, note)
     with steps.step("summary") as note:
         outputs = {"grocery model": str(default_model_dir("grocery")), "poster model": str(default_model_dir("ml100k")),
                    "ranking engine": str(ranker_dir()), "profile store": str(out / "profiles.db"),
                    "item index": str(out / "item-index"), "broker log": str(out / "broker"),
-                   "summary": str(out / "summary.json"), "report": str(out / "report.html")}
+                   "creatives": str(out / "creatives"), "summary": str(out / "summary.json"),
+                   "report": str(out / "report.html")}
         note.append(f"written to {out / 'summary.json'} and {out / 'report.html'}")
-    report = DemoReport(tuple(steps.done), searches, stream, change, new_item, outputs, time.perf_counter() - start)
+    report = DemoReport(tuple(steps.done), searches, stream, change, new_item, outputs, time.perf_counter() - start,
+                        creatives, trailer)
     atomic_write_text(out / "summary.json", report.to_json())
     write_html_report(report, out)
     return report
@@ -572,16 +627,17 @@ def serve_demo(options: DemoOptions, port: int = 8000, echo: Callable[[str], Non
     (a creative worker answering the page's creative requests, a feedback consumer training the
     bandit that picks each user's poster variant from the page's impressions and clicks; state in
     ``<out>/service/creatives``); runs until Ctrl-C."""
+    from crossrec.demo_creatives import creative_state_dir
     from crossrec.service import ServiceConfig
     from crossrec.wiring import service_stack
 
     out = Path(options.out_dir)
     work = out / "service"
     work.mkdir(parents=True, exist_ok=True)
-    creatives = work / "creatives"
+    creatives = creative_state_dir(out)  # holds the demo's own creatives (step 5): served at once
     config = ServiceConfig(data_dir=options.data_dir, ranker_dir=str(ranker_dir()), reports_dir="runs",
                            creative_cache=str(creatives / "cache.sqlite"), assets_dir=str(creatives / "assets"),
-                           bandit_dir=str(creatives / "bandit"))
+                           bandit_dir=str(creatives / "bandit"), creatives_dir=str(out / "creatives"))
     with service_stack(config, store=out / "profiles.db", work=work, workers=1, port=port, echo=echo) as running:
         echo(f"\n  the page: {running.url}/   API docs: {running.url}/docs   API key for clicks: {running.api_key}")
         echo("  Ctrl-C stops the service, the consumer and the broker")

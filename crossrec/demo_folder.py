@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from crossrec.demo import (
-    DemoOptions, DemoReport, NamedHit, NewItem, SearchExample, _reset_stream_outputs, _signals_stop, _Steps,
-    _stream_click_upsert,
+    DemoOptions, DemoReport, NamedHit, NewItem, SearchExample, _live_engine, _reset_stream_outputs, _signals_stop,
+    _Steps, _stream_click_upsert,
 )
 from crossrec.demo_report import write_html_report
 
@@ -92,7 +92,9 @@ def _streaming_step(ds, options: DemoOptions, out: Path, engine_dir: Path, stop:
     titles = ds.catalogue().select("title").collect()["title"].to_list()
     new = NewItem(int(len(ds.items)) + 10_000, f"New arrival: {titles[0]}, a limited edition of our best seller",
                   (), "new arrival limited edition")
-    return _stream_click_upsert(users, engine_dir, catalogue, options, out, stop, echo, note, dataset=str(ds.root), new=new)
+    with _live_engine(users, engine_dir, out) as (store, engine):
+        return _stream_click_upsert(store, engine, catalogue, options, out, stop, echo, note, dataset=str(ds.root),
+                                    new=new)
 
 
 def run_folder_demo(folder: str, options: DemoOptions = DemoOptions(), echo: Callable[[str], None] = print) -> DemoReport:
@@ -109,7 +111,7 @@ def run_folder_demo(folder: str, options: DemoOptions = DemoOptions(), echo: Cal
     engine_dir = default_engine_dir(folder)
     start = time.perf_counter()
     echo(f"crossrec demo on your folder {ds.root}: models {engine_dir.parent}, outputs {out}")
-    steps = _Steps(echo)
+    steps = _Steps(echo, 4)
     stop = threading.Event()
     with _signals_stop(stop):
         with steps.step("retrieval: your catalogue's model + search") as note:

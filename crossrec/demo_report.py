@@ -1,5 +1,5 @@
 """The demo's HTML report: one self-contained page (tables, the evaluation plots found under
-``runs/``, creatives when generation wrote some) beside ``summary.json``."""
+``runs/``, the demo's creatives and trailer) beside ``summary.json``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ __all__ = ["write_html_report"]
 
 _STYLE = ("body{font-family:system-ui,sans-serif;margin:2rem;color:#1d232a}table{border-collapse:collapse;margin:.5rem 0 1.5rem}"
           "td,th{border:1px solid #ccd;padding:.25rem .6rem;text-align:left;font-size:.9rem}th{background:#eef}"
-          "img.plot{max-width:48%;margin:.3rem;border:1px solid #ccd}img.thumb{height:120px}")
+          "img.plot{max-width:48%;margin:.3rem;border:1px solid #ccd}img.thumb{height:120px}img.poster{height:220px}"
+          "div.copy{max-width:28rem}")
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
@@ -29,8 +30,30 @@ def _rel(path: Path, base: Path) -> str:
     return html.escape(os.path.relpath(path.resolve(), base.resolve()))
 
 
-def write_html_report(report, out_dir: str | os.PathLike, plots_root: str | os.PathLike = "runs",
-                      creatives_dir: str | os.PathLike | None = None) -> Path:
+def _creatives(report, out: Path) -> list[str]:
+    """The creatives table (poster, copy, scores per (user, item)) and the trailer player."""
+    if not report.creatives:
+        return []
+    rows = []
+    for c in report.creatives:
+        poster = _Raw(f"<img class='poster' src='{_rel(Path(c.folder) / 'poster.png', out)}'>")
+        copy = f"<b>{html.escape(c.headline)}</b><br>{html.escape(c.tagline)}<br><small>{html.escape(c.body)}</small>"
+        score = "unscored" if c.poster_score is None else f"{c.poster_score:.3f}"
+        scores = (f"poster {score} (gate {'passed' if c.gate_passed else 'failed: best-ranked kept'}), "
+                  f"{c.variants} variant(s) kept; copy: {c.copy_source}, similarity to the item {c.copy_similarity:.2f}; "
+                  f"taste from {c.liked} liked items; {'from the cache' if c.cache_hit else f'made in {c.seconds:.1f} s'}")
+        rows.append([c.user_id, f"{c.item_id} {c.title}", poster, _Raw(f"<div class='copy'>{copy}</div>"), scores])
+    parts = ["<h2>Creatives</h2>", "<p>Personalised copy and posters (labelled AI-generated, watermarked, C2PA-signed) "
+             "for the users' top recommendations; files and <code>scores.json</code> in each folder.</p>",
+             _table(["user", "item", "poster", "copy", "scores"], rows)]
+    t = report.trailer
+    if t is not None:
+        parts.append(f"<h3>Trailer of {html.escape(t.title)} for user {t.user_id} ({t.duration_s:.0f} s)</h3>"
+                     f"<video controls src='{_rel(Path(t.path), out)}' style='max-height:480px'></video>")
+    return parts
+
+
+def write_html_report(report, out_dir: str | os.PathLike, plots_root: str | os.PathLike = "runs") -> Path:
     """Write ``<out_dir>/report.html`` from a ``DemoReport`` and return its path. Images are linked
     (relative paths), not copied: the data's licence keeps them out of any shared artefact."""
     from crossrec_core.persist import atomic_write_text
@@ -64,13 +87,7 @@ def write_html_report(report, out_dir: str | os.PathLike, plots_root: str | os.P
     n = report.new_item
     parts.append(f"<p>New catalogue item {n.item_id} from the stream: rank for “{html.escape(n.query)}” "
                  f"{n.rank_before or 'absent'} → {n.rank_after or 'absent'}.</p>")
-    creatives = sorted(Path(creatives_dir).glob("*/*/poster.png")) if creatives_dir else []
-    if creatives:
-        parts.append("<h2>Creatives</h2>" + "".join(
-            f"<figure style='display:inline-block'><img class='plot' src='{_rel(p, out)}'><figcaption>user "
-            f"{html.escape(p.parent.parent.name)}, item {html.escape(p.parent.name)}</figcaption></figure>" for p in creatives[:12]))
-        for video in sorted(Path(creatives_dir).glob("*/*/trailer.mp4"))[:1]:
-            parts.append(f"<video controls src='{_rel(video, out)}' style='max-width:640px'></video>")
+    parts += _creatives(report, out)
     plots = sorted(p for p in Path(plots_root).rglob("*.png") if "demo" not in p.parts) if Path(plots_root).is_dir() else []
     parts.append("<h2>Evaluation plots</h2>" + ("".join(f"<img class='plot' title='{_rel(p, out)}' src='{_rel(p, out)}'>"
                                                         for p in plots[:16])

@@ -81,7 +81,7 @@ def quick_run(tmp_path_factory):
 @pytest.mark.broker
 def test_quick_demo_end_to_end(quick_run):
     report, out, lines, _ = quick_run
-    assert [s.name for s in report.steps][0].startswith("retrieval") and len(report.steps) == 5
+    assert [s.name for s in report.steps][0].startswith("retrieval") and len(report.steps) == 6
     assert all("trained" in s.note for s in report.steps[:3])  # a fresh home: every model was trained
     text, image = report.searches
     assert text.space == "item" and len(text.hits) == 5 and image.space == "text" and image.target_id is not None
@@ -92,10 +92,33 @@ def test_quick_demo_end_to_end(quick_run):
     assert [i.item_id for i in c.after] != [i.item_id for i in c.before]
     assert report.new_item.rank_before is None and report.new_item.rank_after is not None
     assert report.new_item.hits_after[report.new_item.rank_after - 1].item_id == NEW_ITEM_ID
+    # creatives: the demo's user first (their top items after the click), then two more users, and a trailer
+    assert report.creatives and report.creatives[0].user_id == c.user_id
+    assert [cr.item_id for cr in report.creatives[:2]] == [i.item_id for i in c.after[:2]]
+    assert len({cr.user_id for cr in report.creatives}) == 3 and not any(cr.cache_hit for cr in report.creatives)
+    assert all((out / "creatives" / str(cr.user_id) / str(cr.item_id) / "poster.png").is_file() for cr in report.creatives)
+    assert report.trailer is not None and (out / "creatives" / str(c.user_id)).is_dir()
+    page = (out / "report.html").read_text()
+    assert "<h2>Creatives</h2>" in page and "trailer.mp4" in page
     saved = json.loads((out / "summary.json").read_text())
-    assert saved["stream"]["applied"] == st.applied
+    assert saved["stream"]["applied"] == st.applied and len(saved["creatives"]) == len(report.creatives)
     assert not Broker(BrokerConfig(data_dir=str(out / "broker"))).status().running
     assert "summary" in report.summary() and any("broker up" in line for line in lines)
+    assert any("template copy" in line for line in lines)  # the console says which lighter settings
+    assert [line for line in lines if line.startswith("\n[")][-1].startswith("\n[6/6]")
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+def test_second_run_reuses_models_and_creatives(quick_run, monkeypatch):
+    first, out, _, home = quick_run
+    monkeypatch.setenv("CROSSREC_HOME", str(home))
+    lines: list[str] = []
+    again = run_demo(DemoOptions(out_dir=str(out), quick=True, events=3000, progress=False), echo=lines.append)
+    assert all("reused" in s.note for s in again.steps[:3])
+    assert [(c.user_id, c.item_id) for c in again.creatives] == [(c.user_id, c.item_id) for c in first.creatives]
+    assert all(c.cache_hit for c in again.creatives) and again.trailer.reused  # same slice: same profile versions
+    assert [c.headline for c in again.creatives] == [c.headline for c in first.creatives]
 
 
 class _Interrupt(KeyboardInterrupt):
