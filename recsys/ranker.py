@@ -19,6 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from crossrec_core.logs import drop_log_messages
+
+# torch logs this once per process from ProxyableClassMeta.__call__, the metaclass of TorchRec's
+# KeyedJaggedTensor: building any KJT, with no tracing anywhere, prints advice meant for code that
+# calls is_fx_tracing itself (this TorchRec's, not ours). Only that line of torch.fx is dropped.
+drop_log_messages("torch.fx._symbolic_trace", r"is_fx_tracing will return true for both fx.symbolic_trace")
+
 __all__ = [
     "RankerConfig",
     "RankerBatch",

@@ -111,6 +111,7 @@ class OnnxTextEncoder(Encoder):
         """The float32 export (made first when missing) quantised to int8 weights into ``path``."""
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        from crossrec_core.logs import log_messages_dropped
         from crossrec_core.persist import atomic_write_bytes
 
         fp32 = OnnxTextEncoder(self.source, self.threads, self.directory)
@@ -118,7 +119,11 @@ class OnnxTextEncoder(Encoder):
             fp32._export(fp32.model_path())
         tmp = path.with_suffix(".quantise")
         try:
-            quantize_dynamic(str(fp32.model_path()), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+            # ORT advises its shape-inference pre-pass on every model it did not pre-process; that pass
+            # fails on this graph, and dynamic quantisation of the weights needs no activation shapes,
+            # so the advice (a root-logger warning on a person's console) does not apply here.
+            with log_messages_dropped("root", r"Please consider pre-processing before quantization"):
+                quantize_dynamic(str(fp32.model_path()), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
             atomic_write_bytes(path, tmp.read_bytes())
         finally:
             tmp.unlink(missing_ok=True)
