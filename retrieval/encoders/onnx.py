@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from functools import cached_property
 from pathlib import Path
 from typing import Sequence
@@ -44,7 +45,16 @@ def export_onnx(module, args: tuple, path: Path, *, input_names: list[str], outp
     tmp = path.with_suffix(".export")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            # Tracing records the path the example input takes: the tracer warns at each Python
+            # branch on a tensor (transformers' mask and attention shape checks), and the exporter
+            # that aten::index would misread negative indices (the mask's indices are aranges, never
+            # negative). The exports are checked against their sources on other lengths and batch
+            # sizes (tests/retrieval/test_search_speed.py, test_align.py), so on a person's first
+            # run these are a screen of noise; only they are silenced, only here.
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing",
+                                    category=UserWarning)
             torch.onnx.export(module, args, str(tmp), input_names=input_names, output_names=output_names,
                               dynamic_axes=dynamic_axes, opset_version=17, dynamo=False)
         atomic_write_bytes(path, tmp.read_bytes())
@@ -122,7 +132,7 @@ class OnnxTextEncoder(Encoder):
             # ORT advises its shape-inference pre-pass on every model it did not pre-process; that pass
             # fails on this graph, and dynamic quantisation of the weights needs no activation shapes,
             # so the advice (a root-logger warning on a person's console) does not apply here.
-            with log_messages_dropped("root", r"Please consider pre-processing before quantization"):
+            with log_messages_dropped("root", r"Please consider (to run )?pre-processing before quantization"):
                 quantize_dynamic(str(fp32.model_path()), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
             atomic_write_bytes(path, tmp.read_bytes())
         finally:

@@ -59,6 +59,17 @@ def test_int8_onnx_encoder_stays_close_to_the_source(toy_sentence_model, tmp_pat
     assert int8.model_path().name.endswith("-int8.onnx") and int8.fingerprint == toy_sentence_model.fingerprint
 
 
+def test_export_and_quantisation_print_no_library_noise(toy_sentence_model, tmp_path, caplog, recwarn):
+    """A first run's console: no tracer warnings, no exporter index warning, no ORT pre-processing advice."""
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        OnnxTextEncoder(toy_sentence_model, directory=tmp_path, int8=True).encode(QUERIES[:1])
+    assert list(tmp_path.glob("*-int8.onnx"))
+    assert not [str(w.message)[:80] for w in recwarn if "trace" in str(w.message) or "aten::index" in str(w.message)]
+    assert "pre-processing" not in caplog.text
+
+
 def test_models_onnx_cannot_express_stay_on_their_own_runtime(toy_sentence_model, tmp_path, caplog):
     import shutil
 
