@@ -33,8 +33,7 @@ __all__ = [
 # kafka-python's IO loop warns when one step of its tasks takes over 0.1 s of wall time. In one
 # process that publishes (the demo's replay encodes 20,000 events in Python) while a consumer
 # thread applies events, a step most likely waits that long for the GIL (0.14 s seen once in a
-# 20,000-event replay at load 1.5, 0.6 s on a loaded
-# first run): no loop is blocked and nothing times out, but each prints a screen-wide warning.
+# 20,000-event replay at load 1.5, 0.6 s on a loaded first run): no loop is blocked and nothing times out, but each prints a screen-wide warning.
 # The threshold cannot be passed through KafkaProducer/KafkaConsumer (unknown configs are
 # refused), so only that line is dropped; the selector's other warnings stay.
 drop_log_messages("kafka.net.selector", r"Task .* ran for [\d.]+s \(>")
