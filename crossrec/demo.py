@@ -547,7 +547,8 @@ def _creatives_step(store, engine, change: RecommendationChange, options: DemoOp
     echo(f"  {DEMO_CREATIVE_USERS} users x their top {DEMO_CREATIVE_ITEMS} recommendations, with the demo's lighter "
          f"settings: template copy and {DEMO_POSTER_VARIANTS} poster variants in one round (`crossrec creative` "
          "writes copy with the local language model, about 11 s of CPU each, and retries a round when no variant "
-         "passes the quality gate)")
+         "passes the quality gate); a first run takes about 50 s of CPU, later runs copy them out of the cache "
+         "in about 2 s")
     picks = creative_picks((change.user_id, [i.item_id for i in change.after]),
                            lambda user, k: engine.recommend(user, k=k).item_ids,
                            [(u, store.user_version(u)) for u in store.users()])
