@@ -199,8 +199,9 @@ class DemoReport:
     def summary(self) -> str:
         """The closing summary printed by ``crossrec demo``."""
         lines = ["", "=== crossrec demo: summary ==="]
-        lines += [f"  {s.name:<30s} {s.seconds:7.1f} s  {s.note}" for s in self.steps]
-        lines.append(f"  {'total':<30s} {self.total_seconds:7.1f} s")
+        width = max(len(s.name) for s in self.steps) if self.steps else 5
+        lines += [f"  {s.name:<{width}s} {s.seconds:7.1f} s  {s.note}" for s in self.steps]
+        lines.append(f"  {'total':<{width}s} {self.total_seconds:7.1f} s")
         for s in self.searches:
             found = "" if s.target_id is None else (f"; own product {s.target_name!r} at rank {s.target_rank}"
                                                     if s.target_rank else f"; own product {s.target_name!r} not in top {len(s.hits)}")
