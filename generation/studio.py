@@ -146,8 +146,31 @@ class Studio:
         if self._poster_generator is None:
             from generation.poster import LayoutPosterGenerator
 
-            self._poster_generator = LayoutPosterGenerator(style_model=self.style_model)
+            self._poster_generator = LayoutPosterGenerator(style_model=self.style_model,
+                                                           reference=self.style_reference())
         return self._poster_generator
+
+    def style_reference(self, sample: int = 64):
+        """The catalogue's average look (mean style vector and colour of a seeded sample of
+        ``sample`` item images) that posters steer away from by the user's deviation; None for a
+        catalogue without readable images."""
+        import numpy as np
+
+        from crossrec_core.errors import ImageDecodeError
+        from generation.style import StyleReference, open_rgb
+
+        paths = sorted(str(it.image) for it in self.items.values() if it.image is not None)
+        if not paths:
+            return None
+        rng = np.random.default_rng(0)
+        picked = [paths[k] for k in sorted(rng.choice(len(paths), min(sample, len(paths)), replace=False))]
+        readable = []
+        for path in picked:
+            try:
+                readable.append(open_rgb(path, "item.image"))
+            except ImageDecodeError:
+                continue
+        return StyleReference.of(readable, self.style_model) if readable else None
 
     @property
     def scorer(self):

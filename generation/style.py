@@ -10,7 +10,10 @@
   styles), is *not* used: its author traces it only "as far as I can tell" to the TensorFlow
   Android demo, so its provenance is unverified.
 - :func:`mix_styles` is the personalisation knob: ``weight`` of the user's style vector, the rest
-  the item's own.
+  the item's own. :func:`steer_style` is the knob against a :class:`StyleReference` (the
+  catalogue's average look): the item's style moved by the user's *deviation* from the average.
+  A user's mean style vector is close to every other user's (the average of 20+ posters), so
+  mixing towards it moves every user's poster the same way; the deviation is what is theirs.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from crossrec_core.errors import ImageDecodeError, ModelLoadError
 
 __all__ = [
-    "ImageInput", "STYLE_DIM", "StyleConfig", "StyleModel", "palette", "mix_styles", "open_rgb",
-    "default_style_model_dir",
+    "ImageInput", "STYLE_DIM", "StyleConfig", "StyleModel", "StyleReference", "palette", "mix_styles", "steer_style",
+    "open_rgb", "default_style_model_dir",
 ]
 
 STYLE_DIM = 100
@@ -148,6 +151,39 @@ def mix_styles(user: np.ndarray | Sequence[float] | None, item: np.ndarray, weig
         return item
     user = _check_vector(user, "user")
     return (float(weight) * user + (1.0 - float(weight)) * item).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class StyleReference:
+    """The average look of a catalogue: ``style`` the mean style vector ``(100,)``, ``colour``
+    the mean RGB colour ``(3,)`` in 0..255 of its images (see :meth:`StyleReference.of`)."""
+
+    style: tuple[float, ...]
+    colour: tuple[float, float, float]
+
+    @classmethod
+    def of(cls, images: Sequence[ImageInput], style_model: "StyleModel") -> "StyleReference":
+        """The reference of ``images`` (a sample of the catalogue; about 15 ms per image)."""
+        if not images:
+            raise ValueError("images: at least one image is needed for a style reference")
+        opened = [open_rgb(image, f"images[{i}]") for i, image in enumerate(images)]
+        colours = [np.asarray(im.resize((32, 32)), np.float32).reshape(-1, 3).mean(axis=0) for im in opened]
+        style = style_model.style_vector(opened).mean(axis=0)
+        return cls(tuple(float(v) for v in style), tuple(float(v) for v in np.mean(colours, axis=0)))
+
+
+def steer_style(user: np.ndarray | Sequence[float] | None, item: np.ndarray, weight: float,
+                reference: StyleReference, gain: float) -> np.ndarray:
+    """``item + weight * gain * (user - reference.style)``, ``(100,)`` float32: the item's own
+    style moved by the user's deviation from the catalogue's average look. ``user`` None or
+    ``weight`` 0 gives the item's own style."""
+    if not 0.0 <= float(weight) <= 1.0:
+        raise ValueError(f"weight={weight!r}: must be in [0, 1]")
+    item = _check_vector(item, "item")
+    if user is None:
+        return item
+    deviation = _check_vector(user, "user") - _check_vector(reference.style, "reference.style")
+    return (item + float(weight) * float(gain) * deviation).astype(np.float32)
 
 
 def _check_vector(vector, name: str) -> np.ndarray:

@@ -96,6 +96,17 @@ def test_personalisation_weight_moves_the_background_towards_the_user_style(gene
     assert np.abs(item_only - user_only).mean() > np.abs(item_only - half).mean() > 0
 
 
+def test_square_text_sits_on_a_panel_in_the_margin_off_the_item_image(generator, toy_story, style_model):
+    # text over the item image cost most of the poster's recognisability: square templates carry
+    # it on an opaque band at the top or bottom edge, clear of the product image
+    for v in generator.generate(toy_story, COPY, _controls(style_model, [50]), n_variants=3, seed=0):
+        width, height = v.image.size
+        for role in ("headline", "tagline"):
+            x0, y0, x1, y1 = v.layer(role).box
+            assert y0 >= 0.75 * height or y1 <= 0.25 * height, f"{role} of seed {v.seed} is not in a margin band"
+            assert v.layer(role).contrast >= WCAG_AA and not v.layer(role).underlay
+
+
 def test_missing_or_corrupt_image_falls_back_to_a_documented_layout(generator, tmp_path):
     bad = tmp_path / "corrupt.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")

@@ -58,6 +58,26 @@ def test_scores_cover_design_style_and_diversity(scorer, request_):
     assert all("not run" in " ".join(d.reasons) for s, d in zip(scores, decisions) if s.design["ocr"] is None)
 
 
+@pytest.mark.parametrize("user_palette", [
+    ((118, 118, 118), (128, 128, 128), (100, 140, 160)),  # mid-luminance: white and ink both reach only ~4.4:1
+    ((250, 240, 210), (200, 230, 250), (255, 200, 220)),  # pastel accents for the panel, badge and strip
+])
+def test_every_text_layer_reaches_wcag_aa_on_every_template_and_shape(scorer, request_, user_palette):
+    # the scorer's own measurement (the rendered pixels around each line) on every square
+    # template and style family, the user's colours leading the accents (w = 1) or not (w = 0)
+    item, controls, _ = request_
+    generator = LayoutPosterGenerator(style_model=scorer.style_model, text_reader=scorer.text_reader)
+    copy = PosterCopy("Toys come alive", "The original adventure", "1995")
+    for weight in (0.0, 1.0):
+        c = dataclasses.replace(controls, palette=user_palette, personalisation=weight)
+        variants = generator.generate(item, copy, c, n_variants=6, seed=0)
+        variants += generator.generate(item, copy, c, n_variants=2, shape="landscape", seed=0)
+        variants += generator.generate(item, copy, c, n_variants=2, shape="story", seed=0)
+        for v, s in zip(variants, scorer.score(variants, item, c)):
+            assert s.design["contrast"] >= 4.5, (v.shape, v.seed, weight, [(t.role, t.colour) for t in v.text_layers])
+            assert all(t.contrast >= 4.5 for t in v.text_layers)
+
+
 def test_style_scores_follow_the_user(scorer, request_, style_model):
     item, controls, variants = request_
     near = scorer.score(variants[:1], item, controls, style_references=LIKED)[0]

@@ -8,7 +8,7 @@ from PIL import Image
 
 from crossrec_core.errors import ImageDecodeError, ModelLoadError
 from crossrec_core.paths import resolve_data_dir
-from generation.style import STYLE_DIM, StyleConfig, StyleModel, mix_styles, palette
+from generation.style import STYLE_DIM, StyleConfig, StyleModel, StyleReference, mix_styles, palette, steer_style
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,23 @@ def test_mix_styles_is_the_personalisation_knob(model, posters):
         mix_styles(user, item, 1.5)
     with pytest.raises(ValueError, match="user"):
         mix_styles(user[:10], item, 0.5)
+
+
+def test_steer_style_moves_the_item_by_the_users_deviation_from_the_catalogue(model, posters):
+    reference = StyleReference.of(posters, model)
+    vectors = model.style_vector(posters)
+    assert np.allclose(reference.style, vectors.mean(axis=0), atol=1e-5) and len(reference.colour) == 3
+    user, item = vectors[:2]
+    deviation = user - np.asarray(reference.style, np.float32)
+    assert np.allclose(steer_style(user, item, 0.5, reference, 2.0), item + deviation, atol=1e-5)
+    assert np.allclose(steer_style(user, item, 0.0, reference, 2.0), item)
+    assert np.allclose(steer_style(None, item, 0.7, reference, 2.0), item)
+    # a user whose taste is the catalogue's average look gets the item's own style at any weight
+    assert np.allclose(steer_style(np.asarray(reference.style), item, 1.0, reference, 4.0), item, atol=1e-5)
+    with pytest.raises(ValueError, match="weight="):
+        steer_style(user, item, -0.1, reference, 2.0)
+    with pytest.raises(ValueError, match="at least one image"):
+        StyleReference.of([], model)
 
 
 def test_wrong_model_dir_is_a_model_load_error(tmp_path, posters):
