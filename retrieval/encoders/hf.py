@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from retrieval.encoders.base import Encoder
-from retrieval.encoders.text import check_texts
+from retrieval.encoders.text import check_texts, no_weight_loading_bar
 from crossrec_core.errors import ModelLoadError
 from retrieval.images import load_image
 
@@ -52,7 +52,8 @@ class HFDualEncoder(Encoder):
         from transformers import AutoModel, AutoProcessor
 
         try:
-            model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(self.device).eval()
+            with no_weight_loading_bar():
+                model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(self.device).eval()
             processor = AutoProcessor.from_pretrained(str(self.path), local_files_only=True)
         except Exception as exc:
             raise ModelLoadError(f"cannot load HF checkpoint {str(self.path)!r}: {exc}") from exc

@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from retrieval.encoders.base import Encoder, OnnxSource
 from crossrec_core.errors import ModelLoadError
 
-__all__ = ["SentenceTransformerEncoder", "E5Encoder", "minilm_path", "check_texts"]
+__all__ = ["SentenceTransformerEncoder", "E5Encoder", "minilm_path", "check_texts", "no_weight_loading_bar"]
+
+
+@contextmanager
+def no_weight_loading_bar() -> Iterator[None]:
+    """transformers draws a "Loading weights" progress bar for every model it loads, even a local
+    one that loads in well under a second: a line of noise each time an encoder loads. Turn its
+    bars off for the load only (they hold nothing else offline) and restore the previous state."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def minilm_path() -> Path:
@@ -54,7 +71,8 @@ class SentenceTransformerEncoder(Encoder):
         from sentence_transformers import SentenceTransformer
 
         try:
-            return SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
+            with no_weight_loading_bar():
+                return SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
         except Exception as exc:
             raise ModelLoadError(f"cannot load sentence-transformers model from {str(self.path)!r}: {exc}") from exc
 

@@ -91,3 +91,13 @@ def test_load_encoder_names_and_errors(tmp_path):
         load_encoder("resnet-9000")
     with pytest.raises(ValueError, match="unknown"):
         load_encoder(str(tmp_path))  # an empty directory is no model
+
+
+def test_loading_minilm_draws_no_weight_loading_bar_and_keeps_transformers_bars_setting(capfd):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    encoder = SentenceTransformerEncoder()
+    assert encoder.encode(["a green apple"]).shape == (1, encoder.dim)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
