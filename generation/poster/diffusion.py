@@ -133,13 +133,13 @@ class DiffusersPosterGenerator(LayoutPosterGenerator):
         return tuple(max(8, int(round(v * scale / 8)) * 8) for v in size)  # type: ignore[return-value]
 
     def _background(self, request: _Request, rng: np.random.Generator, accent: RGB,
-                    product_box: Box | None) -> Image.Image:
+                    product_box: Box | None, region: Box | None = None) -> Image.Image:
         import torch
 
         size = request.size
         work = self._work_size(size)
         # the starting canvas: the layout's own background with the product in place
-        start = super()._background(request, rng, accent, product_box)
+        start = super()._background(request, rng, accent, product_box, region)
         mask = Image.new("L", size, 255)
         if product_box is not None and request.image is not None:
             pw, ph = product_box[2] - product_box[0], product_box[3] - product_box[1]

@@ -1,8 +1,8 @@
 """The offline poster generator: a layout engine over the item's own image.
 
-Layers, bottom to top: a background made from the item image, overlaid in proportion to
-``controls.personalisation`` with the item image restyled by the mixed style vector (the user's
-style weighted against the item's own) and colour-graded towards the user's palette;
+Layers, bottom to top: a background made from the item image, with a mat around the product
+(the template's product region) showing, in proportion to ``controls.personalisation``, the item
+image restyled by the user's style vector (the item's own moved by the user's deviation);
 the product or poster image (never upscaled more than ``max_upscale``); the headline and tagline,
 fitted to a text column, placed where the background is least salient and away from text already
 printed on the source, in a colour that reaches WCAG 4.5:1 or over an underlay panel; a badge; a
@@ -35,27 +35,36 @@ __all__ = ["LayoutConfig", "LayoutPosterGenerator", "NEUTRAL_PALETTE"]
 NEUTRAL_PALETTE: tuple[RGB, ...] = ((38, 50, 72), (232, 221, 203), (42, 157, 143), (244, 162, 97), (231, 111, 81))
 _WHITE, _INK = (255, 255, 255), (17, 17, 17)
 
-# Per shape: (product region, text column, alignment, text panel) as fractions of (W, H, W, H);
-# one template per entry. The panel is an opaque band in the user's accent colour that carries
-# the text in the poster's margin: text laid over the item image took most of the poster's
-# recognisability (session 8: Acc@1 1.00 -> 0.64 among catalogue posters), a band at the edge
-# keeps the image whole: a 22 % band gave 0.75, this 17 % band with a narrower column 0.90
-# (session 9 scratch sample, 20 pairs, w = 0); the badge sits in the band's free right end. Templates without a panel put the text on the image (underlay when needed).
-_TEMPLATES: dict[str, tuple[tuple[tuple[float, ...], tuple[float, ...], str, tuple[float, ...] | None], ...]] = {
+# Per shape: (product region, text column, alignment) as fractions of (W, H, W, H); one template
+# per entry. The square column is a narrow strip at the bottom (top) edge, over the item image
+# with an underlay where the image is too busy for 4.5:1: text laid across the image took most of
+# the poster's recognisability (session 8: Acc@1 1.00 -> 0.64 among catalogue posters), and an
+# opaque band carrying the text in the margin still cost 0.14 against this narrow column
+# (50 quick-eval pairs at w = 0: band 0.76, column 0.90; with the inset at most 1.5x, 0.94).
+_TEMPLATES: dict[str, tuple[tuple[tuple[float, ...], tuple[float, ...], str], ...]] = {
     "square": (
-        ((0.04, 0.05, 0.40, 0.80), (0.04, 0.845, 0.80, 0.975), "left", (0.0, 0.83, 1.0, 1.0)),
-        ((0.60, 0.05, 0.96, 0.80), (0.04, 0.845, 0.80, 0.975), "left", (0.0, 0.83, 1.0, 1.0)),
-        ((0.04, 0.22, 0.40, 0.95), (0.04, 0.025, 0.80, 0.155), "left", (0.0, 0.0, 1.0, 0.17)),
+        ((0.04, 0.05, 0.40, 0.80), (0.04, 0.845, 0.80, 0.975), "left"),
+        ((0.60, 0.05, 0.96, 0.80), (0.04, 0.845, 0.80, 0.975), "left"),
+        ((0.04, 0.22, 0.40, 0.95), (0.04, 0.025, 0.80, 0.155), "left"),
     ),
     "landscape": (
-        ((0.03, 0.06, 0.38, 0.94), (0.42, 0.08, 0.97, 0.92), "left", None),
-        ((0.62, 0.06, 0.97, 0.94), (0.03, 0.08, 0.58, 0.92), "left", None),
+        ((0.03, 0.06, 0.38, 0.94), (0.42, 0.08, 0.97, 0.92), "left"),
+        ((0.62, 0.06, 0.97, 0.94), (0.03, 0.08, 0.58, 0.92), "left"),
     ),
     "story": (
-        ((0.10, 0.04, 0.90, 0.56), (0.07, 0.60, 0.93, 0.95), "center", None),
-        ((0.10, 0.42, 0.90, 0.95), (0.07, 0.04, 0.93, 0.39), "center", None),
+        ((0.10, 0.04, 0.90, 0.56), (0.07, 0.60, 0.93, 0.95), "center"),
+        ((0.10, 0.42, 0.90, 0.95), (0.07, 0.04, 0.93, 0.39), "center"),
     ),
 }
+# The most the product inset is enlarged per shape (below ``LayoutConfig.max_upscale``). In the
+# square the background, the item image's own centre square, is what finds the item among the
+# catalogue posters and a larger inset hides it (50 quick-eval pairs, w = 0: Acc@1 0.90 at 2x,
+# 0.94 at 1.5x); in landscape and story the background is a strip of the image and the inset
+# carries the item (landscape 0.20 at both, story 0.62 at 2x, 0.56 at 1.5x).
+_SHAPE_UPSCALE = {"square": 1.5}
+# The square's text strips, bottom and top edge: a template's own first, the other where the
+# source's printed text or a busier image lies under the first.
+_EDGE_COLUMNS = {"square": ((0.04, 0.845, 0.80, 0.975), (0.04, 0.025, 0.80, 0.155))}
 _FULL_COLUMN = (0.08, 0.08, 0.92, 0.90)
 
 
@@ -65,31 +74,30 @@ class LayoutConfig:
     ``find_source_text``: run OCR on the item image to keep new text off text already there.
     ``threads``: onnxruntime threads for style transfer and OCR.
     Background: the item image itself (what keeps the poster recognisably the item's; session 6's
-    fully restyled, blurred background lost its own item among the catalogue posters), with the
-    user's look laid over it in proportion to the personalisation weight w:
-    ``style_strength`` x w is the styled image's share (times 0.6-1 per variant),
-    ``colour_grade`` x w how far the item image's mean colour moves to the user's palette,
-    ``background_blur`` the item image's blur radius in px at 540 px, ``tint`` scales the
-    accent-colour wash (8-22 %).
+    fully restyled, blurred background lost its own item among the catalogue posters), blurred by
+    ``background_blur`` px at 540 px and washed towards the accent colour (``tint`` x 8-22 %).
+    The user's look goes on the *mat*: the product region of the template, around the item
+    inset, where the item image is hidden by the inset anyway. There the item image restyled by
+    the user's style vector covers ``style_strength`` x w of the background, unblurred. (Session
+    10 blended a blurred restyle over the whole background and graded all its colours towards the
+    user's palette: the poster found its own item 38 % of the time at w = 1; on the mat, 80 %, at
+    a win rate no lower: 50 quick-eval pairs.)
     ``steer_gain``: with a :class:`StyleReference` (the catalogue's average look) the style
     vector is the item's moved by ``w x steer_gain`` times the user's deviation from the average
-    (``steer_style``) and the colour grade moves the item's colours by the user's palette's
-    deviation from the average colour; 0, or no reference, mixes towards the user's own mean as
-    before (``mix_styles``)."""
+    (``steer_style``); 0, or no reference, mixes towards the user's own mean (``mix_styles``)."""
 
     max_upscale: float = 2.0
     find_source_text: bool = True
     threads: int = 1
-    style_strength: float = 0.7
+    style_strength: float = 1.0
     background_blur: float = 1.5
-    colour_grade: float = 0.5
     tint: float = 0.5
     steer_gain: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0.1 <= float(self.max_upscale) <= 2.0:
             raise ValueError(f"max_upscale={self.max_upscale!r}: must be in [0.1, 2.0] (no upscaling beyond 2x)")
-        for name in ("style_strength", "colour_grade", "tint"):
+        for name in ("style_strength", "tint"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be in [0, 1]")
         if not 0.0 <= float(self.steer_gain) <= 8.0:
@@ -169,12 +177,6 @@ class LayoutPosterGenerator(PosterGenerator):
             plain = ImageOps.fit(image, size, Image.LANCZOS)
             if self.config.background_blur > 0:
                 plain = plain.filter(ImageFilter.GaussianBlur(self.config.background_blur * size[0] / 540))
-            if controls.palette and self.config.colour_grade > 0 and weight > 0:
-                target = np.asarray(controls.palette, np.float32).mean(axis=0)
-                if steer:  # the user's deviation from the average colour, from the item's own mean
-                    target = np.asarray(plain, np.float32).reshape(-1, 3).mean(axis=0) + self.config.steer_gain * (
-                        target - np.asarray(self.reference.colour, np.float32))
-                plain = _grade(plain, target, self.config.colour_grade * weight)
         else:
             image, found, item_palette = None, [], list(NEUTRAL_PALETTE)
             styled = plain = _gradient(size, list(controls.palette) or item_palette)
@@ -184,17 +186,19 @@ class LayoutPosterGenerator(PosterGenerator):
         return _Request(item, controls, size, image, styled, plain, found, accents, weight, tuple(notes))
 
     def _background(self, request: "_Request", rng: np.random.Generator, accent: RGB,
-                    product_box: Box | None) -> Image.Image:
-        """The background layer of one variant: the styled image over the blurred plain one,
-        tinted towards the accent colour."""
+                    product_box: Box | None, region: Box | None = None) -> Image.Image:
+        """The background layer of one variant: the item image (blurred a little) tinted towards
+        the accent colour, with the user's look on the mat: inside ``region`` (the product
+        region, around the inset) the restyled image at share ``style_strength`` x w. Without an
+        item image the styled gradient is the whole background."""
         size, cfg = request.size, self.config
-        alpha, blur, wash = (float(v) for v in (rng.uniform(0.6, 1.0), rng.uniform(1.5, 4.0), rng.uniform(0.08, 0.22)))
-        canvas = request.plain
-        if request.styled is not None:
-            styled = request.styled.filter(ImageFilter.GaussianBlur(blur * size[0] / 540))
-            share = cfg.style_strength * request.weight * alpha
-            canvas = Image.blend(canvas, styled, share) if request.image is not None else styled
-        return Image.blend(canvas, Image.new("RGB", size, accent), cfg.tint * wash)
+        wash = float(rng.uniform(0.08, 0.22))
+        canvas = Image.blend(request.plain, Image.new("RGB", size, accent), cfg.tint * wash)
+        share = min(1.0, cfg.style_strength * request.weight)
+        if request.image is not None and request.styled is not None and region is not None and share > 0:
+            mat = Image.blend(canvas.crop(region), request.styled.crop(region), share)
+            canvas.paste(mat, region[:2])
+        return canvas
 
     # -- one variant ----------------------------------------------------------------------------
     def _render(self, request: "_Request", copy: PosterCopy, shape: str, seed: int) -> PosterVariant:
@@ -202,20 +206,21 @@ class LayoutPosterGenerator(PosterGenerator):
         notes = request.notes
         rng = np.random.default_rng(seed)
         templates = _TEMPLATES[shape]
-        product_frac, column_frac, align, panel_frac = templates[seed % len(templates)]
+        product_frac, column_frac, align = templates[seed % len(templates)]
         accent = accents[int(rng.integers(min(3, len(accents))))]
 
         avoid: list[Box] = []
-        product_box, scale = None, None
+        product_box, scale, region = None, None, None
         if image is not None:
             region = _scaled(product_frac, width, height)
-            scale = min(self.config.max_upscale, (region[2] - region[0]) / image.width, (region[3] - region[1]) / image.height)
+            scale = min(self.config.max_upscale, _SHAPE_UPSCALE.get(shape, 2.0), (region[2] - region[0]) / image.width,
+                        (region[3] - region[1]) / image.height)
             pw, ph = max(1, round(image.width * scale)), max(1, round(image.height * scale))
             x0 = region[0] + (region[2] - region[0] - pw) // 2
             y0 = region[1] + (region[3] - region[1] - ph) // 2
             product_box = (x0, y0, x0 + pw, y0 + ph)
         family = STYLE_FAMILIES[seed % len(STYLE_FAMILIES)]  # variants of one request span the families
-        canvas = _family_look(self._background(request, rng, accent, product_box), family)
+        canvas = _family_look(self._background(request, rng, accent, product_box, region), family)
         if image is not None:
             _paste_product(canvas, image.resize((pw, ph), Image.LANCZOS), product_box)
             avoid.append(product_box)
@@ -225,15 +230,16 @@ class LayoutPosterGenerator(PosterGenerator):
         else:
             column = _scaled(_FULL_COLUMN, width, height)
 
-        panel = None
-        if panel_frac is not None and image is not None:  # without an image the text takes the whole canvas
-            panel = _scaled(panel_frac, width, height)
-            _draw_panel(canvas, panel, accents)
-            # the opaque panel hides the source's own text under it: only what shows stays to avoid
-            avoid = [b for b in (_off_panel(box, panel) for box in avoid) if b is not None]
         cost = saliency_map(canvas)
         for box in avoid:
             cost[box[1]:box[3], box[0]:box[2]] = 1.0
+        if image is not None and shape in _EDGE_COLUMNS:
+            # the narrow edge strip goes where it covers the fewest boxes to avoid (the source's own
+            # printed text), then the least salient image: the template's own edge on a tie
+            options = [column] + [_scaled(c, width, height) for c in _EDGE_COLUMNS[shape] if _scaled(c, width, height) != column]
+            column = min((c for c in options if not _overlaps(c, product_box)),
+                         key=lambda c: (sum(_overlaps(c, a) for a in avoid), float(cost[c[1]:c[3], c[0]:c[2]].mean())),
+                         default=column)
 
         layers: list[TextLayer] = []
         head_size = fit_text(copy.headline, column[2] - column[0], int((column[3] - column[1]) * 0.55), bold=True,
@@ -255,19 +261,20 @@ class LayoutPosterGenerator(PosterGenerator):
             if fitted is None:
                 continue
             layers.append(_draw_text(canvas, role, fitted, column, draw_y, align,
-                                     accent if role == "headline" else None, accents, panel))
+                                     accent if role == "headline" else None, accents))
             draw_y += fitted.height + gap
         if copy.badge.strip():
             badge = _draw_badge(canvas, copy.badge, accents[(1 + seed) % len(accents)], cost,
                                 avoid + [layer.box for layer in layers])
             if badge is not None:
                 layers.append(badge)
-        _palette_strip(canvas, accents[:5], panel)
+        _palette_strip(canvas, accents[:5])
         return PosterVariant(
             image=canvas, item_id=request.item.item_id, shape=shape, seed=seed, generator=self.name,
             text_layers=tuple(layers), product_box=product_box,
             product_scale=None if scale is None else round(float(scale), 4), style_weight=request.weight,
-            palette=tuple(accents[:5]), avoid=tuple(avoid), notes=notes, extra={"family": family, **self._extra(request)},
+            palette=tuple(accents[:5]), avoid=tuple(avoid), notes=notes,
+            extra={"family": family, **self._extra(request)},
         )
 
     def _extra(self, request: "_Request") -> dict:
@@ -316,14 +323,6 @@ def _gradient(size: tuple[int, int], colours: list[RGB]) -> Image.Image:
     return Image.fromarray(np.clip(rows + 0.5, 0, 255).astype(np.uint8))
 
 
-def _grade(image: Image.Image, target: np.ndarray, strength: float) -> Image.Image:
-    """``image`` with its mean colour moved ``strength`` of the way to ``target`` ``(3,)`` (a
-    colour cast: edges and layout, which identify the item, stay)."""
-    pixels = np.asarray(image, np.float32)
-    shift = np.asarray(target, np.float32) - pixels.reshape(-1, 3).mean(axis=0)
-    return Image.fromarray(np.clip(pixels + strength * shift + 0.5, 0, 255).astype(np.uint8))
-
-
 def _map_fit_box(box: Box, src: tuple[int, int], dst: tuple[int, int]) -> Box:
     """Where ``box`` of a ``src``-sized image lands after ``ImageOps.fit`` to ``dst``."""
     scale = max(dst[0] / src[0], dst[1] / src[1])
@@ -342,16 +341,6 @@ def _paste_product(canvas: Image.Image, product: Image.Image, box: Box) -> None:
     canvas.paste(product, box[:2])
 
 
-def _off_panel(box: Box, panel: Box) -> Box | None:
-    """The part of ``box`` outside a full-width edge ``panel`` (None when the panel covers it)."""
-    x0, y0, x1, y1 = box
-    if panel[1] == 0:
-        y0 = max(y0, panel[3])
-    else:
-        y1 = min(y1, panel[1])
-    return (x0, y0, x1, y1) if y1 > y0 else None
-
-
 def _least_salient_top(cost: np.ndarray, column: Box, block_h: int, avoid: list[Box]) -> int:
     """The top y of a ``block_h`` block in ``column`` with the least mean cost (saliency, or 1
     inside boxes to avoid), over positions every 4 px."""
@@ -368,16 +357,14 @@ def _least_salient_top(cost: np.ndarray, column: Box, block_h: int, avoid: list[
 
 
 def _draw_text(canvas: Image.Image, role: str, fitted: FittedText, column: Box, top: int, align: str,
-               preferred: RGB | None, accents: list[RGB], panel: Box | None = None) -> TextLayer:
-    """Text in the measured best colour; ``panel`` (the text panel's box) bounds the area whose
-    contrast is measured, so the item image beside the panel does not count."""
+               preferred: RGB | None, accents: list[RGB]) -> TextLayer:
+    """Text in the measured best colour, over an underlay where no colour reaches WCAG AA."""
     font = load_font(fitted.size, fitted.bold, fitted.cjk)
     x0 = column[0] if align == "left" else column[0] + (column[2] - column[0] - fitted.width) // 2
     block = (x0, top, x0 + fitted.width, top + fitted.height)
     pad = max(4, fitted.size // 3)
-    bounds = panel or (0, 0, canvas.width, canvas.height)
-    padded = (max(bounds[0], block[0] - pad), max(bounds[1], block[1] - pad), min(bounds[2], block[2] + pad),
-              min(bounds[3], block[3] + pad))
+    padded = (max(0, block[0] - pad), max(0, block[1] - pad), min(canvas.width, block[2] + pad),
+              min(canvas.height, block[3] + pad))
     region = np.asarray(canvas.crop(padded))
     lum = luminance_range(region)
     candidates = ([preferred] if preferred else []) + [_WHITE, _INK] + list(accents)
@@ -453,26 +440,15 @@ def _readable_fill(fill: RGB, target: float) -> tuple[RGB, RGB]:
     return colour, text
 
 
-def _draw_panel(canvas: Image.Image, box: Box, accents: list[RGB]) -> None:
-    """The text panel: an opaque band in the darkest accent, moved until white or ink text on it
-    reaches WCAG AA with a margin (the text colour is still chosen by measured contrast)."""
-    colour, _ = _readable_fill(min(accents, key=lambda c: float(relative_luminance(c))), WCAG_AA + 1.0)
-    ImageDraw.Draw(canvas).rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=colour)
-
-
-def _palette_strip(canvas: Image.Image, colours: list[RGB], panel: Box | None = None) -> None:
-    """The palette layer: swatches along the bottom edge, or along the text panel's outer edge
-    (the canvas border it touches): at the inner edge the swatches ran under the text's last
-    line, and a light swatch there took the text below 4.5:1."""
+def _palette_strip(canvas: Image.Image, colours: list[RGB]) -> None:
+    """The palette layer: swatches along the bottom edge."""
     if not colours:
         return
     draw = ImageDraw.Draw(canvas)
     w, h = canvas.size
-    x0, x1, y0, y1 = (0, w, h - 6, h) if panel is None else (
-        (panel[0], panel[2], panel[1], panel[1] + 6) if panel[1] == 0 else (panel[0], panel[2], panel[3] - 6, panel[3]))
-    step = (x1 - x0) / len(colours)
+    step = w / len(colours)
     for i, colour in enumerate(colours):
-        draw.rectangle((round(x0 + i * step), y0, round(x0 + (i + 1) * step), y1), fill=tuple(colour))
+        draw.rectangle((round(i * step), h - 6, round((i + 1) * step), h), fill=tuple(colour))
 
 
 def _truncate(text: str, limit: int) -> str:

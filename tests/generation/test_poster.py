@@ -96,15 +96,39 @@ def test_personalisation_weight_moves_the_background_towards_the_user_style(gene
     assert np.abs(item_only - user_only).mean() > np.abs(item_only - half).mean() > 0
 
 
-def test_square_text_sits_on_a_panel_in_the_margin_off_the_item_image(generator, toy_story, style_model):
-    # text over the item image cost most of the poster's recognisability: square templates carry
-    # it on an opaque band at the top or bottom edge, clear of the product image
+def test_the_users_look_goes_on_the_mat_around_the_inset_and_the_item_image_stays_elsewhere(generator, toy_story,
+                                                                                             style_model):
+    # the background outside the product region is what finds the item among catalogue posters:
+    # the restyle covers the mat (the template's product region) only, the inset stays the item
+    def poster(weight: float):
+        return generator.generate(toy_story, COPY, _controls(style_model, [50, 100], weight), n_variants=1, seed=0)[0]
+
+    item_only, user = poster(0.0), poster(1.0)
+    diff = np.abs(np.asarray(item_only.image, np.float32) - np.asarray(user.image, np.float32)).mean(axis=2)
+    width, height = user.image.size
+    x0, y0, x1, y1 = round(0.04 * width), round(0.05 * height), round(0.40 * width), round(0.80 * height)  # template 0
+    mat = np.zeros_like(diff, dtype=bool)
+    mat[y0:y1, x0:x1] = True
+    px0, py0, px1, py1 = user.product_box
+    inset = np.zeros_like(mat)
+    inset[py0:py1, px0:px1] = True
+    outside = ~mat
+    outside[round(0.80 * height):] = False  # text strip, badge and palette strip change with the accents
+    outside[:round(0.12 * height), :round(0.25 * width)] = False  # the badge corner
+    assert diff[inset].max() == 0
+    assert diff[mat & ~inset].mean() > 4 * diff[outside].mean() > 0
+
+
+def test_square_text_sits_in_a_narrow_edge_column_off_the_item_image(generator, toy_story, style_model):
+    # text across the item image cost most of the poster's recognisability, an opaque band in the
+    # margin still 0.14 Acc@1: square templates keep the text in a narrow strip at the bottom or
+    # top edge, clear of the product image, readable on its own or over an underlay
     for v in generator.generate(toy_story, COPY, _controls(style_model, [50]), n_variants=3, seed=0):
         width, height = v.image.size
         for role in ("headline", "tagline"):
             x0, y0, x1, y1 = v.layer(role).box
-            assert y0 >= 0.75 * height or y1 <= 0.25 * height, f"{role} of seed {v.seed} is not in a margin band"
-            assert v.layer(role).contrast >= WCAG_AA and not v.layer(role).underlay
+            assert y0 >= 0.8 * height or y1 <= 0.2 * height, f"{role} of seed {v.seed} is not in an edge column"
+            assert x1 <= 0.85 * width and v.layer(role).contrast >= WCAG_AA
 
 
 def test_missing_or_corrupt_image_falls_back_to_a_documented_layout(generator, tmp_path):
