@@ -78,6 +78,8 @@ def _add_eval(actions) -> None:
     p.add_argument("--quick", action="store_true", help="10 users x 5 items (about 10 minutes); default 50 x 20")
     p.add_argument("--users", type=int, default=None, help="number of users (overrides the mode's)")
     p.add_argument("--items", type=int, default=None, help="items per user (overrides the mode's)")
+    p.add_argument("--weights", type=float, nargs="+", default=None, metavar="W",
+                   help="personalisation weights of the sweep, each in [0, 1] (default 0 0.25 0.5 0.75 1)")
     p.add_argument("--sheet", default=None, metavar="PNG", help="contact sheet path (default: beside the JSON)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_eval)
@@ -87,7 +89,8 @@ def _cmd_eval(args) -> int:
     from generation.evaluate import EvalOptions, run_eval
 
     options = EvalOptions.quick() if args.quick else EvalOptions()
-    overrides = {k: v for k, v in (("users", args.users), ("items", args.items)) if v is not None}
+    weights = tuple(args.weights) if args.weights else None
+    overrides = {k: v for k, v in (("users", args.users), ("items", args.items), ("weights", weights)) if v is not None}
     options = options.with_(seed=args.seed, **overrides)
     report = run_eval(options, json_path=args.json, sheet_path=args.sheet, data_dir=args.data_dir, progress=True)
     print(report.format())
