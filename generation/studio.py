@@ -193,7 +193,7 @@ class Studio:
         """Everything besides (user, item) that decides the output: part of the cache key."""
         return {"studio": asdict(replace(self.config, **overrides)), "controls": asdict(self.control_config),
                 "copy": self.copy_writer.fingerprint, "poster": getattr(self.poster_generator, "name", "poster"),
-                "version": 2}  # 2: session 11 poster layout (mat, no band)
+                "version": 2}  # 2: the poster layout with the mat and no text band
 
     # -- the pipeline ---------------------------------------------------------------------------
     def controls(self, item: CreativeItem, user_id: str | None, liked: Sequence[LikedItem], *,

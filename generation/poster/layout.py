@@ -37,10 +37,9 @@ _WHITE, _INK = (255, 255, 255), (17, 17, 17)
 
 # Per shape: (product region, text column, alignment) as fractions of (W, H, W, H); one template
 # per entry. The square column is a narrow strip at the bottom (top) edge, over the item image
-# with an underlay where the image is too busy for 4.5:1: text laid across the image took most of
-# the poster's recognisability (session 8: Acc@1 1.00 -> 0.64 among catalogue posters), and an
-# opaque band carrying the text in the margin still cost 0.14 against this narrow column
-# (50 quick-eval pairs at w = 0: band 0.76, column 0.90; with the inset at most 1.5x, 0.94).
+# with an underlay where the image is too busy for 4.5:1: text laid across the image, or an opaque
+# band carrying it in the margin, hid enough of the image that the poster no longer found its own
+# item among the catalogue posters (NOTES.md, posters, sessions 8 to 11).
 _TEMPLATES: dict[str, tuple[tuple[tuple[float, ...], tuple[float, ...], str], ...]] = {
     "square": (
         ((0.04, 0.05, 0.40, 0.80), (0.04, 0.845, 0.80, 0.975), "left"),
@@ -58,9 +57,8 @@ _TEMPLATES: dict[str, tuple[tuple[tuple[float, ...], tuple[float, ...], str], ..
 }
 # The most the product inset is enlarged per shape (below ``LayoutConfig.max_upscale``). In the
 # square the background, the item image's own centre square, is what finds the item among the
-# catalogue posters and a larger inset hides it (50 quick-eval pairs, w = 0: Acc@1 0.90 at 2x,
-# 0.94 at 1.5x); in landscape and story the background is a strip of the image and the inset
-# carries the item (landscape 0.20 at both, story 0.62 at 2x, 0.56 at 1.5x).
+# catalogue posters and a larger inset hides it; in landscape and story the background is a strip
+# of the image and the inset carries the item, so it keeps the general limit.
 _SHAPE_UPSCALE = {"square": 1.5}
 # The square's text strips, bottom and top edge: a template's own first, the other where the
 # source's printed text or a busier image lies under the first.
@@ -78,10 +76,9 @@ class LayoutConfig:
     ``background_blur`` px at 540 px and washed towards the accent colour (``tint`` x 8-22 %).
     The user's look goes on the *mat*: the product region of the template, around the item
     inset, where the item image is hidden by the inset anyway. There the item image restyled by
-    the user's style vector covers ``style_strength`` x w of the background, unblurred. (Session
-    10 blended a blurred restyle over the whole background and graded all its colours towards the
-    user's palette: the poster found its own item 38 % of the time at w = 1; on the mat, 80 %, at
-    a win rate no lower: 50 quick-eval pairs.)
+    the user's style vector covers ``style_strength`` x w of the background, unblurred. (A
+    blurred restyle over the whole background, with every colour graded towards the user's
+    palette, cost the poster its own item among the catalogue posters at high w.)
     ``steer_gain``: with a :class:`StyleReference` (the catalogue's average look) the style
     vector is the item's moved by ``w x steer_gain`` times the user's deviation from the average
     (``steer_style``); 0, or no reference, mixes towards the user's own mean (``mix_styles``)."""
