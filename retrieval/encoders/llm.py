@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 from crossrec_core.errors import ModelLoadError
 from crossrec_core.paths import cache_dir
 from crossrec_core.persist import atomic_directory
+from retrieval.encoders.text import no_weight_loading_bar
 
 __all__ = ["Completion", "LocalLanguageModel", "load_language_model", "default_gguf_path", "DEFAULT_LLM_NAME"]
 
@@ -51,7 +52,8 @@ def _converted_default() -> Path:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        with no_weight_loading_bar():
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except Exception as exc:
         raise ModelLoadError(f"cannot convert {str(gguf)!r} (needs the gguf package): {exc}") from exc
     # The weights are de-quantised float32 now; drop the GGUF marker so they save as plain safetensors.
@@ -108,7 +110,8 @@ class LocalLanguageModel:
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(str(self.path), local_files_only=True).eval()
+            with no_weight_loading_bar():
+                model = AutoModelForCausalLM.from_pretrained(str(self.path), local_files_only=True).eval()
         except Exception as exc:
             raise ModelLoadError(f"cannot load causal LM from path={str(self.path)!r}: {exc}") from exc
         tokenizer.padding_side = "left"  # generation continues from the right edge of every row
