@@ -214,33 +214,40 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
         controls[(u, i)] = studio.controls(items[i], u, liked[u])
         copies[(u, i)] = templates.write(items[i], controls[(u, i)])
     copy_time = (time.perf_counter() - t0) / len(needed)
-    posters: dict[tuple[str, str, float], Any] = {}
-    t0 = time.perf_counter()
-    for w in options.weights:
-        for u, i in tqdm(needed, desc=f"posters w={w}", disable=not progress):
-            c = replace(controls[(u, i)], personalisation=float(w))
-            posters[(u, i, w)] = studio.render(items[i], c, copy=copies[(u, i)], score=False).poster.image
-    poster_time = (time.perf_counter() - t0) / (len(needed) * len(options.weights))
-
-    def embed_posters(keys):
-        out = embedder.embed_images([posters[k] for k in keys])
-        return {k: v for k, v, good in zip(keys, _unit(out.vectors), out.ok) if good}
-
     pairs = [(u, i) for u in users for i in targets[u]]
     groups = np.array([users.index(u) for u, _ in pairs])
+
+    def choose(entries):
+        ok_weights = [s for s in entries if s["poster_acc@1"] >= options.min_fidelity] or entries
+        return max(ok_weights, key=lambda s: (s["win_rate"], -s["weight"]))
+
+    # Each weight's posters are embedded as soon as they are rendered; only the images of the
+    # weight chosen so far are kept (the trust check and the contact sheet need them): keeping
+    # every weight's images held gigabytes at 50 x 20 and slowed rendering down.
+    posters: dict[tuple[str, str, float], Any] = {}
     sweep, per_weight = [], {}
+    render_s, rendered = 0.0, 0
     for w in options.weights:
-        vec = embed_posters([(u, i, w) for u, i in needed])
+        t0 = time.perf_counter()
+        images = {}
+        for u, i in tqdm(needed, desc=f"posters w={w}", disable=not progress):
+            c = replace(controls[(u, i)], personalisation=float(w))
+            images[(u, i, w)] = studio.render(items[i], c, copy=copies[(u, i)], score=False).poster.image
+        render_s, rendered = render_s + time.perf_counter() - t0, rendered + len(images)
+        keys = list(images)
+        out = embedder.embed_images([images[k] for k in keys])
+        vec = {k: v for k, v, good in zip(keys, _unit(out.vectors), out.ok) if good}
         wins = np.array([float(vec[(u, i, w)] @ hist_img[u] > vec[(partner[(u, i)], i, w)] @ hist_img[u]) for u, i in pairs])
         own = np.array([vec[(u, i, w)] for u, i in pairs])
-        sims = own @ cat_vectors.T
-        top = np.argmax(sims, axis=1)
+        top = np.argmax(own @ cat_vectors.T, axis=1)
         acc = float(np.mean([catalogue_ids[t] == i for t, (_, i) in zip(top, pairs)]))
         ci = paired_bootstrap(wins, groups, options.bootstrap, options.seed)
         sweep.append({"weight": w, "win_rate": float(wins.mean()), "win_rate_ci": list(ci), "poster_acc@1": acc})
         per_weight[w] = (vec, wins)
-    ok_weights = [s for s in sweep if s["poster_acc@1"] >= options.min_fidelity] or sweep
-    chosen = max(ok_weights, key=lambda s: (s["win_rate"], -s["weight"]))
+        if choose(sweep)["weight"] == w:
+            posters = {(u, i, w): images[(u, i, w)] for u, i in pairs}
+    poster_time = render_s / rendered
+    chosen = choose(sweep)
     w_star = chosen["weight"]
     vec_star, _ = per_weight[w_star]
 
