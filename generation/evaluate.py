@@ -225,7 +225,7 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
     # weight chosen so far are kept (the trust check and the contact sheet need them): keeping
     # every weight's images held gigabytes at 50 x 20 and slowed rendering down.
     posters: dict[tuple[str, str, float], Any] = {}
-    sweep, per_weight = [], {}
+    sweep, poster_vectors = [], {}
     render_s, rendered = 0.0, 0
     for w in options.weights:
         t0 = time.perf_counter()
@@ -243,13 +243,13 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
         acc = float(np.mean([catalogue_ids[t] == i for t, (_, i) in zip(top, pairs)]))
         ci = paired_bootstrap(wins, groups, options.bootstrap, options.seed)
         sweep.append({"weight": w, "win_rate": float(wins.mean()), "win_rate_ci": list(ci), "poster_acc@1": acc})
-        per_weight[w] = (vec, wins)
+        poster_vectors[w] = vec
         if choose(sweep)["weight"] == w:
             posters = {(u, i, w): images[(u, i, w)] for u, i in pairs}
     poster_time = render_s / rendered
     chosen = choose(sweep)
     w_star = chosen["weight"]
-    vec_star, _ = per_weight[w_star]
+    vec_star = poster_vectors[w_star]
 
     # AUC: own history vs a random other user's history, generated posters vs real next-liked posters
     def other(u):

@@ -40,12 +40,9 @@ MISSING=()
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   MISSING+=(chromium)
 fi
-CJK_FONT=0
-for f in /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc /usr/share/fonts/opentype/noto-cjk/NotoSansCJK-Regular.ttc \
-    /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc; do
-  if [ -f "$f" ]; then CJK_FONT=1; fi
-done
-[ "$CJK_FONT" = 1 ] || MISSING+=(fonts-noto-cjk)
+if ! .venv/bin/python -c "from generation.poster.text import cjk_font_installed as f; raise SystemExit(not f())"; then
+  MISSING+=(fonts-noto-cjk)
+fi
 if [ "${#MISSING[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${MISSING[@]}" >/dev/null 2>&1) \

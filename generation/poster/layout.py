@@ -60,9 +60,9 @@ _TEMPLATES: dict[str, tuple[tuple[tuple[float, ...], tuple[float, ...], str], ..
 # catalogue posters and a larger inset hides it; in landscape and story the background is a strip
 # of the image and the inset carries the item, so it keeps the general limit.
 _SHAPE_UPSCALE = {"square": 1.5}
-# The square's text strips, bottom and top edge: a template's own first, the other where the
-# source's printed text or a busier image lies under the first.
-_EDGE_COLUMNS = {"square": ((0.04, 0.845, 0.80, 0.975), (0.04, 0.025, 0.80, 0.155))}
+# The square's text strips (its templates' columns, bottom and top edge): a template's own first,
+# the other where the source's printed text or a busier image lies under the first.
+_EDGE_COLUMNS = {"square": tuple(dict.fromkeys(column for _, column, _ in _TEMPLATES["square"]))}
 _FULL_COLUMN = (0.08, 0.08, 0.92, 0.90)
 
 
@@ -233,7 +233,7 @@ class LayoutPosterGenerator(PosterGenerator):
         if image is not None and shape in _EDGE_COLUMNS:
             # the narrow edge strip goes where it covers the fewest boxes to avoid (the source's own
             # printed text), then the least salient image: the template's own edge on a tie
-            options = [column] + [_scaled(c, width, height) for c in _EDGE_COLUMNS[shape] if _scaled(c, width, height) != column]
+            options = list(dict.fromkeys([column, *(_scaled(c, width, height) for c in _EDGE_COLUMNS[shape])]))
             column = min((c for c in options if not _overlaps(c, product_box)),
                          key=lambda c: (sum(_overlaps(c, a) for a in avoid), float(cost[c[1]:c[3], c[0]:c[2]].mean())),
                          default=column)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import ImageFont
 
 __all__ = [
-    "has_cjk", "font_path", "load_font", "FittedText", "fit_text", "relative_luminance", "contrast_ratio",
+    "has_cjk", "cjk_font_installed", "font_path", "load_font", "FittedText", "fit_text", "relative_luminance", "contrast_ratio",
     "WCAG_AA", "worst_contrast", "luminance_range",
 ]
 
@@ -32,6 +32,12 @@ def has_cjk(text: str) -> bool:
     """Whether ``text`` holds CJK ideographs, kana or hangul (needs the CJK font)."""
     return any("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af"
                or "\uf900" <= ch <= "\ufaff" or "\uff00" <= ch <= "\uffef" for ch in text)
+
+
+def cjk_font_installed() -> bool:
+    """Whether a CJK font is installed (``scripts/setup.sh`` installs ``fonts-noto-cjk`` when
+    this says no); without one, CJK text renders in DejaVu as boxes."""
+    return font_path(cjk=True) != font_path()
 
 
 @lru_cache(maxsize=None)
