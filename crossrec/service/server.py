@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing as mp
 import os
 import shutil
@@ -11,8 +13,10 @@ from typing import Callable
 
 from crossrec.service.config import ENV_CONFIG, ServiceConfig
 from crossrec_core.errors import CrossrecError
+from crossrec_core.persist import atomic_write_text
+from crossrec_core.paths import cache_dir, models_dir
 
-__all__ = ["serve", "service_env", "warm_search_cache"]
+__all__ = ["serve", "service_env", "search_cache_is_warm", "warm_search_cache"]
 
 APP_FACTORY = "crossrec.service.app:create_app_from_env"
 # uvicorn's supervisor pings each worker every 0.5 s and kills (then restarts) one that does not
@@ -43,16 +47,55 @@ def _build_search_vectors(catalogues: tuple[str, ...], data_dir: str | None, tor
         Searcher.load(name, data_dir=data_dir)
 
 
+def _warm_key(config: ServiceConfig) -> str:
+    """What the built search vectors depend on that can change between starts: the catalogues,
+    the data folder and every trained model file (name, size, modification time)."""
+    digest = hashlib.sha256(json.dumps([list(config.catalogues), config.data_dir,
+                                        os.environ.get("CROSSREC_DATA_DIR")]).encode())
+    root = models_dir()
+    for path in sorted(root.rglob("*")) if root.is_dir() else ():
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:20]
+
+
+def _warm_stamp(config: ServiceConfig) -> Path:
+    return cache_dir("search") / f"warm-{_warm_key(config)}.json"
+
+
+def search_cache_is_warm(config: ServiceConfig) -> bool:
+    """True when :func:`warm_search_cache` ran for these catalogues and models and every vector
+    file it left is still there (a cleared cache or a retrained model makes it build again)."""
+    stamp = _warm_stamp(config)
+    try:
+        files = json.loads(stamp.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all((stamp.parent / name).is_file() for name in files)
+
+
+def _record_warm(config: ServiceConfig) -> None:
+    """The stamp :func:`search_cache_is_warm` reads: the vector files present after a build."""
+    stamp = _warm_stamp(config)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    files = sorted(p.name for p in stamp.parent.glob("*.npy"))
+    atomic_write_text(stamp, json.dumps({"catalogues": list(config.catalogues), "files": files}))
+
+
 def warm_search_cache(config: ServiceConfig, echo: Callable[[str], None] = print) -> float:
     """Build every served catalogue's search vectors (MiniLM, e5, aligned image/fused) once, into
-    the Searcher's cache under ``$CROSSREC_HOME/cache/search``, so that N workers starting at once
-    only load them instead of each encoding the catalogues in parallel. Runs in a child process:
-    the parent (the uvicorn supervisor) keeps no models. A warm cache costs one model load.
-    Returns the seconds it took."""
+    the Searcher's cache under ``$CROSSREC_HOME/cache/search``, before any worker starts: the
+    build may then use every core (a worker serves with ``torch_threads``, one by default), and N
+    workers starting at once only load the vectors instead of each encoding the catalogues. Runs
+    in a child process: the parent (the uvicorn supervisor) keeps no models. A stamp file records
+    the build, so later starts skip the child (and its model load) altogether.
+    Returns the seconds it took (0 when the stamp says the vectors are there)."""
+    if search_cache_is_warm(config):
+        return 0.0
     started = time.perf_counter()
     echo(f"  search vectors for {', '.join(config.catalogues)}: building once before the workers start "
          "(cached; later starts only load them) ...")
-    # the workers have not started yet, so the one-off build may use every core
     threads = max(config.torch_threads, os.cpu_count() or 1)
     proc = mp.get_context("spawn").Process(target=_build_search_vectors, name="crossrec-search-warm",
                                            args=(config.catalogues, config.data_dir, threads))
@@ -61,6 +104,7 @@ def warm_search_cache(config: ServiceConfig, echo: Callable[[str], None] = print
     if proc.exitcode != 0:
         raise CrossrecError(f"building the search vectors failed (exit code {proc.exitcode}); "
                             f"run `crossrec retrieval search --dataset {config.catalogues[0]} test` to see why")
+    _record_warm(config)
     took = time.perf_counter() - started
     echo(f"  search vectors ready in {took:.0f} s")
     return took
@@ -70,13 +114,12 @@ def serve(config: ServiceConfig, *, host: str = "127.0.0.1", port: int = 8000, w
           log_level: str = "warning", echo: Callable[[str], None] = print) -> None:
     """Serve until interrupted. ``workers`` > 1 starts that many processes on one port (each loads
     the models once and reads the same live profile store); the search vectors are built once
-    before they start (``warm_search_cache``)."""
+    before they start (``warm_search_cache``), with every core, also for a single worker."""
     import uvicorn
 
     if workers < 1:
         raise ValueError(f"workers={workers!r}: must be >= 1")
-    if workers > 1:  # one worker builds its vectors itself, once
-        warm_search_cache(config, echo=echo)
+    warm_search_cache(config, echo=echo)
     metrics_dir = tempfile.mkdtemp(prefix="crossrec-metrics-") if workers > 1 else None
     os.environ.update(service_env(config, metrics_dir))
     try:
