@@ -301,6 +301,7 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
         "setup": {"users": len(users), "items": options.items, "pairs": len(pairs), "weights": list(options.weights),
                   "chosen_weight": w_star, "seed": options.seed, "min_likes": options.min_likes,
                   "poster_scorer": f"aligned image tower: {scorer_source}", "copy_scorer": e5.fingerprint,
+                  "poster_scorer_training": _training_settings(embedder.source),
                   "copy_writer_for_win_rate": "template (LM sampled separately: lm_copy)",
                   "poster_variants_for_win_rate": 1, "load_avg": _loadavg()},
         "posters": {"win_rate": chosen["win_rate"], "win_rate_ci": chosen["win_rate_ci"], "auc": auc(pos, neg)},
@@ -343,6 +344,18 @@ def _catalogue_vectors(embedder, images: list, progress: bool) -> tuple[np.ndarr
     np.savez(tmp, vectors=vectors, ok=ok)
     tmp.replace(file)
     return vectors, ok
+
+
+def _training_settings(model_dir: str) -> dict[str, Any] | None:
+    """The scorer's training settings (``training_config.json`` beside its weights): the poster
+    figures depend on them (the demo's light model and a full ``crossrec retrieval train`` one
+    sit at different points of the win-rate / Acc@1 trade-off). None when it is not there."""
+    from crossrec_core.persist import TRAINING_CONFIG_NAME
+
+    try:
+        return json.loads((Path(model_dir) / TRAINING_CONFIG_NAME).read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _next_liked(store, user: str) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generation.evaluate import EvalOptions, auc, paired_bootstrap
+from crossrec_core.persist import TRAINING_CONFIG_NAME, save_config
+from generation.evaluate import EvalOptions, _training_settings, auc, paired_bootstrap
+from retrieval.align.model import AlignTrainingConfig
 
 
 def test_auc_and_paired_bootstrap():
@@ -26,3 +28,11 @@ def test_options():
     assert (quick.users, quick.items) == (10, 5) and EvalOptions().users * EvalOptions().items >= 1000
     with pytest.raises(ValueError, match="weights"):
         EvalOptions(weights=(1.5,))
+
+
+def test_the_report_names_the_scorers_training(tmp_path):
+    save_config(AlignTrainingConfig(epochs=3, image_views=0), tmp_path, "crossrec.AlignedModel.training",
+                name=TRAINING_CONFIG_NAME)
+    settings = _training_settings(str(tmp_path))
+    assert settings["epochs"] == 3 and settings["image_views"] == 0
+    assert _training_settings(str(tmp_path / "absent")) is None and _training_settings("") is None
