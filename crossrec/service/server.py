@@ -49,12 +49,13 @@ def _build_search_vectors(catalogues: tuple[str, ...], data_dir: str | None, tor
 
 def _warm_key(config: ServiceConfig) -> str:
     """What the built search vectors depend on that can change between starts: the catalogues,
-    the data folder and every trained model file (name, size, modification time)."""
+    the data folder and every saved model's weights and config (name, size, modification time;
+    not the profile stores that live beside some models and change while serving)."""
     digest = hashlib.sha256(json.dumps([list(config.catalogues), config.data_dir,
                                         os.environ.get("CROSSREC_DATA_DIR")]).encode())
     root = models_dir()
     for path in sorted(root.rglob("*")) if root.is_dir() else ():
-        if path.is_file():
+        if path.is_file() and (path.suffix == ".safetensors" or path.name == "config.json"):
             stat = path.stat()
             digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:20]

@@ -24,6 +24,11 @@ def test_stamp_follows_models_and_vector_files(tmp_path, monkeypatch):
     assert search_cache_is_warm(config)
     assert not search_cache_is_warm(ServiceConfig())  # another catalogue set
 
+    store = models_dir() / "ranker-ml100k" / "profiles.db"  # a live store beside a model changes while serving
+    store.parent.mkdir()
+    store.write_bytes(b"profiles")
+    assert search_cache_is_warm(config)
+
     model.write_bytes(b"weights v2, retrained")  # a retrained model: vectors must be rebuilt
     assert not search_cache_is_warm(config)
     _record_warm(config)
