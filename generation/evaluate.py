@@ -19,7 +19,9 @@ with a poster):
   posters, next to the same AUC for each user's real next-liked poster (history = earlier likes).
 - **Fidelity**: the poster, as an image query, retrieves its own item's poster first among all
   catalogue posters (aligned image space; Acc@1); the share of copies whose names and numbers all
-  come from the item's metadata.
+  come from the item's metadata. Per weight, the same Acc@1 with frozen ImageNet MobileNetV2
+  features is reported beside it as a diagnostic (what the layout costs, apart from what the
+  aligned tower loses of a poster's look); it chooses nothing.
 - **Trust**: labelled share of studio outputs (verify), watermark recovery after JPEG q85 + 10%
   resize on the generated posters, false positives on real photos (grocery shop photos and
   MovieLens posters).
@@ -98,8 +100,9 @@ class EvalReport:
             f"trust: labelled {d['trust']['labelled']:.3f}  watermark after JPEG q85 + resize {d['trust']['watermark_detected']:.3f}"
             f"  false positives {d['trust']['false_positives']}/{d['trust']['real_photos']}",
             "latency s: " + ", ".join(f"{k} {v:.3f}" for k, v in d["latency_s"].items() if isinstance(v, (int, float))),
-            "sweep (weight: poster win rate / Acc@1): " + ", ".join(
-                f"{s['weight']}: {s['win_rate']:.3f} / {s['poster_acc@1']:.3f}" for s in d["sweep"]),
+            "sweep (weight: poster win rate / Acc@1 [frozen MobileNetV2 Acc@1, diagnostic]): " + ", ".join(
+                f"{s['weight']}: {s['win_rate']:.3f} / {s['poster_acc@1']:.3f} [{s['poster_acc@1_frozen_mobilenet_v2']:.3f}]"
+                for s in d["sweep"]),
             "LM copy fallback rate: " + ", ".join(f"{k} {v['fallback_rate']:.2f} (n={v['n']})" for k, v in d["lm_copy"].items()),
         ]
         return "\n".join(lines)
@@ -191,9 +194,14 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
     needed_images = set(catalogue_ids) | {e.item.item_id for u in users for e in liked[u][: options.history]}
     needed_images |= {n for n in nexts.values() if n in items and items[n].image is not None}
     embedded = sorted(needed_images, key=int)
-    vectors, ok = _catalogue_vectors(embedder, [items[i].image for i in embedded], progress)
+    vectors, ok = _catalogue_vectors(embedder.embed_images, embedder.fingerprint, [items[i].image for i in embedded], progress)
     image_vec = {i: vectors[k] for k, i in enumerate(embedded) if ok[k]}
     cat_vectors = np.stack([image_vec.get(i, np.zeros(vectors.shape[1], np.float32)) for i in catalogue_ids])
+    # Diagnostic only (never a target or a choice): the same Acc@1 with frozen ImageNet MobileNetV2
+    # features, to tell what the layout costs from what the aligned tower loses of a poster's look.
+    frozen = _FrozenImages()
+    frozen_cat, _ = _catalogue_vectors(frozen.embed_images, frozen.fingerprint,
+                                       [items[i].image if i in image_vec else None for i in catalogue_ids], progress)
     e5 = E5Encoder()
     history_items = {u: [e for e in liked[u] if e.item.text][: options.history] for u in users}
     text_vec = {}
@@ -242,7 +250,10 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
         top = np.argmax(own @ cat_vectors.T, axis=1)
         acc = float(np.mean([catalogue_ids[t] == i for t, (_, i) in zip(top, pairs)]))
         ci = paired_bootstrap(wins, groups, options.bootstrap, options.seed)
-        sweep.append({"weight": w, "win_rate": float(wins.mean()), "win_rate_ci": list(ci), "poster_acc@1": acc})
+        frozen_top = np.argmax(_unit(frozen.embed_images([images[(u, i, w)] for u, i in pairs]).vectors) @ frozen_cat.T, axis=1)
+        frozen_acc = float(np.mean([catalogue_ids[t] == i for t, (_, i) in zip(frozen_top, pairs)]))
+        sweep.append({"weight": w, "win_rate": float(wins.mean()), "win_rate_ci": list(ci), "poster_acc@1": acc,
+                      "poster_acc@1_frozen_mobilenet_v2": frozen_acc})
         poster_vectors[w] = vec
         if choose(sweep)["weight"] == w:
             posters = {(u, i, w): images[(u, i, w)] for u, i in pairs}
@@ -323,27 +334,59 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
     return EvalReport(data)
 
 
-def _catalogue_vectors(embedder, images: list, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Aligned image vectors of the catalogue posters, cached per model and image list."""
+def _catalogue_vectors(embed, fingerprint: str, images: list, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors ``(N, D)`` of the catalogue posters and their decode flags ``(N,)``, cached per
+    encoder and image list; ``embed(images)`` gives an object with ``vectors`` and ``ok``."""
     import hashlib
 
     from tqdm import tqdm
 
     from crossrec_core.paths import cache_dir
 
-    digest = hashlib.sha256(("\n".join(map(str, images)) + embedder.fingerprint).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(("\n".join(map(str, images)) + fingerprint).encode()).hexdigest()[:16]
     file = cache_dir("eval") / f"catalogue-{digest}.npz"
     if file.is_file():
         with np.load(file) as cached:
             return cached["vectors"], cached["ok"]
-    chunks = [embedder.embed_images(images[k:k + 128]) for k in tqdm(range(0, len(images), 128), desc="catalogue posters",
-                                                                        disable=not progress)]
+    chunks = [embed(images[k:k + 128]) for k in tqdm(range(0, len(images), 128), desc="catalogue posters",
+                                                      disable=not progress)]
     vectors, ok = _unit(np.concatenate([c.vectors for c in chunks])), np.concatenate([c.ok for c in chunks])
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_name(file.stem + ".tmp.npz")
     np.savez(tmp, vectors=vectors, ok=ok)
     tmp.replace(file)
     return vectors, ok
+
+
+class _FrozenImages:
+    """Frozen ImageNet MobileNetV2 pooled features ``(N, 1280)`` behind the ``embed_images``
+    interface (undecodable or missing images get zero rows and ``ok`` False)."""
+
+    def __init__(self):
+        from retrieval.encoders import MobileNetV2Encoder
+
+        self.encoder = MobileNetV2Encoder()
+        self.fingerprint = self.encoder.fingerprint
+
+    def embed_images(self, images: list):
+        from types import SimpleNamespace
+
+        from crossrec_core.errors import ImageDecodeError
+
+        vectors = np.zeros((len(images), self.encoder.dim), np.float32)
+        ok = np.array([image is not None for image in images])
+        rows = np.flatnonzero(ok)
+        if not len(rows):
+            return SimpleNamespace(vectors=vectors, ok=ok)
+        try:
+            vectors[rows] = self.encoder.encode([images[k] for k in rows])
+        except ImageDecodeError:  # one at a time, to find the broken ones
+            for k in rows:
+                try:
+                    vectors[k] = self.encoder.encode([images[k]])[0]
+                except ImageDecodeError:
+                    ok[k] = False
+        return SimpleNamespace(vectors=vectors, ok=ok)
 
 
 def _training_settings(model_dir: str) -> dict[str, Any] | None:
