@@ -56,6 +56,7 @@ def _has_content(png_path) -> bool:
 
 def test_page_search_user_recommendations_and_a_click(server, tmp_path):
     executable = _chromium()
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -68,7 +69,11 @@ def test_page_search_user_recommendations_and_a_click(server, tmp_path):
         page.select_option("#catalogue", "grocery")
         page.fill("#query", "fruit juice")
         page.click("#text-search button")
-        page.wait_for_selector("#search-results .card img", timeout=30_000)
+        try:
+            page.wait_for_selector("#search-results .card img", timeout=60_000)
+        except PlaywrightTimeout:  # say what the page showed (a CI run under load once timed out here)
+            pytest.fail(f"no search results after 60 s; the page's note: {page.inner_text('#search-note')!r}, "
+                        f"status: {page.inner_text('#status')!r}")
         page.wait_for_function("[...document.querySelectorAll('#search-results img')].every(i => i.complete && i.naturalWidth > 0)")
         assert page.locator("#search-results .card").count() >= 3
         page.screenshot(path=str(tmp_path / "1-search.png"), full_page=True)
