@@ -54,7 +54,8 @@ def test_memory_storage_runs_tansu_alone_and_refuses_a_storage_switch(broker, tm
         from crossrec.stream_bench import BenchConfig, _Bench
 
         cpu = _Bench(BenchConfig(scenarios=("latency",), storage="memory", out_dir=str(tmp_path / "bench")), memory.bootstrap, memory).broker_cpu_s()
-        assert cpu is not None and cpu > 0
+        # a number (not None: no SeaweedFS pid to read); it can be 0 when 10 events took Tansu under one clock tick
+        assert cpu is not None and cpu >= 0.0
     # The session broker keeps its S3 log: asking for memory storage on its data dir is refused.
     with pytest.raises(BrokerError, match="storage='s3' already runs"):
         Broker(BrokerConfig(data_dir=broker.status().data_dir, storage="memory")).start()
