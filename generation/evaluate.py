@@ -359,8 +359,8 @@ def _catalogue_vectors(embed, fingerprint: str, images: list, progress: bool) ->
 
 
 class _FrozenImages:
-    """Frozen ImageNet MobileNetV2 pooled features ``(N, 1280)`` behind the ``embed_images``
-    interface (undecodable or missing images get zero rows and ``ok`` False)."""
+    """Frozen ImageNet MobileNetV2 pooled features, unit ``(N, 1280)``, behind the ``embed_images``
+    interface of the aligned embedder (missing or undecodable images: zero rows, ``ok`` False)."""
 
     def __init__(self):
         from retrieval.encoders import MobileNetV2Encoder
@@ -369,24 +369,23 @@ class _FrozenImages:
         self.fingerprint = self.encoder.fingerprint
 
     def embed_images(self, images: list):
-        from types import SimpleNamespace
-
         from crossrec_core.errors import ImageDecodeError
+        from retrieval.align.embedder import Embeddings
 
         vectors = np.zeros((len(images), self.encoder.dim), np.float32)
-        ok = np.array([image is not None for image in images])
+        ok = np.array([image is not None for image in images], dtype=bool)
+        errors: dict[int, str] = {}
         rows = np.flatnonzero(ok)
-        if not len(rows):
-            return SimpleNamespace(vectors=vectors, ok=ok)
         try:
-            vectors[rows] = self.encoder.encode([images[k] for k in rows])
+            if len(rows):
+                vectors[rows] = self.encoder.encode([images[k] for k in rows])
         except ImageDecodeError:  # one at a time, to find the broken ones
             for k in rows:
                 try:
                     vectors[k] = self.encoder.encode([images[k]])[0]
-                except ImageDecodeError:
-                    ok[k] = False
-        return SimpleNamespace(vectors=vectors, ok=ok)
+                except ImageDecodeError as exc:
+                    ok[k], errors[int(k)] = False, str(exc)
+        return Embeddings(_unit(vectors), ok, errors)
 
 
 def _training_settings(model_dir: str) -> dict[str, Any] | None:
@@ -395,6 +394,8 @@ def _training_settings(model_dir: str) -> dict[str, Any] | None:
     sit at different points of the win-rate / Acc@1 trade-off). None when it is not there."""
     from crossrec_core.persist import TRAINING_CONFIG_NAME
 
+    if not model_dir:  # the untrained fallback: nothing was trained
+        return None
     try:
         return json.loads((Path(model_dir) / TRAINING_CONFIG_NAME).read_text())["config"]
     except (OSError, ValueError, KeyError, TypeError):
