@@ -225,6 +225,11 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
     pairs = [(u, i) for u in users for i in targets[u]]
     groups = np.array([users.index(u) for u, _ in pairs])
 
+    def acc_at_1(own: np.ndarray, catalogue: np.ndarray) -> float:
+        """Share of ``pairs`` whose poster vector (row of ``own``) finds its item first in ``catalogue``."""
+        top = np.argmax(own @ catalogue.T, axis=1)
+        return float(np.mean([catalogue_ids[t] == i for t, (_, i) in zip(top, pairs)]))
+
     def choose(entries):
         ok_weights = [s for s in entries if s["poster_acc@1"] >= options.min_fidelity] or entries
         return max(ok_weights, key=lambda s: (s["win_rate"], -s["weight"]))
@@ -246,12 +251,9 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
         out = embedder.embed_images([images[k] for k in keys])
         vec = {k: v for k, v, good in zip(keys, _unit(out.vectors), out.ok) if good}
         wins = np.array([float(vec[(u, i, w)] @ hist_img[u] > vec[(partner[(u, i)], i, w)] @ hist_img[u]) for u, i in pairs])
-        own = np.array([vec[(u, i, w)] for u, i in pairs])
-        top = np.argmax(own @ cat_vectors.T, axis=1)
-        acc = float(np.mean([catalogue_ids[t] == i for t, (_, i) in zip(top, pairs)]))
+        acc = acc_at_1(np.array([vec[(u, i, w)] for u, i in pairs]), cat_vectors)
+        frozen_acc = acc_at_1(frozen.embed_images([images[(u, i, w)] for u, i in pairs]).vectors, frozen_cat)
         ci = paired_bootstrap(wins, groups, options.bootstrap, options.seed)
-        frozen_top = np.argmax(_unit(frozen.embed_images([images[(u, i, w)] for u, i in pairs]).vectors) @ frozen_cat.T, axis=1)
-        frozen_acc = float(np.mean([catalogue_ids[t] == i for t, (_, i) in zip(frozen_top, pairs)]))
         sweep.append({"weight": w, "win_rate": float(wins.mean()), "win_rate_ci": list(ci), "poster_acc@1": acc,
                       "poster_acc@1_frozen_mobilenet_v2": frozen_acc})
         poster_vectors[w] = vec
@@ -389,17 +391,21 @@ class _FrozenImages:
 
 
 def _training_settings(model_dir: str) -> dict[str, Any] | None:
-    """The scorer's training settings (``training_config.json`` beside its weights): the poster
-    figures depend on them (the demo's light model and a full ``crossrec retrieval train`` one
-    sit at different points of the win-rate / Acc@1 trade-off). None when it is not there."""
-    from crossrec_core.persist import TRAINING_CONFIG_NAME
+    """The scorer's training settings (saved beside its weights): the poster figures depend on
+    them (the demo's light model and a full ``crossrec retrieval train`` one sit at different
+    points of the win-rate / Acc@1 trade-off). None when none were saved."""
+    from dataclasses import asdict
+
+    from crossrec_core.errors import ModelLoadError
+    from retrieval.align.model import AlignedModel
 
     if not model_dir:  # the untrained fallback: nothing was trained
         return None
     try:
-        return json.loads((Path(model_dir) / TRAINING_CONFIG_NAME).read_text())["config"]
-    except (OSError, ValueError, KeyError, TypeError):
+        training = AlignedModel.load_training_config(model_dir)
+    except ModelLoadError:
         return None
+    return asdict(training) if training is not None else None
 
 
 def _next_liked(store, user: str) -> str:

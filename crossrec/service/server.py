@@ -9,12 +9,13 @@ import os
 import shutil
 import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 from crossrec.service.config import ENV_CONFIG, ServiceConfig
 from crossrec_core.errors import CrossrecError
 from crossrec_core.persist import atomic_write_text
-from crossrec_core.paths import cache_dir, models_dir
+from crossrec_core.paths import DATA_DIR_ENV, cache_dir, models_dir
 
 __all__ = ["serve", "service_env", "search_cache_is_warm", "warm_search_cache"]
 
@@ -52,7 +53,7 @@ def _warm_key(config: ServiceConfig) -> str:
     the data folder and every saved model's weights and config (name, size, modification time;
     not the profile stores that live beside some models and change while serving)."""
     digest = hashlib.sha256(json.dumps([list(config.catalogues), config.data_dir,
-                                        os.environ.get("CROSSREC_DATA_DIR")]).encode())
+                                        os.environ.get(DATA_DIR_ENV)]).encode())
     root = models_dir()
     for path in sorted(root.rglob("*")) if root.is_dir() else ():
         if path.is_file() and (path.suffix == ".safetensors" or path.name == "config.json"):

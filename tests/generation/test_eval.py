@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossrec_core.persist import TRAINING_CONFIG_NAME, save_config
 from generation.evaluate import EvalOptions, _training_settings, auc, paired_bootstrap
-from retrieval.align.model import AlignTrainingConfig
+from retrieval.align.model import AlignConfig, AlignedModel, AlignTrainingConfig
 
 
 def test_auc_and_paired_bootstrap():
@@ -31,8 +30,7 @@ def test_options():
 
 
 def test_the_report_names_the_scorers_training(tmp_path):
-    save_config(AlignTrainingConfig(epochs=3, image_views=0), tmp_path, "crossrec.AlignedModel.training",
-                name=TRAINING_CONFIG_NAME)
+    AlignedModel(AlignConfig.baseline(fusion=False)).save_pretrained(tmp_path, AlignTrainingConfig(epochs=3, image_views=0))
     settings = _training_settings(str(tmp_path))
     assert settings["epochs"] == 3 and settings["image_views"] == 0
     assert _training_settings(str(tmp_path / "absent")) is None and _training_settings("") is None
