@@ -175,6 +175,12 @@ def test_lm_answers_stop_early_and_model_flaws_are_rejected(movies, guardrails, 
     assert tagline_ended(" Fargo\nTagline: Two lovers who never met\n") and not tagline_ended(" Fargo\nTagline: The moment")
     assert not tagline_ended(" Fargo\n")
     assert model_flaws(CopyDraft("Fargo", "Two lovers who never met", ""), "x", "en", tagline_ended=True) == []
+    # ended by the model, but mid-phrase; or nothing beyond the headline
+    assert model_flaws(CopyDraft("First Knight", "A tale of royal power and courage,", ""), "x", "en",
+                       tagline_ended=True) == ["tagline ends mid-phrase"]
+    assert model_flaws(CopyDraft("Fargo", "Two lovers and", ""), "x", "en", tagline_ended=True) == ["tagline ends mid-phrase"]
+    assert model_flaws(CopyDraft("Guantanamera", "The Guantanamera", ""), "x", "en", tagline_ended=True) == [
+        "tagline repeats the headline"]
     assert model_flaws(CopyDraft("Fargo", "A loving, loving story.", ""), "x", "en") == ["a word repeated in a row"]
     lifted = CopyDraft("Fargo", "One detective, one thief, one last heist.", "")
     assert model_flaws(lifted, "x", "en") == ["copies the prompt's example"]
