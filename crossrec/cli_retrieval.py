@@ -26,6 +26,10 @@ def add_parser(subparsers) -> None:
     _data_dir(train)
     train.add_argument("--out", default=None, help="model directory (default: $CROSSREC_HOME/models/crossclip-<dataset>)")
     train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--view-loss-weight", type=float, default=None, metavar="W",
+                       help="weight of an image<->image term between two views of each training image (default 0: "
+                            "off); keeps an image's own look in the image space, e.g. so generated posters still "
+                            "find their source poster, at some cost to alignment (NOTES, session 13)")
     train.add_argument("--text-encoder", default="minilm", help="minilm, e5 (multilingual) or a local model directory")
     train.set_defaults(func=_train)
 
@@ -91,7 +95,8 @@ def _train(args) -> int:
     from retrieval.align.model import AlignConfig, AlignTrainingConfig
     from retrieval.pipeline import train_retrieval
 
-    training = AlignTrainingConfig() if args.epochs is None else AlignTrainingConfig(epochs=args.epochs)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("view_loss_weight", args.view_loss_weight)) if v is not None}
+    training = AlignTrainingConfig(**overrides)
     summary = train_retrieval(args.dataset, data_dir=args.data_dir, out_dir=args.out,
                               config=AlignConfig(text_encoder=args.text_encoder), training=training)
     print(json.dumps({k: str(v) if not isinstance(v, (int, float, type(None))) else v for k, v in asdict(summary).items()}, indent=2))

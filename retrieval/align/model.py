@@ -105,6 +105,10 @@ class AlignTrainingConfig:
     # keep the epoch with the best val image->text Acc@1 instead of the last (cosine-annealed) one;
     # off: on 296 val photos the per-epoch maximum is mostly noise and picked under-trained epochs
     select_epoch_on_val: bool = False
+    # weight of an image<->image term between two views of the same item (one more image
+    # forward per step): keeps an image's own look in the image space, which text alignment
+    # alone lets fade (a generated poster should still find its source poster); 0: off
+    view_loss_weight: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -114,6 +118,11 @@ class AlignTrainingConfig:
             raise ValueError(f"batch_size={self.batch_size!r} must be an int >= 2 (contrastive batches need negatives)")
         if not 0.0 <= self.item_text_prob <= 1.0:
             raise ValueError(f"item_text_prob={self.item_text_prob!r} must lie in [0, 1]")
+        if not self.view_loss_weight >= 0.0:
+            raise ValueError(f"view_loss_weight={self.view_loss_weight!r} must be >= 0")
+        if self.view_loss_weight > 0 and not (self.image_views or self.mirror_view):
+            raise ValueError(f"view_loss_weight={self.view_loss_weight!r} needs a second view of each image: "
+                             f"image_views >= 1 or mirror_view (got {self.image_views}, {self.mirror_view})")
 
     @classmethod
     def baseline(cls, **overrides) -> "AlignTrainingConfig":

@@ -102,6 +102,15 @@ def embed_cached(model: AlignedModel, image_inputs: torch.Tensor, batch: int = 5
     return (z, torch.cat(toks)) if return_tokens else z
 
 
+def _view(clean: torch.Tensor, views: torch.Tensor | None, idx: torch.Tensor, pick: np.ndarray | None) -> torch.Tensor:
+    """Rows ``idx`` of the training images, each as view ``pick`` (0: the clean image, k: the
+    k-th augmented view; None: clean)."""
+    if views is None or pick is None:
+        return clean[idx]
+    pick = torch.as_tensor(pick)
+    return torch.where((pick == 0).view(-1, *([1] * (clean.dim() - 1))), clean[idx], views[idx, (pick - 1).clamp(min=0)])
+
+
 def _multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     target = positives.float() / positives.float().sum(dim=1, keepdim=True)
     return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
@@ -181,12 +190,11 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
             idx = torch.as_tensor(order[b * training.batch_size : (b + 1) * training.batch_size])
             if len(idx) < 2:
                 continue
-            if views is not None:
-                pick = torch.as_tensor(rng.integers(0, views.shape[1] + 1, len(idx)))
-                x = torch.where((pick == 0).view(-1, *([1] * (clean.dim() - 1))), clean[idx],
-                                views[idx, (pick - 1).clamp(min=0)])
-            else:
-                x = clean[idx]
+            pick = None if views is None else rng.integers(0, views.shape[1] + 1, len(idx))  # 0: the clean image
+            x = _view(clean, views, idx, pick)
+            x2 = None
+            if pick is not None and training.view_loss_weight > 0:  # another view of each image, never the same one
+                x2 = _view(clean, views, idx, (pick + rng.integers(1, views.shape[1] + 1, len(idx))) % (views.shape[1] + 1))
             lab = labels[idx]
             own = own_text[idx]
             if text_views is not None:
@@ -209,6 +217,11 @@ def train_aligned(config: AlignConfig, data: PairData, val: PairData | None = No
                 if config.fusion:
                     fused = model.fuse(zt, zi, tokens).float()
                     loss = loss + training.fusion_loss_weight * _multi_positive_nce(model.scale * zi.float() @ fused.T, pos)
+                if x2 is not None:
+                    zi2 = model.encode_image(x2).float()
+                    loss = loss + training.view_loss_weight * sum(
+                        _multi_positive_nce(logits, pos) for logits in model.scale * model.head_similarities(zi.float(), zi2)
+                    ) / config.heads
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
