@@ -82,6 +82,9 @@ def _add_eval(actions) -> None:
                    help="personalisation weights of the sweep, each in [0, 1] (default 0 0.25 0.5 0.75 1)")
     p.add_argument("--sheet", default=None, metavar="PNG", help="contact sheet path (default: beside the JSON)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--poster-scorer", default=None, metavar="DIR",
+                   help="aligned model directory whose image tower scores the posters (default: the trained "
+                        "MovieLens model, $CROSSREC_HOME/models/crossclip-ml100k)")
     p.set_defaults(func=_cmd_eval)
 
 
@@ -92,7 +95,13 @@ def _cmd_eval(args) -> int:
     weights = tuple(args.weights) if args.weights else None
     overrides = {k: v for k, v in (("users", args.users), ("items", args.items), ("weights", weights)) if v is not None}
     options = options.with_(seed=args.seed, **overrides)
-    report = run_eval(options, json_path=args.json, sheet_path=args.sheet, data_dir=args.data_dir, progress=True)
+    embedder = None
+    if args.poster_scorer is not None:
+        from retrieval.align.embedder import load_item_embedder
+
+        embedder = load_item_embedder(args.poster_scorer, dataset="ml100k")
+    report = run_eval(options, json_path=args.json, sheet_path=args.sheet, data_dir=args.data_dir, progress=True,
+                      embedder=embedder)
     print(report.format())
     return 0
 

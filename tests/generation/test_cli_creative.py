@@ -49,3 +49,7 @@ def test_creative_make_verify_and_errors(home, toy_lm_dir, capsys):  # noqa: F81
     assert main(["creative", "--lm", str(home / "missing"), "--item", "5", "--dataset", "grocery", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "999" in err and "'nope'" in err and "missing" in err
+    # a poster scorer that is not a saved model: refused before the eval starts, nothing written
+    assert main(["creative", "eval", "--quick", "--json", str(home / "eval.json"),
+                 "--poster-scorer", str(home / "no-model")]) == 2
+    assert "no-model" in capsys.readouterr().err and not (home / "eval.json").exists()
