@@ -59,9 +59,8 @@ class LMCopyConfig:
     the model writes (others go straight to the templates, said in the result): English only by
     default, since SmolLM2-135M's Chinese lines that pass the guardrails are still rarely copy (not
     a phrase, the English title repeated, the example's genre copied). The prompt asks for short
-    lines; ``max_new_tokens`` is 32 since at 22 most taglines were cut off (the fallback measured
-    in session 13: 0.83 at 22, 0.64 at 32 and at 48, 36 English requests), and every decoding
-    step costs the whole batch."""
+    lines; ``max_new_tokens`` is 32 because at 22 most taglines were cut off (NOTES, session 13),
+    and not more because every decoding step costs the whole batch."""
 
     candidates: int = 4
     greedy: int = 1

@@ -105,7 +105,7 @@ class AlignTrainingConfig:
     # keep the epoch with the best val image->text Acc@1 instead of the last (cosine-annealed) one;
     # off: on 296 val photos the per-epoch maximum is mostly noise and picked under-trained epochs
     select_epoch_on_val: bool = False
-    # weight of an image<->image term between two views of the same item (one more image
+    # weight of an image<->image term between two views of the same image (one more image
     # forward per step): keeps an image's own look in the image space, which text alignment
     # alone lets fade (a generated poster should still find its source poster); 0: off
     view_loss_weight: float = 0.0
