@@ -371,23 +371,10 @@ class _FrozenImages:
         self.fingerprint = self.encoder.fingerprint
 
     def embed_images(self, images: list):
-        from crossrec_core.errors import ImageDecodeError
         from retrieval.align.embedder import Embeddings
 
-        vectors = np.zeros((len(images), self.encoder.dim), np.float32)
-        ok = np.array([image is not None for image in images], dtype=bool)
-        errors: dict[int, str] = {}
-        rows = np.flatnonzero(ok)
-        try:
-            if len(rows):
-                vectors[rows] = self.encoder.encode([images[k] for k in rows])
-        except ImageDecodeError:  # one at a time, to find the broken ones
-            for k in rows:
-                try:
-                    vectors[k] = self.encoder.encode([images[k]])[0]
-                except ImageDecodeError as exc:
-                    ok[k], errors[int(k)] = False, str(exc)
-        return Embeddings(_unit(vectors), ok, errors)
+        out = self.encoder.encode_skipping(images)
+        return Embeddings(out.vectors, out.ok, out.errors)
 
 
 def _training_settings(model_dir: str) -> dict[str, Any] | None:

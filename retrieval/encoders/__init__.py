@@ -7,14 +7,14 @@ from pathlib import Path
 
 from retrieval.encoders.base import Encoder
 from retrieval.encoders.hf import HFDualEncoder, is_hf_dual_encoder
-from retrieval.encoders.image import LoadedImages, MobileNetV2Encoder, load_images
+from retrieval.encoders.image import EncodedImages, LoadedImages, MobileNetV2Encoder, load_images
 from retrieval.encoders.llm import Completion, LocalLanguageModel, load_language_model
 from retrieval.encoders.onnx import OnnxTextEncoder, onnx_text_encoder
 from retrieval.encoders.text import E5Encoder, SentenceTransformerEncoder, check_texts
 
 __all__ = [
     "Encoder", "SentenceTransformerEncoder", "E5Encoder", "MobileNetV2Encoder", "HFDualEncoder",
-    "LoadedImages", "load_images", "load_encoder", "check_texts", "TEXT_ENCODERS", "IMAGE_ENCODERS",
+    "LoadedImages", "EncodedImages", "load_images", "load_encoder", "check_texts", "TEXT_ENCODERS", "IMAGE_ENCODERS",
     "LocalLanguageModel", "Completion", "load_language_model", "OnnxTextEncoder", "onnx_text_encoder",
 ]
 

@@ -19,7 +19,7 @@ from retrieval.encoders.mobilenet import FEATURE_DIM, MobileNetV2, mobilenet_v2_
 from crossrec_core.errors import ImageDecodeError
 from retrieval.images import ImageInput, load_image, preprocess
 
-__all__ = ["MobileNetV2Encoder", "LoadedImages", "load_images"]
+__all__ = ["MobileNetV2Encoder", "LoadedImages", "EncodedImages", "load_images"]
 
 log = logging.getLogger(__name__)
 _ORT_BATCH = 8  # ONNX Runtime's CPU time per image is lowest at small batches (cache-resident activations)
@@ -31,6 +31,16 @@ class LoadedImages:
     ``errors`` maps input position to the reason it was skipped."""
 
     tensors: torch.Tensor
+    ok: np.ndarray
+    errors: dict[int, str]
+
+
+@dataclass(frozen=True)
+class EncodedImages:
+    """``vectors (N, D)``: unit features, zero rows where an input was missing or did not decode;
+    ``ok (N,)`` marks the encoded ones; ``errors`` maps input position to the reason it was skipped."""
+
+    vectors: np.ndarray
     ok: np.ndarray
     errors: dict[int, str]
 
@@ -129,14 +139,27 @@ class MobileNetV2Encoder(Encoder):
 
     def encode(self, inputs: Sequence[ImageInput], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Encode images; raises ``ImageDecodeError`` on the first one that does not decode."""
-        out = []
+        out = self.encode_skipping(inputs, batch_size, progress)
+        if out.errors:
+            pos = min(out.errors)
+            raise ImageDecodeError(f"inputs[{pos}]: {out.errors[pos]}")
+        return out.vectors
+
+    def encode_skipping(self, inputs: Sequence[ImageInput | None], batch_size: int = 32,
+                        progress: bool = False) -> EncodedImages:
+        """Encode images, skipping (zero row, ``ok`` False, reason in ``errors``) those that are
+        None or do not decode, for callers that score a catalogue with a few broken files."""
+        vectors = np.zeros((len(inputs), self.dim), np.float32)
+        ok = np.zeros(len(inputs), dtype=bool)
+        errors: dict[int, str] = {}
         for start in tqdm(range(0, len(inputs), batch_size), disable=not progress, desc="images"):
-            chunk = list(inputs[start : start + batch_size])
-            loaded = load_images(chunk)
-            if loaded.errors:
-                pos, why = next(iter(loaded.errors.items()))
-                raise ImageDecodeError(f"inputs[{start + pos}]: {why}")
+            loaded = load_images(list(inputs[start : start + batch_size]))
+            errors.update({start + i: why for i, why in loaded.errors.items()})
+            if not len(loaded.tensors):
+                continue
             with torch.inference_mode():
                 feats = self.model(loaded.tensors.to(self.device))
-            out.append(torch.nn.functional.normalize(feats, dim=-1).cpu().numpy())
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
+            rows = start + np.flatnonzero(loaded.ok)
+            vectors[rows] = torch.nn.functional.normalize(feats, dim=-1).cpu().numpy()
+            ok[rows] = True
+        return EncodedImages(vectors, ok, errors)

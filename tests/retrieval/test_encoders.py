@@ -77,6 +77,15 @@ class TestMobileNetV2(EncoderContract):
         with pytest.raises(ImageDecodeError, match=r"inputs\[1\].*bad.jpg"):
             encoder.encode([inputs[0], bad])
 
+    def test_encode_skipping_keeps_the_good_images(self, encoder, inputs, tmp_path):
+        bad = tmp_path / "bad.jpg"
+        bad.write_bytes(b"\xff\xd8 not really a jpeg")
+        out = encoder.encode_skipping([inputs[0], bad, None, inputs[1]], batch_size=2)
+        assert out.ok.tolist() == [True, False, False, True]
+        assert set(out.errors) == {1, 2} and "bad.jpg" in out.errors[1]
+        assert not out.vectors[1:3].any()
+        np.testing.assert_allclose(out.vectors[[0, 3]], encoder.encode([inputs[0], inputs[1]]), atol=1e-5)
+
     def test_bad_weights_file(self, tmp_path):
         bad = tmp_path / "w.pth"
         bad.write_bytes(b"garbage")
