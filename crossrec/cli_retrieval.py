@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 from crossrec.cli_index import add_bench_arguments, run_bench_from_args
 from crossrec.options import add_dataset
@@ -69,11 +70,13 @@ def add_parser(subparsers) -> None:
     search.add_argument("--json", default=None, metavar="PATH", help="write the result JSON to PATH")
     search.set_defaults(func=_search)
 
-    evq = sub.add_parser("eval-queries", help="search quality on the natural query sets (dev-learned fusion, held-out figures)")
-    evq.add_argument("--dataset", choices=["grocery", "ml100k"], default="grocery")
+    evq = sub.add_parser("eval-queries", help="search quality on a judged query set (dev-learned fusion, held-out figures)")
+    add_dataset(evq, "grocery")
+    evq.add_argument("--queries", default=None, metavar="PATH",
+                     help="JSONL query set with graded judgements (required for a folder; default: the committed set)")
     _data_dir(evq)
     evq.add_argument("--model", default=None, help="aligned model directory (default: the one `train` wrote)")
-    evq.add_argument("--json", default=None, metavar="PATH", help="report JSON (default: runs/eval_queries_<dataset>.json)")
+    evq.add_argument("--json", default=None, metavar="PATH", help="report JSON (default: runs/eval_queries_<dataset or folder name>.json)")
     evq.set_defaults(func=_eval_queries)
 
     sb = sub.add_parser("search-bench", help="one-query latency p50/p99 of the warm Searcher at 81 and 100k items")
@@ -195,8 +198,9 @@ def _search_vector(args) -> int:
 def _eval_queries(args) -> int:
     from retrieval.query_eval import QueryEvalOptions, evaluate_queries, markdown, write_report
 
-    report = evaluate_queries(QueryEvalOptions(args.dataset, data_dir=args.data_dir, model_dir=args.model))
-    path = write_report(report, args.json or f"runs/eval_queries_{args.dataset}.json")
+    report = evaluate_queries(QueryEvalOptions(args.dataset, data_dir=args.data_dir, model_dir=args.model,
+                                               query_set=args.queries))
+    path = write_report(report, args.json or f"runs/eval_queries_{Path(args.dataset).name}.json")
     print(markdown(report))
     print(f"learned weights (dev): {json.dumps(report['learned_weights'])}")
     print(f"wrote {path}")

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from crossrec_core.errors import DataFormatError, DatasetNotFoundError
 from crossrec_core.persist import atomic_write_text
 from retrieval.hybrid import DenseSignal, SignalHits, fuse, learn_weights, ndcg_at
 from retrieval.searcher import Searcher, query_language
 
-__all__ = ["Judged", "load_query_set", "rank_metrics", "QueryEvalOptions", "evaluate_queries", "REPORT_NAMES"]
+__all__ = ["Judged", "load_query_set", "split_groups", "SPLITS", "rank_metrics", "QueryEvalOptions", "evaluate_queries", "REPORT_NAMES"]
 
 # JSON name -> what it ranks by
 REPORT_NAMES = {
@@ -55,24 +56,86 @@ class Judged:
     gains: dict[int, int]
 
 
+SPLITS = ("dev", "heldout")
+COMMITTED_SETS = ("grocery", "ml100k")
+SPLIT_SEED = 15  # the committed sets were split with random.Random(15); a user's set without splits is split the same way
+
+
+def split_groups(groups: Sequence[str], seed: int = SPLIT_SEED) -> dict[str, str]:
+    """Each group's split: the groups shuffled once with ``random.Random(seed)``, the first half
+    (rounded down) ``dev``, the rest ``heldout``; queries sharing a group never straddle the split."""
+    import random
+
+    order = sorted(set(groups))
+    random.Random(seed).shuffle(order)
+    return {g: "dev" if k < len(order) // 2 else "heldout" for k, g in enumerate(order)}
+
+
+def _field(r: dict, name: str, where: str, default=None, allowed: Sequence[str] | None = None) -> str:
+    value = r.get(name, default)
+    if not isinstance(value, str) or not value.strip():
+        raise DataFormatError(f"{where}: {name}={value!r} must be a non-empty string")
+    if allowed is not None and value not in allowed:
+        raise DataFormatError(f"{where}: {name}={value!r} is not one of {tuple(allowed)}")
+    return value
+
+
 def load_query_set(dataset: str, row_of: Mapping[str, int], path: str | Path | None = None) -> list[Judged]:
-    """The committed query set of ``dataset`` (or ``path``); ``row_of`` maps a judgement key
-    (grocery: product name; ml100k: item id as str) to its catalogue row."""
-    if path is None:
-        text = resources.files("crossrec_datasets").joinpath("queries", f"{dataset}.jsonl").read_text("utf-8")
-    else:
-        text = Path(path).read_text("utf-8")
-    out = []
+    """The committed query set of ``dataset``, or the JSONL file ``path``; ``row_of`` maps a
+    judgement key (grocery: product name; ml100k and folders: item id as str) to its catalogue row.
+
+    One object per line: ``query`` and ``relevance`` (key -> grade 0, 1 or 2) are required;
+    ``id`` (default ``q<line>``), ``group`` (default the id), ``lang`` (``en``/``zh``, default
+    from the query's script), ``type`` (default ``query``) and ``split`` (``dev``/``heldout``)
+    are optional. Give ``split`` on every line or on none: without it the groups are split at
+    random once, seeded (:func:`split_groups`). Raises ``DataFormatError`` naming the line."""
+    name = str(path) if path is not None else f"the {dataset} query set"
+    try:
+        text = (Path(path).read_text("utf-8") if path is not None else
+                resources.files("crossrec_datasets").joinpath("queries", f"{dataset}.jsonl").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{name}: cannot read the query set ({exc})") from exc
+    rows, ids = [], set()
     for line_no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        r = json.loads(line)
-        unknown = [key for key in r["relevance"] if key not in row_of]
+        where = f"{name} line {line_no}"
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{where}: not a JSON object ({exc.msg})") from exc
+        if not isinstance(r, dict):
+            raise DataFormatError(f"{where}: not a JSON object")
+        query = _field(r, "query", where)
+        qid = _field(r, "id", where, f"q{line_no}")
+        if qid in ids:
+            raise DataFormatError(f"{where}: id={qid!r} is used twice")
+        ids.add(qid)
+        relevance = r.get("relevance")
+        if not isinstance(relevance, dict) or not relevance:
+            raise DataFormatError(f"{where}: relevance={relevance!r} must be an object of item -> grade (0, 1 or 2)")
+        bad = {k: g for k, g in relevance.items() if isinstance(g, bool) or g not in (0, 1, 2)}
+        if bad:
+            raise DataFormatError(f"{where}: grades {bad} must be 0, 1 or 2")
+        unknown = [key for key in relevance if key not in row_of]
         if unknown:
-            raise ValueError(f"query set {dataset!r} line {line_no}: items {unknown[:5]} are not in the catalogue")
-        out.append(Judged(r["id"], r["group"], r["lang"], r["type"], r["query"], r["split"],
-                          {row_of[key]: int(g) for key, g in r["relevance"].items() if int(g) > 0}))
-    return out
+            raise DataFormatError(f"{where}: items {unknown[:5]} are not in the catalogue")
+        if not any(relevance.values()):
+            raise DataFormatError(f"{where}: no item has a grade above 0 (nothing to find)")
+        split = None if r.get("split") is None else _field(r, "split", where, allowed=SPLITS)
+        rows.append((Judged(qid, _field(r, "group", where, qid), _field(r, "lang", where, query_language(query), ("en", "zh")),
+                            _field(r, "type", where, "query"), query, split or "",
+                            {row_of[key]: int(g) for key, g in relevance.items() if int(g) > 0}), line_no))
+    if not rows:
+        raise DataFormatError(f"{name}: no queries")
+    given = [j.split for j, _ in rows]
+    if all(given):
+        return [j for j, _ in rows]
+    if any(given):
+        line_no = next(n for j, n in rows if not j.split)
+        raise DataFormatError(f"{name} line {line_no}: no split, while other lines give one; give it on every line or on none")
+    split_of = split_groups([j.group for j, _ in rows])
+    return [replace(j, split=split_of[j.group]) for j, _ in rows]
 
 
 def rank_metrics(ranked: Sequence[int], gains: Mapping[int, int], k: int = 10) -> dict[str, float]:
@@ -106,7 +169,7 @@ class QueryEvalOptions:
     data_dir: str | None = None
     model_dir: str | None = None
     folds: int = 5
-    query_set: str | None = None  # another JSONL (tests); default: the committed set
+    query_set: str | None = None  # a JSONL query set (``load_query_set``); default: the dataset's committed set
     query_runtime: str = "onnx-int8"  # the query encoders' runtime (``Searcher.load``)
 
 
@@ -127,6 +190,9 @@ def _learn(train: list[tuple[dict, dict]], signals: Sequence[str]) -> dict[str, 
 def evaluate_queries(opts: QueryEvalOptions, searcher: Searcher | None = None, progress: bool = True) -> dict:
     """The report dict (see ``REPORT_NAMES``); ``learned_weights`` are the dev-fitted weights."""
     start = time.perf_counter()
+    if opts.query_set is None and opts.dataset not in COMMITTED_SETS:
+        raise DatasetNotFoundError(f"dataset={opts.dataset!r} has no committed query set (those are {COMMITTED_SETS}); "
+                                   "pass query_set=PATH, a JSONL of your queries (README 'Your data')")
     searcher = searcher or Searcher.load(opts.dataset, model_dir=opts.model_dir, data_dir=opts.data_dir,
                                          query_runtime=opts.query_runtime)
     queries = load_query_set(opts.dataset, _row_keys(searcher, opts.dataset), opts.query_set)
@@ -192,6 +258,7 @@ def evaluate_queries(opts: QueryEvalOptions, searcher: Searcher | None = None, p
     report["default_weights"] = {"en": dict(searcher.config.weights_en), "zh": dict(searcher.config.weights_zh)}
     report["cv_dev_ndcg@10"] = cv
     report["queries"] = {"dev": len(dev), "heldout": len(held)}
+    report["query_set"] = opts.query_set or f"committed: crossrec_datasets/queries/{opts.dataset}.jsonl"
     report["per_query_heldout"] = {queries[i].id: {n: round(per[n][i]["ndcg@10"], 4) for n in ("hybrid", "reference_frozen_text", "dense_text")
                                                    if n in per} for i in held}
     report["seconds"] = time.perf_counter() - start

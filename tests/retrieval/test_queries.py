@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from crossrec_datasets import load_grocery
-from retrieval.query_eval import QueryEvalOptions, _bootstrap, evaluate_queries, load_query_set, rank_metrics
-from retrieval.searcher import CatalogueItems, Searcher
+from crossrec_core.errors import DataFormatError, DatasetNotFoundError
+from retrieval.query_eval import (QueryEvalOptions, _bootstrap, evaluate_queries, load_query_set, rank_metrics,
+                                  split_groups)
+from retrieval.searcher import CatalogueItems, Searcher, load_catalogue_items
 
 
 def _rows(dataset: str) -> list[dict]:
@@ -78,3 +80,61 @@ def test_evaluate_queries_reports_every_system_split_and_language(tmp_path, text
     assert set(report["learned_weights"]) == {"en", "zh"}
     assert "bm25" in report["bootstrap_hybrid_vs"]["all"]
     assert report["hybrid"]["heldout"]["zh"]["ndcg@10"] > 0.5  # glossed Chinese reaches the English items
+
+
+def _shop_queries(shop_folder) -> list[dict]:
+    """Colour + product-type queries judged from the shop's own catalogue columns: the items of
+    that colour and type 2, other items of the type 1."""
+    import polars as pl
+
+    cat = pl.read_parquet(shop_folder / "catalogue.parquet").head(16)
+    rows = []
+    for r in cat.iter_rows(named=True):
+        same_type = cat.filter(pl.col("subcategory") == r["subcategory"])
+        rel = {s["item_id"]: 2 if s["colour"] == r["colour"] else 1 for s in same_type.iter_rows(named=True)}
+        rows.append({"query": f"{r['colour']} {r['subcategory'].lower()}", "relevance": rel})
+    return rows
+
+
+def test_eval_queries_on_a_shop_folder_with_its_own_unsplit_query_set(shop_folder, text_encoder, tmp_path):
+    items = load_catalogue_items(str(shop_folder))
+    searcher = Searcher(items, text_encoders={"minilm": (text_encoder, text_encoder)}, use_cache=False)
+    path = tmp_path / "shop_queries.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in _shop_queries(shop_folder)), encoding="utf-8")
+    queries = load_query_set(str(shop_folder), {str(i): k for k, i in enumerate(items.ids)}, path)
+    # no split in the file: groups (here one per query) split once, seeded, into halves
+    assert Counter(q.split for q in queries) == {"dev": 8, "heldout": 8}
+    assert {q.id: q.split for q in queries} == {q.id: split_groups([q.group for q in queries])[q.group] for q in queries}
+    assert {q.lang for q in queries} == {"en"} and queries[0].id == "q1"
+    report = evaluate_queries(QueryEvalOptions(str(shop_folder), query_set=str(path), folds=2), searcher)
+    assert report["queries"] == {"dev": 8, "heldout": 8} and report["query_set"] == str(path)
+    assert report["hybrid"]["heldout"]["zh"]["n"] == 0
+    # the query's words are in the item texts: the hybrid finds them (a random order of the 40
+    # items scores about 0.1 on a one-item query)
+    assert report["hybrid"]["heldout"]["en"]["ndcg@10"] > 0.6
+
+
+def test_eval_queries_without_a_query_set_for_a_folder_says_what_to_pass(shop_folder):
+    with pytest.raises(DatasetNotFoundError, match="no committed query set.*query_set"):
+        evaluate_queries(QueryEvalOptions(str(shop_folder)))
+
+
+@pytest.mark.parametrize("lines, match", [
+    (['{"query": "lamp"}'], r"line 1: relevance=None must be an object"),
+    (['{"query": "", "relevance": {"A": 2}}'], r"line 1: query='' must be a non-empty string"),
+    (['{"query": "lamp", "relevance": {"A": 3}}'], r"grades \{'A': 3\} must be 0, 1 or 2"),
+    (['{"query": "lamp", "relevance": {"Z": 2}}'], r"items \['Z'\] are not in the catalogue"),
+    (['{"query": "lamp", "relevance": {"A": 0}}'], r"no item has a grade above 0"),
+    (['{"query": "lamp", "relevance": {"A": 2}, "lang": "fr"}'], r"lang='fr' is not one of \('en', 'zh'\)"),
+    (['{"query": "lamp", "relevance": {"A": 2}, "split": "dev"}', '{"query": "mug", "relevance": {"A": 2}}'],
+     r"line 2: no split, while other lines give one"),
+    (['{"query": "lamp", "relevance": {"A": 2}, "id": "x"}', '{"query": "mug", "relevance": {"A": 2}, "id": "x"}'],
+     r"line 2: id='x' is used twice"),
+    (['not json'], r"line 1: not a JSON object"),
+    ([''], r"no queries"),
+])
+def test_bad_query_sets_name_the_line_and_what_is_allowed(tmp_path, lines, match):
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(DataFormatError, match=match):
+        load_query_set("shop", {"A": 0, "B": 1}, path)
