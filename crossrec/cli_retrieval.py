@@ -31,6 +31,9 @@ def add_parser(subparsers) -> None:
                        help="weight of an image<->image term between two views of each training image (default 0: "
                             "off); keeps an image's own look in the image space, e.g. so generated posters still "
                             "find their source poster, at some cost to alignment (NOTES, session 13)")
+    train.add_argument("--generated-queries", type=int, default=None, metavar="N",
+                       help="up to N short shopper queries per item, written from its title, classes and description, "
+                            "trained as more texts of that item (default 0: off; grocery and folders)")
     train.add_argument("--text-encoder", default="minilm", help="minilm, e5 (multilingual) or a local model directory")
     train.set_defaults(func=_train)
 
@@ -98,7 +101,8 @@ def _train(args) -> int:
     from retrieval.align.model import AlignConfig, AlignTrainingConfig
     from retrieval.pipeline import train_retrieval
 
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("view_loss_weight", args.view_loss_weight)) if v is not None}
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("view_loss_weight", args.view_loss_weight),
+                                   ("generated_queries", args.generated_queries)) if v is not None}
     training = AlignTrainingConfig(**overrides)
     summary = train_retrieval(args.dataset, data_dir=args.data_dir, out_dir=args.out,
                               config=AlignConfig(text_encoder=args.text_encoder), training=training)

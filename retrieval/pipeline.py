@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.align.embedder import ItemEmbedder, default_cache_dir, default_model_dir
-from retrieval.align.features import extract_image_features, extract_text_features
+from retrieval.align.features import TextFeatures, extract_image_features, extract_text_features
 from retrieval.align.model import AlignConfig, AlignedModel, AlignTrainingConfig
+from retrieval.align.queries import ItemFields, catalogue_queries
 from retrieval.align.train import PairData, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
 from retrieval.evaluate import (
@@ -93,6 +94,9 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
     _check_dataset(dataset)
     config = config or AlignConfig()
     training = training or AlignTrainingConfig()
+    if training.generated_queries and dataset == "ml100k":
+        raise ValueError(f"generated_queries={training.generated_queries}: the query templates are written for shop "
+                         "items (title, classes, attribute words of the description); use 0 for ml100k")
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
     out = Path(out_dir) if out_dir is not None else default_model_dir(_model_name(dataset))
     encoder = MobileNetV2Encoder()
@@ -102,6 +106,7 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
         from crossrec_datasets import load_grocery
 
         g = load_grocery(data_dir)
+        fields = [ItemFields(p.name, (p.coarse_name, p.category), p.description) for p in g.products]
         texts = extract_text_features([p.description for p in g.products], views=training.text_views, seed=training.seed,
                                       encoder=text_encoder, cache_dir=cache_dir, progress=progress)
         parts = {}
@@ -110,7 +115,7 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
             feats = extract_image_features([p.path for p in photos], views=views, mirror=split == "train" and training.mirror_view,
                                            seed=training.seed, encoder=encoder, cache_dir=cache_dir, progress=progress)
             parts[split] = PairData(feats, np.array([p.class_id for p in photos]), texts)
-        train, val = parts["train"], parts["val"]
+        train, val = _with_queries(parts["train"], fields, training, text_encoder, cache_dir, progress), parts["val"]
     elif dataset not in DATASETS:
         train, val = _folder_pairs(dataset, training, encoder, text_encoder, cache_dir, progress)
     else:
@@ -138,6 +143,21 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
     return TrainSummary(out, catalogue_dir(out), seconds, result.best_epoch, kept, report.indexed, len(report.image_skipped))
 
 
+def _with_queries(train: PairData, fields: list[ItemFields], training: AlignTrainingConfig, text_encoder,
+                  cache_dir, progress: bool) -> PairData:
+    """``train`` (one text per item, row = item) with ``training.generated_queries`` template
+    queries per item appended as more texts of their item (``PairData.text_item``); unchanged when
+    that is 0. Validation keeps the item texts alone, so its figure means the same either way."""
+    if not training.generated_queries:
+        return train
+    queries, rows = catalogue_queries(fields, max_queries=training.generated_queries)
+    # queries get no augmented views: word dropout on two or three words leaves too little
+    extra = extract_text_features(queries, views=0, seed=training.seed, encoder=text_encoder, cache_dir=cache_dir,
+                                  progress=progress)
+    text_item = np.concatenate([np.arange(len(fields)), np.asarray(rows, np.int64)])
+    return PairData(train.images, train.image_text, TextFeatures.concat(train.texts, extra), text_item)
+
+
 def _folder_pairs(folder: str, training: AlignTrainingConfig, encoder, text_encoder, cache_dir, progress: bool):
     """A user's folder as (train, val) pairs: query photos paired with their item's text when the
     folder has ``photos.*`` (every photo of an item is a positive of its text), else catalogue
@@ -147,7 +167,8 @@ def _folder_pairs(folder: str, training: AlignTrainingConfig, encoder, text_enco
 
     ds = open_dataset(folder)
     cat = ds.catalogue().select("item_id", "image").collect()
-    texts = extract_text_features(ds.item_texts(), views=training.text_views, seed=training.seed, encoder=text_encoder,
+    item_texts = ds.item_texts()
+    texts = extract_text_features(item_texts, views=training.text_views, seed=training.seed, encoder=text_encoder,
                                   cache_dir=cache_dir, progress=progress)
     photos = ds.photos()
     if photos is not None:
@@ -166,7 +187,11 @@ def _folder_pairs(folder: str, training: AlignTrainingConfig, encoder, text_enco
     order = np.random.default_rng(training.seed).permutation(np.flatnonzero(feats.ok))
     n_val = max(2, len(order) // 10)
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return (PairData(feats.subset(train_idx), labels[train_idx], texts),
+    classes = [c for c in ("subcategory", "category") if c in ds.catalogue().collect_schema().names()]
+    rows = ds.catalogue().select("title", *classes).collect().iter_rows()
+    fields = [ItemFields(str(r[0]), tuple(str(c) for c in r[1:] if c), text) for r, text in zip(rows, item_texts)]
+    train = PairData(feats.subset(train_idx), labels[train_idx], texts)
+    return (_with_queries(train, fields, training, text_encoder, cache_dir, progress),
             PairData(feats.subset(val_idx), labels[val_idx], texts))
 
 

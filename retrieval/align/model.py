@@ -109,6 +109,9 @@ class AlignTrainingConfig:
     # forward per step): keeps an image's own look in the image space, which text alignment
     # alone lets fade (a generated poster should still find its source poster); 0: off
     view_loss_weight: float = 0.0
+    # up to this many short shopper queries per item, written from its title, classes and
+    # description (``retrieval.align.queries``), trained as more texts of that item; 0: off
+    generated_queries: int = 0
     seed: int = 0
 
     def __post_init__(self):
@@ -120,6 +123,8 @@ class AlignTrainingConfig:
             raise ValueError(f"item_text_prob={self.item_text_prob!r} must lie in [0, 1]")
         if not self.view_loss_weight >= 0.0:
             raise ValueError(f"view_loss_weight={self.view_loss_weight!r} must be >= 0")
+        if not isinstance(self.generated_queries, int) or self.generated_queries < 0:
+            raise ValueError(f"generated_queries={self.generated_queries!r} must be an int >= 0")
         if self.view_loss_weight > 0 and not (self.image_views or self.mirror_view):
             raise ValueError(f"view_loss_weight={self.view_loss_weight!r} needs a second view of each image: "
                              f"image_views >= 1 or mirror_view (got {self.image_views}, {self.mirror_view})")

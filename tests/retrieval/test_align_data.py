@@ -132,3 +132,28 @@ def test_generated_queries_are_short_distinct_and_from_the_items_own_words():
     assert not any(q.startswith("green") for q in item_queries(pepper))  # a colour named in the title wins
     texts, rows = catalogue_queries([golden, pepper], max_queries=4)
     assert len(texts) == len(rows) == 8 and rows == [0] * 4 + [1] * 4
+
+
+def test_generated_queries_join_the_training_texts_of_their_item(grocery, image_encoder, text_encoder, tmp_path):
+    from retrieval.align.features import extract_text_features
+    from retrieval.align.queries import ItemFields
+    from retrieval.pipeline import _with_queries
+
+    products = grocery.products[:3]
+    fields = [ItemFields(p.name, (p.coarse_name, p.category), p.description) for p in products]
+    feats = extract_image_features([p.iconic_image for p in products], encoder=image_encoder, progress=False)
+    texts = extract_text_features([p.description for p in products], views=2, encoder=text_encoder,
+                                  cache_dir=tmp_path, progress=False)
+    train = PairData(feats, np.arange(3), texts)
+    assert _with_queries(train, fields, AlignTrainingConfig(), text_encoder, tmp_path, False) is train  # off by default
+    wider = _with_queries(train, fields, AlignTrainingConfig(generated_queries=4), text_encoder, tmp_path, False)
+    assert len(wider.texts.clean) == 3 + 12 and wider.texts.views.shape[:2] == (15, 2)
+    assert wider.text_item.tolist() == [0, 1, 2] + [0] * 4 + [1] * 4 + [2] * 4
+    torch.testing.assert_close(wider.texts.clean[:3], texts.clean)  # the item texts keep their rows
+    assert wider.image_items.tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="generated_queries=-1 must be an int >= 0"):
+        AlignTrainingConfig(generated_queries=-1)
+    from retrieval.pipeline import train_retrieval
+
+    with pytest.raises(ValueError, match="use 0 for ml100k"):  # refused before any work
+        train_retrieval("ml100k", out_dir=tmp_path / "m", training=AlignTrainingConfig(generated_queries=2))
