@@ -16,7 +16,9 @@ with a poster):
   the trade-off curve (plot), and the chosen weight: the highest win rate whose Acc@1 stays
   >= ``min_fidelity``.
 - **Real-data ceiling**: AUC of "own history vs a random user's history" for the generated
-  posters, next to the same AUC for each user's real next-liked poster (history = earlier likes).
+  posters, next to the same AUC for each eligible user's real next-liked poster (history =
+  earlier likes; every user with ``min_likes`` likes, not only the sample), both with a 95%
+  interval resampling users.
 - **Fidelity**: the poster, as an image query, retrieves its own item's poster first among all
   catalogue posters (aligned image space; Acc@1); the share of copies whose names and numbers all
   come from the item's metadata. Per weight, the same Acc@1 with frozen ImageNet MobileNetV2
@@ -48,7 +50,10 @@ import numpy as np
 
 from crossrec_core.persist import atomic_write_text
 
-__all__ = ["EvalOptions", "EvalReport", "run_eval", "paired_bootstrap", "auc"]
+__all__ = ["EvalOptions", "EvalReport", "run_eval", "paired_bootstrap", "auc", "auc_interval"]
+
+
+_CEILING_PARTNERS = 10  # other users' histories each real next-liked poster is compared with
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,9 @@ class EvalReport:
             f"chosen weight {d['setup']['chosen_weight']}",
             f"posters win rate {p['win_rate']:.3f} CI [{p['win_rate_ci'][0]:.3f}, {p['win_rate_ci'][1]:.3f}]  "
             f"copy win rate {c['win_rate']:.3f} CI [{c['win_rate_ci'][0]:.3f}, {c['win_rate_ci'][1]:.3f}]",
-            f"AUC posters {p['auc']:.3f}  ceiling (real next-liked posters) {d['ceiling']['auc']:.3f}",
+            f"AUC posters {p['auc']:.3f} CI [{p['auc_ci'][0]:.3f}, {p['auc_ci'][1]:.3f}]  ceiling (real next-liked "
+            f"posters, {d['ceiling']['n_users']} users) {d['ceiling']['auc']:.3f} CI [{d['ceiling']['auc_ci'][0]:.3f}, "
+            f"{d['ceiling']['auc_ci'][1]:.3f}]",
             f"fidelity: poster Acc@1 {d['fidelity']['poster_acc@1']:.3f}  copy entities ok {d['fidelity']['copy_entity_ok']:.3f}",
             f"trust: labelled {d['trust']['labelled']:.3f}  watermark after JPEG q85 + resize {d['trust']['watermark_detected']:.3f}"
             f"  false positives {d['trust']['false_positives']}/{d['trust']['real_photos']}",
@@ -109,12 +116,34 @@ class EvalReport:
 
 
 def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
-    """P(positive > negative) + 0.5 P(tie) over all pairs (Mann-Whitney)."""
+    """P(positive > negative) + 0.5 P(tie) over all pairs (Mann-Whitney, from average ranks)."""
+    from scipy.stats import rankdata
+
     pos, neg = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
     if not len(pos) or not len(neg):
         return float("nan")
-    diff = pos[:, None] - neg[None, :]
-    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def auc_interval(positive: Sequence[float], negative: Sequence[float], groups: Sequence,
+                 negative_groups: Sequence | None = None, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of :func:`auc` resampling whole ``groups`` (users) with replacement: entry k
+    of ``positive`` belongs to ``groups[k]``, entry k of ``negative`` to ``negative_groups[k]``
+    (default ``groups``: the two lists paired)."""
+    pos, neg = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
+    groups = np.asarray(groups)
+    neg_groups = groups if negative_groups is None else np.asarray(negative_groups)
+    rng = np.random.default_rng(seed)
+    ids = np.unique(np.concatenate([groups, neg_groups]))
+    pos_rows = {g: np.flatnonzero(groups == g) for g in ids}
+    neg_rows = {g: np.flatnonzero(neg_groups == g) for g in ids}
+    values = []
+    for _ in range(n):
+        pick = ids[rng.integers(0, len(ids), len(ids))]
+        values.append(auc(pos[np.concatenate([pos_rows[g] for g in pick])], neg[np.concatenate([neg_rows[g] for g in pick])]))
+    lo, hi = np.nanpercentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def paired_bootstrap(wins: np.ndarray, groups: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -190,8 +219,12 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
         keep = {i for u in users for i in targets[u]} | set(rng.choice(with_poster, options.catalogue, replace=False))
         catalogue_ids = sorted(keep, key=int)
     # plus every history poster the scores need (the users' likes), embedded once
-    nexts = {u: _next_liked(store, u) for u in users}
-    needed_images = set(catalogue_ids) | {e.item.item_id for u in users for e in liked[u][: options.history]}
+    # the ceiling uses every eligible user (one next-liked poster each: 50 users would leave its
+    # AUC with a standard deviation of about 0.05), the sampled ones included
+    ceiling_users = [str(u) for u in eligible]
+    liked_all = {u: liked[u] if u in liked else liked_from_profile(store.get(int(u)), items) for u in ceiling_users}
+    nexts = {u: _next_liked(store, u) for u in ceiling_users}
+    needed_images = set(catalogue_ids) | {e.item.item_id for u in ceiling_users for e in liked_all[u][: options.history]}
     needed_images |= {n for n in nexts.values() if n in items and items[n].image is not None}
     embedded = sorted(needed_images, key=int)
     vectors, ok = _catalogue_vectors(embedder.embed_images, embedder.fingerprint, [items[i].image for i in embedded], progress)
@@ -270,15 +303,18 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
 
     pos = [float(vec_star[(u, i, w_star)] @ hist_img[u]) for u, i in pairs]
     neg = [float(vec_star[(u, i, w_star)] @ hist_img[other(u)]) for u, i in pairs]
-    ceiling_pos, ceiling_neg = [], []
-    for u in users:
+    ceiling_pos, ceiling_neg, ceiling_users_of_neg = [], [], []
+    ceiling_rng = np.random.default_rng(options.seed + 1)  # its own draws: the sample's stay as they were
+    hist_all = {u: _history_vector(image_vec, liked_all[u][: options.history]) for u in ceiling_users}
+    scored = [u for u in ceiling_users if nexts[u] in image_vec]
+    for k, u in enumerate(scored):
         nxt = nexts[u]
-        if nxt not in image_vec:
-            continue
-        earlier = [e for e in liked[u] if e.item.item_id != nxt]
-        own_h = _history_vector(image_vec, earlier[: options.history])
-        ceiling_pos.append(float(image_vec[nxt] @ own_h))
-        ceiling_neg.append(float(image_vec[nxt] @ hist_img[other(u)]))
+        earlier = [e for e in liked_all[u] if e.item.item_id != nxt]
+        ceiling_pos.append(float(image_vec[nxt] @ _history_vector(image_vec, earlier[: options.history])))
+        # several other users per poster: one random partner each left the AUC noisy by the draw
+        for v in ceiling_rng.choice([x for x in ceiling_users if x != u], _CEILING_PARTNERS, replace=False):
+            ceiling_neg.append(float(image_vec[nxt] @ hist_all[str(v)]))
+            ceiling_users_of_neg.append(k)
 
     # copy win rate (e5), liked titles masked
     def copy_text(u, i):
@@ -317,11 +353,14 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
                   "poster_scorer_training": _training_settings(embedder.source),
                   "copy_writer_for_win_rate": "template (LM sampled separately: lm_copy)",
                   "poster_variants_for_win_rate": 1, "load_avg": _loadavg()},
-        "posters": {"win_rate": chosen["win_rate"], "win_rate_ci": chosen["win_rate_ci"], "auc": auc(pos, neg)},
+        "posters": {"win_rate": chosen["win_rate"], "win_rate_ci": chosen["win_rate_ci"], "auc": auc(pos, neg),
+                    "auc_ci": list(auc_interval(pos, neg, groups, n=options.bootstrap, seed=options.seed))},
         "copy": {"win_rate": float(copy_wins.mean()), "win_rate_ci": list(paired_bootstrap(copy_wins, groups,
                  options.bootstrap, options.seed)), "ties": copy_ties},
         "ceiling": {"auc": auc(ceiling_pos, ceiling_neg), "n_users": len(ceiling_pos),
-                    "what": "real next-liked poster vs own earlier likes / a random user's likes, same encoder"},
+                    "auc_ci": list(auc_interval(ceiling_pos, ceiling_neg, np.arange(len(ceiling_pos)), ceiling_users_of_neg,
+                                                options.bootstrap, options.seed)),
+                    "what": "real next-liked poster vs own earlier likes / 10 random other users' likes, same encoder"},
         "fidelity": {"poster_acc@1": chosen["poster_acc@1"], "copy_entity_ok": entity_ok,
                      "catalogue_posters": len(catalogue_ids)},
         "trust": {"labelled": labelled, "watermark_detected": bench.recovered_rate,

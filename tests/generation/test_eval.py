@@ -5,13 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generation.evaluate import EvalOptions, _training_settings, auc, paired_bootstrap
+from generation.evaluate import EvalOptions, _training_settings, auc, auc_interval, paired_bootstrap
 from retrieval.align.model import AlignConfig, AlignedModel, AlignTrainingConfig
 
 
 def test_auc_and_paired_bootstrap():
     assert auc([2, 3], [1, 0]) == 1.0 and auc([1], [1]) == 0.5 and auc([0], [1]) == 0.0
     rng = np.random.default_rng(0)
+    pos, neg = rng.integers(0, 5, 60), rng.integers(0, 4, 80)  # many ties
+    pairwise = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (60 * 80)
+    assert auc(pos, neg) == pytest.approx(pairwise)
+    lo, hi = auc_interval(pos, neg[:60], np.repeat(np.arange(12), 5), n=300)
+    assert lo < auc(pos, neg[:60]) < hi
+    # unpaired: 6 negatives per group (the ceiling compares each poster with several other users)
+    lo2, hi2 = auc_interval(pos, neg[:72], np.repeat(np.arange(12), 5), np.repeat(np.arange(12), 6), n=300)
+    assert lo2 < auc(pos, neg[:72]) < hi2
     wins = (rng.random(400) < 0.8).astype(float)
     groups = np.repeat(np.arange(40), 10)
     lo, hi = paired_bootstrap(wins, groups, n=500)
