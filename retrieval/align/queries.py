@@ -6,9 +6,9 @@ writes such queries from the title, the classes and the attribute words the desc
 uses (colour, taste, texture, diet, use), so that training sees them as texts of that item
 (``PairData.text_item``). Templates only: doc2query with the local SmolLM2-135M was tried and
 wrote questions and sentences, not queries (5 grocery products x 4 samples: 93 s, under load).
-Not in the default training: an A/B at 15 epochs (NOTES, issue 15 session 8) lifted the aligned
-signals on the dev queries by about 0.09 nDCG@10 and kept the closed set (0.846 vs 0.832), but left
-the dev hybrid where it was.
+Training takes them with ``AlignTrainingConfig.generated_queries`` (``crossrec retrieval train
+--generated-queries N``), off by default: they lift the aligned signals on the dev queries by about
+0.1 nDCG@10 but leave the hybrid where it was (NOTES, sessions 8 and 14).
 """
 
 from __future__ import annotations
