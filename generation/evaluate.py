@@ -219,8 +219,8 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
         keep = {i for u in users for i in targets[u]} | set(rng.choice(with_poster, options.catalogue, replace=False))
         catalogue_ids = sorted(keep, key=int)
     # plus every history poster the scores need (the users' likes), embedded once
-    # the ceiling uses every eligible user (one next-liked poster each: 50 users would leave its
-    # AUC with a standard deviation of about 0.05), the sampled ones included
+    # the ceiling uses every eligible user, the sampled ones included: it has one next-liked
+    # poster per user, and the sample alone leaves it too noisy to compare the posters with
     ceiling_users = [str(u) for u in eligible]
     liked_all = {u: liked[u] if u in liked else liked_from_profile(store.get(int(u)), items) for u in ceiling_users}
     nexts = {u: _next_liked(store, u) for u in ceiling_users}
@@ -360,7 +360,8 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
         "ceiling": {"auc": auc(ceiling_pos, ceiling_neg), "n_users": len(ceiling_pos),
                     "auc_ci": list(auc_interval(ceiling_pos, ceiling_neg, np.arange(len(ceiling_pos)), ceiling_users_of_neg,
                                                 options.bootstrap, options.seed)),
-                    "what": "real next-liked poster vs own earlier likes / 10 random other users' likes, same encoder"},
+                    "what": f"real next-liked poster vs own earlier likes / {_CEILING_PARTNERS} random other users' "
+                            "likes, same encoder"},
         "fidelity": {"poster_acc@1": chosen["poster_acc@1"], "copy_entity_ok": entity_ok,
                      "catalogue_posters": len(catalogue_ids)},
         "trust": {"labelled": labelled, "watermark_detected": bench.recovered_rate,
