@@ -134,28 +134,28 @@ def auc_interval(positive: Sequence[float], negative: Sequence[float], groups: S
     pos, neg = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
     groups = np.asarray(groups)
     neg_groups = groups if negative_groups is None else np.asarray(negative_groups)
-    rng = np.random.default_rng(seed)
     ids = np.unique(np.concatenate([groups, neg_groups]))
-    pos_rows = {g: np.flatnonzero(groups == g) for g in ids}
-    neg_rows = {g: np.flatnonzero(neg_groups == g) for g in ids}
-    values = []
-    for _ in range(n):
-        pick = ids[rng.integers(0, len(ids), len(ids))]
-        values.append(auc(pos[np.concatenate([pos_rows[g] for g in pick])], neg[np.concatenate([neg_rows[g] for g in pick])]))
+    pos_rows = [np.flatnonzero(groups == g) for g in ids]
+    neg_rows = [np.flatnonzero(neg_groups == g) for g in ids]
+    values = [auc(pos[np.concatenate([pos_rows[k] for k in pick])], neg[np.concatenate([neg_rows[k] for k in pick])])
+              for pick in _group_resamples(len(ids), n, seed)]
     lo, hi = np.nanpercentile(values, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def _group_resamples(n_groups: int, n: int, seed: int):
+    """``n`` seeded bootstrap draws of group positions ``(n_groups,)``, with replacement."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        yield rng.integers(0, n_groups, n_groups)
 
 
 def paired_bootstrap(wins: np.ndarray, groups: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% interval of the mean of ``wins`` (N,) resampling whole ``groups`` (users) with
     replacement: pairs of one user are not independent."""
-    rng = np.random.default_rng(seed)
     ids = np.unique(groups)
     per = [wins[groups == g] for g in ids]
-    means = []
-    for _ in range(n):
-        pick = rng.integers(0, len(ids), len(ids))
-        means.append(np.concatenate([per[k] for k in pick]).mean())
+    means = [np.concatenate([per[k] for k in pick]).mean() for pick in _group_resamples(len(ids), n, seed)]
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(lo), float(hi)
 
@@ -241,7 +241,8 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
     all_hist = sorted({e.item.item_id for u in users for e in history_items[u]}, key=int)
     for k, vec in zip(all_hist, e5.encode([items[i].title + ". " + items[i].text for i in all_hist])):
         text_vec[k] = vec
-    hist_img = {u: _history_vector(image_vec, liked[u][: options.history]) for u in users}
+    hist_all = {u: _history_vector(image_vec, liked_all[u][: options.history]) for u in ceiling_users}
+    hist_img = {u: hist_all[u] for u in users}
     hist_txt = {u: _history_vector(text_vec, history_items[u]) for u in users}
 
     # -- creatives: template copy once per (user, item), posters per weight --------------------
@@ -305,7 +306,6 @@ def run_eval(options: EvalOptions = EvalOptions(), *, json_path: str | os.PathLi
     neg = [float(vec_star[(u, i, w_star)] @ hist_img[other(u)]) for u, i in pairs]
     ceiling_pos, ceiling_neg, ceiling_users_of_neg = [], [], []
     ceiling_rng = np.random.default_rng(options.seed + 1)  # its own draws: the sample's stay as they were
-    hist_all = {u: _history_vector(image_vec, liked_all[u][: options.history]) for u in ceiling_users}
     scored = [u for u in ceiling_users if nexts[u] in image_vec]
     for k, u in enumerate(scored):
         nxt = nexts[u]

@@ -187,12 +187,18 @@ def _folder_pairs(folder: str, training: AlignTrainingConfig, encoder, text_enco
     order = np.random.default_rng(training.seed).permutation(np.flatnonzero(feats.ok))
     n_val = max(2, len(order) // 10)
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    classes = [c for c in ("subcategory", "category") if c in ds.catalogue().collect_schema().names()]
-    rows = ds.catalogue().select("title", *classes).collect().iter_rows()
-    fields = [ItemFields(str(r[0]), tuple(str(c) for c in r[1:] if c), text) for r, text in zip(rows, item_texts)]
+    fields = _folder_fields(ds, item_texts) if training.generated_queries else []
     train = PairData(feats.subset(train_idx), labels[train_idx], texts)
     return (_with_queries(train, fields, training, text_encoder, cache_dir, progress),
             PairData(feats.subset(val_idx), labels[val_idx], texts))
+
+
+def _folder_fields(ds, item_texts: list[str]) -> list[ItemFields]:
+    """What a folder's generated queries are written from: title, subcategory and category (when
+    the catalogue has them) and the item text, in catalogue order."""
+    classes = [c for c in ("subcategory", "category") if c in ds.catalogue().collect_schema().names()]
+    rows = ds.catalogue().select("title", *classes).collect().iter_rows()
+    return [ItemFields(str(r[0]), tuple(str(c) for c in r[1:] if c), text) for r, text in zip(rows, item_texts)]
 
 
 def _grocery_grid(model: AlignedModel, data_dir: str | None, path: Path, n_queries: int = 6, k: int = 5) -> Path:
