@@ -177,6 +177,10 @@ class OnnxTextEncoder(Encoder):
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         out = []
+        if self.int8:
+            # dynamic int8 quantises activations with one scale per batch tensor: a text's vector
+            # would depend on the texts batched with it, so each text runs alone
+            batch_size = 1
         for start in range(0, len(texts), batch_size):
             out.append(self.session.run(None, self._feed(texts[start : start + batch_size]))[0])
         return np.concatenate(out).astype(np.float32, copy=False)

@@ -57,6 +57,8 @@ def test_int8_onnx_encoder_stays_close_to_the_source(toy_sentence_model, tmp_pat
     assert sorted(p.name for p in tmp_path.glob("*.onnx")) == sorted(
         [int8.model_path().name, OnnxTextEncoder(toy_sentence_model, directory=tmp_path).model_path().name])
     assert int8.model_path().name.endswith("-int8.onnx") and int8.fingerprint == toy_sentence_model.fingerprint
+    # a text's vector does not depend on the texts encoded with it (one activation scale per run)
+    np.testing.assert_array_equal(int8.encode([QUERIES[0], "a much longer text " * 30])[0], got[0])
 
 
 def test_export_and_quantisation_print_no_library_noise(toy_sentence_model, tmp_path, caplog, recwarn):
