@@ -255,6 +255,7 @@ def evaluate_queries(opts: QueryEvalOptions, searcher: Searcher | None = None, p
     report["bootstrap_hybrid_vs"] = {
         subset: {n: _bootstrap(np.array([per["hybrid"][i]["ndcg@10"] for i in idx]), np.array([per[n][i]["ndcg@10"] for i in idx]))
                  for n in names if n != "hybrid"} for subset, idx in subsets.items() if idx}
+    report["crosslingual_overlap@10"] = _crosslingual(queries, names, ranking)
     report["learned_weights"] = learned
     report["default_weights"] = {"en": dict(searcher.config.weights_en), "zh": dict(searcher.config.weights_zh)}
     report["cv_dev_ndcg@10"] = cv
@@ -266,6 +267,22 @@ def evaluate_queries(opts: QueryEvalOptions, searcher: Searcher | None = None, p
                                                    if n in per} for i in held}
     report["seconds"] = time.perf_counter() - start
     return report
+
+
+def _crosslingual(queries: Sequence[Judged], names: Sequence[str], ranking) -> dict:
+    """Does a Chinese query reach the items its English counterpart does? Per split and system,
+    the mean share of top-10 items that an English and a Chinese query of one group have in
+    common (every en x zh pair of a group), and the number of pairs."""
+    out = {}
+    for split in ("heldout", "dev"):
+        groups: dict[str, dict[str, list[int]]] = {}
+        for i, q in enumerate(queries):
+            if q.split == split:
+                groups.setdefault(q.group, {}).setdefault(q.lang, []).append(i)
+        pairs = [(a, b) for g in groups.values() for a in g.get("en", []) for b in g.get("zh", [])]
+        out[split] = {n: (float(np.mean([len(set(ranking(n, a)[:10]) & set(ranking(n, b)[:10])) / 10 for a, b in pairs]))
+                          if pairs else None) for n in names} | {"pairs": len(pairs)}
+    return out
 
 
 def _row(name: str, block: dict) -> str:
@@ -281,6 +298,11 @@ def markdown(report: dict) -> str:
     lines = [f"query-set search, {report['dataset']}: nDCG@10 / MRR / Recall@10",
              "| system | heldout en | heldout zh | dev en | dev zh |", "|---|---|---|---|---|"]
     lines += [_row(n, report[n]) for n in REPORT_NAMES if n in report]
+    overlap = report.get("crosslingual_overlap@10", {})
+    if all(overlap.get(split, {}).get("pairs") for split in ("heldout", "dev")):
+        lines.append("en/zh queries of one group, top-10 overlap (hybrid): heldout "
+                     f"{overlap['heldout']['hybrid']:.2f} ({overlap['heldout']['pairs']} pairs), "
+                     f"dev {overlap['dev']['hybrid']:.2f} ({overlap['dev']['pairs']} pairs)")
     return "\n".join(lines)
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from crossrec_datasets import load_grocery
 from crossrec_core.errors import DataFormatError, DatasetNotFoundError
-from retrieval.query_eval import (QueryEvalOptions, _bootstrap, evaluate_queries, load_query_set, rank_metrics,
-                                  split_groups)
+from retrieval.query_eval import (Judged, QueryEvalOptions, _bootstrap, _crosslingual, evaluate_queries, load_query_set,
+                                  markdown, rank_metrics, split_groups)
 from retrieval.searcher import CatalogueItems, Searcher, load_catalogue_items
 
 
@@ -80,6 +80,20 @@ def test_evaluate_queries_reports_every_system_split_and_language(tmp_path, text
     assert set(report["learned_weights"]) == {"en", "zh"}
     assert "bm25" in report["bootstrap_hybrid_vs"]["all"]
     assert report["hybrid"]["heldout"]["zh"]["ndcg@10"] > 0.5  # glossed Chinese reaches the English items
+    overlap = report["crosslingual_overlap@10"]
+    assert overlap["dev"]["pairs"] == 2 and overlap["heldout"]["pairs"] == 2
+    assert all(0.0 <= overlap[split][n] <= 1.0 for split in ("dev", "heldout") for n in ("hybrid", "bm25"))
+    assert "top-10 overlap (hybrid)" in markdown(report)
+
+
+def test_crosslingual_overlap_pairs_each_english_query_with_each_chinese_one_of_its_group():
+    qs = [Judged("a", "g1", "en", "t", "apple", "dev", {0: 2}), Judged("b", "g1", "zh", "t", "苹果", "dev", {0: 2}),
+          Judged("c", "g1", "zh", "t", "苹果2", "dev", {0: 2}), Judged("d", "g2", "en", "t", "pear", "dev", {1: 2}),
+          Judged("e", "g3", "zh", "t", "梨", "heldout", {1: 2})]
+    tops = {0: list(range(10)), 1: list(range(5, 15)), 2: list(range(10, 20))}
+    out = _crosslingual(qs, ["hybrid"], lambda name, i: tops.get(i, []))
+    # a-b share 5 of 10, a-c none; g2 has no Chinese query, g3 (held-out) no English one
+    assert out["dev"] == {"hybrid": 0.25, "pairs": 2} and out["heldout"] == {"hybrid": None, "pairs": 0}
 
 
 def _shop_queries(shop_folder) -> list[dict]:
