@@ -474,12 +474,14 @@ class Searcher:
                 minilm = self.text_encoders.get("minilm", (None, None))[1]
                 # the aligned tower reads MiniLM features: reuse the query's (same vectors whatever the runtime)
                 same = minilm is not None and (enc is minilm or enc.fingerprint == minilm.fingerprint)
-                feats = out["minilm"] if same else self._encode_cached("aligned-text", enc.encode, english)
+                # a multilingual tower (e5 features) reads the query as written, an English one its gloss
+                texts = list(queries) if enc.multilingual else english
+                feats = out["minilm"] if same else self._encode_cached("aligned-text", enc.encode, texts)
 
-                def tower(texts):
-                    return self._tower(feats[[english.index(t) for t in texts]])
+                def tower(batch):
+                    return self._tower(feats[[texts.index(t) for t in batch]])
 
-                z = self._encode_cached("aligned", tower, english)
+                z = self._encode_cached("aligned", tower, texts)
             out["image"] = out["fused"] = z
         return out
 

@@ -16,6 +16,7 @@ class Encoder(ABC):
     """A unimodal encoder. ``encode`` returns float32 vectors ``(B, D)``, L2-normalised."""
 
     modality: str  # "text" or "image"
+    multilingual: bool = False  # a text encoder that reads Chinese as written (others get it glossed in English)
 
     @property
     @abstractmethod

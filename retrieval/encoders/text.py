@@ -121,6 +121,7 @@ class E5Encoder(Encoder):
     """
 
     modality = "text"
+    multilingual = True
 
     def __init__(self, as_query: bool = False):
         self.as_query = as_query

@@ -141,3 +141,28 @@ def test_shop_folder_price_and_stock_filters(shop_folder, text_encoder):
     with pytest.raises(InvalidQueryError, match="true or false"):
         s.search("lamp", filters={"in_stock": "yes"})
     assert dataclasses.is_dataclass(cheap)
+
+
+class _Recording:
+    """A text encoder that records what it is asked to encode (MiniLM's vectors underneath)."""
+
+    modality = "text"
+
+    def __init__(self, inner, multilingual: bool):
+        self.inner, self.multilingual, self.seen = inner, multilingual, []
+        self.dim, self.fingerprint = inner.dim, f"recording:{multilingual}"
+
+    def encode(self, texts, batch_size=32, progress=False):
+        self.seen += list(texts)
+        return self.inner.encode(texts)
+
+
+@pytest.mark.parametrize("multilingual, expected", [(True, "香蕉"), (False, "banana")])
+def test_the_aligned_tower_reads_chinese_as_written_only_when_multilingual(items, tiny_crossclip, text_encoder,
+                                                                           image_encoder, multilingual, expected):
+    tower_text = _Recording(text_encoder, multilingual)
+    embedder = ItemEmbedder(tiny_crossclip.model, tower_text, image_encoder)
+    searcher = Searcher(items, embedder=embedder, text_encoders={"minilm": (text_encoder, text_encoder)}, use_cache=False)
+    tower_text.seen.clear()  # the catalogue's own texts were encoded on the way in
+    searcher.search("香蕉", k=3, mode="image")
+    assert tower_text.seen == [expected]  # the glossed form otherwise
