@@ -34,6 +34,9 @@ def add_parser(subparsers) -> None:
     train.add_argument("--generated-queries", type=int, default=None, metavar="N",
                        help="up to N short shopper queries per item, written from its title, classes and description, "
                             "trained as more texts of that item (default 0: off; grocery and folders)")
+    train.add_argument("--query-writer", choices=["templates", "lm", "both"], default=None,
+                       help="who writes the --generated-queries: attribute templates (default), the local language "
+                            "model (doc2query; cached after the first training) or both")
     train.add_argument("--text-encoder", default="minilm", help="minilm, e5 (multilingual) or a local model directory")
     train.set_defaults(func=_train)
 
@@ -104,7 +107,8 @@ def _train(args) -> int:
     from retrieval.pipeline import train_retrieval
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("view_loss_weight", args.view_loss_weight),
-                                   ("generated_queries", args.generated_queries)) if v is not None}
+                                   ("generated_queries", args.generated_queries),
+                                   ("query_writer", args.query_writer)) if v is not None}
     training = AlignTrainingConfig(**overrides)
     summary = train_retrieval(args.dataset, data_dir=args.data_dir, out_dir=args.out,
                               config=AlignConfig(text_encoder=args.text_encoder), training=training)

@@ -13,7 +13,7 @@ import numpy as np
 from retrieval.align.embedder import ItemEmbedder, default_cache_dir, default_model_dir
 from retrieval.align.features import TextFeatures, extract_image_features, extract_text_features
 from retrieval.align.model import AlignConfig, AlignedModel, AlignTrainingConfig
-from retrieval.align.queries import ItemFields, catalogue_queries
+from retrieval.align.queries import ItemFields, catalogue_queries, lm_catalogue_queries
 from retrieval.align.train import PairData, train_aligned
 from retrieval.encoders import MobileNetV2Encoder, load_encoder
 from retrieval.evaluate import (
@@ -145,12 +145,21 @@ def train_retrieval(dataset: str = "grocery", *, data_dir: str | None = None, ou
 
 def _with_queries(train: PairData, fields: list[ItemFields], training: AlignTrainingConfig, text_encoder,
                   cache_dir, progress: bool) -> PairData:
-    """``train`` (one text per item, row = item) with ``training.generated_queries`` template
-    queries per item appended as more texts of their item (``PairData.text_item``); unchanged when
-    that is 0. Validation keeps the item texts alone, so its figure means the same either way."""
+    """``train`` (one text per item, row = item) with up to ``training.generated_queries`` queries
+    per item from each of ``training.query_writer``'s writers appended as more texts of their item
+    (``PairData.text_item``); unchanged when that is 0. Validation keeps the item texts alone, so
+    its figure means the same either way."""
     if not training.generated_queries:
         return train
-    queries, rows = catalogue_queries(fields, max_queries=training.generated_queries)
+    queries, rows = [], []
+    if training.query_writer in ("templates", "both"):
+        queries, rows = catalogue_queries(fields, max_queries=training.generated_queries)
+    if training.query_writer in ("lm", "both"):
+        from retrieval.encoders.llm import load_language_model
+
+        written, written_rows = lm_catalogue_queries(fields, load_language_model(), per_item=training.generated_queries,
+                                                     seed=training.seed, cache_dir=cache_dir, progress=progress)
+        queries, rows = queries + written, rows + written_rows
     # queries get no augmented views: word dropout on two or three words leaves too little
     extra = extract_text_features(queries, views=0, seed=training.seed, encoder=text_encoder, cache_dir=cache_dir,
                                   progress=progress)

@@ -112,6 +112,9 @@ class AlignTrainingConfig:
     # up to this many short shopper queries per item, written from its title, classes and
     # description (``retrieval.align.queries``), trained as more texts of that item; 0: off
     generated_queries: int = 0
+    # who writes them: "templates" (deterministic), "lm" (doc2query with the local language model,
+    # ``retrieval.encoders.llm``) or "both"
+    query_writer: str = "templates"
     seed: int = 0
 
     def __post_init__(self):
@@ -125,6 +128,8 @@ class AlignTrainingConfig:
             raise ValueError(f"view_loss_weight={self.view_loss_weight!r} must be >= 0")
         if not isinstance(self.generated_queries, int) or self.generated_queries < 0:
             raise ValueError(f"generated_queries={self.generated_queries!r} must be an int >= 0")
+        if self.query_writer not in ("templates", "lm", "both"):
+            raise ValueError(f"query_writer={self.query_writer!r} must be one of 'templates', 'lm', 'both'")
         if self.view_loss_weight > 0 and not (self.image_views or self.mirror_view):
             raise ValueError(f"view_loss_weight={self.view_loss_weight!r} needs a second view of each image: "
                              f"image_views >= 1 or mirror_view (got {self.image_views}, {self.mirror_view})")

@@ -4,20 +4,30 @@ Contrastive training on long descriptions alone narrows the aligned text tower t
 shoppers type two or three words ("sweet yellow fruit", "lactose free milk"). ``item_queries``
 writes such queries from the title, the classes and the attribute words the description itself
 uses (colour, taste, texture, diet, use), so that training sees them as texts of that item
-(``PairData.text_item``). Templates only: doc2query with the local SmolLM2-135M was tried and
-wrote questions and sentences, not queries (5 grocery products x 4 samples: 93 s, under load).
-Training takes them with ``AlignTrainingConfig.generated_queries`` (``crossrec retrieval train
---generated-queries N``), off by default: they lift the aligned signals on the dev queries by about
-0.1 nDCG@10 but leave the hybrid where it was (NOTES, sessions 8 and 14).
+(``PairData.text_item``). ``lm_catalogue_queries`` writes them doc2query-style with the local
+language model instead (a few-shot list prompt; a 135M model mostly echoes the title or writes
+lists of numbers, so only lines of 2 to 5 words that bring a word the title lacks are kept).
+Training takes them with ``AlignTrainingConfig.generated_queries`` and ``query_writer``
+(``crossrec retrieval train --generated-queries N --query-writer templates|lm|both``), off by
+default: template queries lift the aligned signals on the dev queries by about 0.1 nDCG@10 but
+leave the hybrid where it was (NOTES, sessions 8, 14 and 15).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
-__all__ = ["ItemFields", "item_queries", "catalogue_queries", "ATTRIBUTE_WORDS", "USE_WORDS", "COLOURS"]
+from crossrec_core.persist import atomic_write_text
+
+__all__ = ["ItemFields", "item_queries", "catalogue_queries", "lm_catalogue_queries", "ATTRIBUTE_WORDS", "USE_WORDS",
+           "COLOURS", "QUERY_WRITERS"]
+
+QUERY_WRITERS = ("templates", "lm", "both")
 
 COLOURS = ("yellow", "green", "red", "white", "orange", "purple", "violet", "brown", "black", "pink", "dark")
 # attribute words a description may use, in the order they are tried
@@ -77,4 +87,63 @@ def catalogue_queries(items: Sequence[ItemFields], *, max_queries: int = 12) -> 
         q = item_queries(item, max_queries=max_queries)
         queries += q
         rows += [row] * len(q)
+    return queries, rows
+
+
+# doc2query with a small local LM: one worked example, then the item; the answer is a "- " list
+_LM_EXAMPLE = ("Write short search queries that shoppers type to find the product. Each query has 2 to 4 words.\n\n"
+               "Product: Granny Smith apple. A crisp, sour green apple, good for baking and snacks.\n"
+               "Queries:\n- sour green apple\n- apples for baking\n- crisp apple snack\n\n")
+_LM_WORDS = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
+_LM_EXAMPLE_QUERIES = frozenset(line[2:] for line in _LM_EXAMPLE.splitlines() if line.startswith("- "))
+
+
+def _lm_prompt(item: ItemFields) -> str:
+    text = " ".join(item.text.split()[:40])
+    return f"{_LM_EXAMPLE}Product: {' '.join(item.title.replace('-', ' ').split())}. {text}\nQueries:\n- "
+
+
+def _lm_lines(completion: str, item: ItemFields) -> list[str]:
+    """The usable queries of one completion: "- " lines of 2 to 5 plain words (no digits),
+    with at least one word the title does not have (an echo of the title teaches nothing), and
+    not a copy of the worked example's queries."""
+    title = set(_LM_WORDS.findall(item.title.replace("-", " ").lower()))
+    out = []
+    for line in completion.split("\n"):
+        q = line.strip().removeprefix("-").strip().strip(".,;:!\"'").lower()
+        words = _LM_WORDS.findall(q)
+        if " ".join(words) != q or not 2 <= len(words) <= 5 or not set(words) - title or q in _LM_EXAMPLE_QUERIES:
+            continue
+        out.append(q)
+    return out
+
+
+def lm_catalogue_queries(items: Sequence[ItemFields], lm, *, per_item: int = 4, seed: int = 0, batch_size: int = 8,
+                         cache_dir: str | Path | None = None, progress: bool = False) -> tuple[list[str], list[int]]:
+    """Up to ``per_item`` queries for each item written by ``lm`` (a ``LocalLanguageModel``;
+    one greedy and three sampled completions each), as ``(queries, item_rows)``; an item may
+    get none. Kept in ``cache_dir/lm_queries`` keyed by the model, the prompts and the settings."""
+    from tqdm.auto import tqdm
+
+    if per_item < 1:
+        raise ValueError(f"per_item={per_item!r} must be >= 1")
+    prompts = [_lm_prompt(item) for item in items]
+    key = hashlib.sha256(json.dumps([lm.fingerprint, prompts, per_item, seed]).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "lm_queries" / f"{key}.json" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        per = json.loads(path.read_text("utf-8"))
+    else:
+        per = []
+        for start in tqdm(range(0, len(items), batch_size), desc="LM queries", unit="batch", disable=not progress):
+            chunk = list(range(start, min(start + batch_size, len(items))))
+            completions = lm.generate([prompts[i] for i in chunk], max_new_tokens=32, num_return_sequences=4,
+                                      temperature=0.7, greedy=1, seed=seed + start, shared_prefix=_LM_EXAMPLE,
+                                      stop=lambda text: text.count("\n") >= 4 or "\n\n" in text)
+            for i, row in zip(chunk, completions):
+                kept = [q for c in row for q in _lm_lines(c, items[i])]
+                per.append(list(dict.fromkeys(kept))[:per_item])
+        if path is not None:
+            atomic_write_text(path, json.dumps(per, ensure_ascii=False))
+    queries = [q for qs in per for q in qs]
+    rows = [r for r, qs in enumerate(per) for _ in qs]
     return queries, rows

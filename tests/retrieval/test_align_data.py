@@ -134,6 +134,41 @@ def test_generated_queries_are_short_distinct_and_from_the_items_own_words():
     assert len(texts) == len(rows) == 8 and rows == [0] * 4 + [1] * 4
 
 
+class _ScriptedLM:
+    """Stands in for the local language model: answers each prompt with scripted completions
+    (the real model's own test is in tests/retrieval/test_encoders.py) and counts its calls."""
+
+    fingerprint = "scripted"
+
+    def __init__(self, answers):
+        self.answers, self.calls = answers, 0
+
+    def generate(self, prompts, num_return_sequences=1, **options):
+        self.calls += 1
+        return [[self.answers[next(k for k in self.answers if k in p.rsplit("Product:", 1)[1])][j % 2]
+                 for j in range(num_return_sequences)] for p in prompts]
+
+
+def test_lm_queries_keep_new_short_lines_and_are_cached(tmp_path):
+    from retrieval.align.queries import ItemFields, lm_catalogue_queries
+
+    items = [ItemFields("Red-Beet", ("Red-Beet", "Vegetables"), "A beet with a deep red colour."),
+             ItemFields("Oatly-Oat-Milk", ("Oat-Milk", "Packages"), "An oat drink.")]
+    lm = _ScriptedLM({"Red Beet": ["red beet soup\n- Red Beet\n- 1. 1. 1.\n- sour green apple", "root vegetable\n- red beet soup"],
+                      "Oatly": ["oatly oat milk\n- a drink that is very very very good for you", "dairy free milk"]})
+    queries, rows = lm_catalogue_queries(items, lm, per_item=4, cache_dir=tmp_path)
+    # kept: 2 to 5 plain words with a word the title lacks; dropped: title echoes, numbers, the
+    # worked example's own queries, long sentences, duplicates
+    assert list(zip(queries, rows)) == [("red beet soup", 0), ("root vegetable", 0), ("dairy free milk", 1)]
+    again = lm_catalogue_queries(items, lm, per_item=4, cache_dir=tmp_path)
+    assert again == (queries, rows) and lm.calls == 1  # the second training reads the cache
+    assert lm_catalogue_queries(items, lm, per_item=1)[0] == ["red beet soup", "dairy free milk"]
+    with pytest.raises(ValueError, match="per_item=0"):
+        lm_catalogue_queries(items, lm, per_item=0)
+    with pytest.raises(ValueError, match="query_writer='gpt'"):
+        AlignTrainingConfig(query_writer="gpt")
+
+
 def test_generated_queries_join_the_training_texts_of_their_item(grocery, image_encoder, text_encoder, tmp_path):
     from retrieval.align.features import extract_text_features
     from retrieval.align.queries import ItemFields
@@ -157,3 +192,24 @@ def test_generated_queries_join_the_training_texts_of_their_item(grocery, image_
 
     with pytest.raises(ValueError, match="use 0 for ml100k"):  # refused before any work
         train_retrieval("ml100k", out_dir=tmp_path / "m", training=AlignTrainingConfig(generated_queries=2))
+
+
+def test_lm_written_queries_join_the_template_ones(grocery, image_encoder, text_encoder, tmp_path, monkeypatch):
+    from retrieval.align.features import extract_text_features
+    from retrieval.align.queries import ItemFields
+    from retrieval.pipeline import _with_queries
+
+    products = grocery.products[:2]  # Golden Delicious, Granny Smith
+    fields = [ItemFields(p.name, (p.coarse_name, p.category), p.description) for p in products]
+    feats = extract_image_features([p.iconic_image for p in products], encoder=image_encoder, progress=False)
+    texts = extract_text_features([p.description for p in products], views=0, encoder=text_encoder,
+                                  cache_dir=tmp_path, progress=False)
+    train = PairData(feats, np.arange(2), texts)
+    lm = _ScriptedLM({"Golden": ["yellow eating apple", "sweet apple"], "Granny": ["tart baking apple", "1. 2. 3."]})
+    monkeypatch.setattr("retrieval.encoders.llm.load_language_model", lambda path=None: lm)
+    only_lm = _with_queries(train, fields, AlignTrainingConfig(generated_queries=2, query_writer="lm"), text_encoder,
+                            tmp_path, False)
+    assert only_lm.text_item.tolist() == [0, 1, 0, 0, 1]  # Granny Smith's second answer is no query
+    both = _with_queries(train, fields, AlignTrainingConfig(generated_queries=2, query_writer="both"), text_encoder,
+                         tmp_path, False)
+    assert both.text_item.tolist() == [0, 1, 0, 0, 1, 1, 0, 0, 1] and lm.calls == 1  # cached under tmp_path
