@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
     train.add_argument("--generated-queries", type=int, default=None, metavar="N",
                        help="up to N short shopper queries per item, written from its title, classes and description, "
                             "trained as more texts of that item (default 0: off; grocery and folders)")
-    train.add_argument("--query-writer", choices=["templates", "lm", "both"], default=None,
+    train.add_argument("--query-writer", default=None, metavar="templates|lm|both",
                        help="who writes the --generated-queries: attribute templates (default), the local language "
                             "model (doc2query; cached after the first training) or both")
     train.add_argument("--text-encoder", default="minilm", help="minilm, e5 (multilingual) or a local model directory")

@@ -6,7 +6,8 @@ query vs item text), ``e5`` (frozen multilingual e5-small: Chinese or mixed quer
 items), ``image`` (the aligned model's text tower vs the catalogue images) and ``fused`` (the
 aligned text tower vs the fused image+text item vectors). ``mode="hybrid"`` fuses them with the
 weights learned on the dev queries (per query language), ``mode="rrf"`` by reciprocal rank, and
-a signal name searches with that signal alone.
+a signal name searches with that signal alone. The text signals search item texts that may carry
+the item's WordNet gloss and hypernyms (``retrieval.knowledge``; on for grocery).
 
 Bad input: an empty or blank query, one over ``MAX_QUERY_CHARS`` characters, or one with no
 letter, digit or ideograph (emoji or punctuation only) raises ``InvalidQueryError`` saying why;
@@ -60,8 +61,7 @@ DEFAULT_CONFIGS: dict[str, HybridConfig] = {
                     "image": 0.25, "fused": 1.0},
         weights_zh={"bm25": 2.0, "trigram": 2.0, "minilm": 0.5, "minilm_title": 1.0, "e5": 2.0, "e5_title": 0.5,
                     "image": 1.0, "fused": 1.0}),
-    # learned on the 22 en / 9 zh dev queries with all 8 signals (crossclip-ml100k as the demo trains it);
-    # dev CV weighted 0.671 en / 0.433 zh vs RRF 0.598 / 0.488 (9 Chinese queries: within noise)
+    # learned on the 22 en / 9 zh dev queries with all 8 signals (crossclip-ml100k as the demo trains it)
     "ml100k": HybridConfig(
         weights_en={"bm25": 2.0, "trigram": 2.0, "minilm": 1.0, "minilm_title": 0.5, "e5": 1.0, "e5_title": 0.5,
                     "image": 0.0, "fused": 1.0},

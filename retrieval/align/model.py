@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from retrieval.align.queries import QUERY_WRITERS
 from retrieval.encoders.mobilenet import FEATURE_DIM, MobileNetV2
 from crossrec_core.errors import ModelLoadError
 from crossrec_core.persist import TRAINING_CONFIG_NAME, atomic_directory, load_split_configs, save_config
@@ -128,8 +129,8 @@ class AlignTrainingConfig:
             raise ValueError(f"view_loss_weight={self.view_loss_weight!r} must be >= 0")
         if not isinstance(self.generated_queries, int) or self.generated_queries < 0:
             raise ValueError(f"generated_queries={self.generated_queries!r} must be an int >= 0")
-        if self.query_writer not in ("templates", "lm", "both"):
-            raise ValueError(f"query_writer={self.query_writer!r} must be one of 'templates', 'lm', 'both'")
+        if self.query_writer not in QUERY_WRITERS:
+            raise ValueError(f"query_writer={self.query_writer!r} must be one of {QUERY_WRITERS}")
         if self.view_loss_weight > 0 and not (self.image_views or self.mirror_view):
             raise ValueError(f"view_loss_weight={self.view_loss_weight!r} needs a second view of each image: "
                              f"image_views >= 1 or mirror_view (got {self.image_views}, {self.mirror_view})")
