@@ -292,6 +292,7 @@ class RankedHit:
     score: float
     image: str | None
     signals: dict[str, SignalScore]
+    knowledge: str | None = None  # the WordNet text the item's searched texts carry (None: none)
 
 
 @dataclass(frozen=True)
@@ -537,8 +538,9 @@ class Searcher:
             row = int(row)
             sig = {n: SignalScore(float(fused.raw[n][i]), float(fused.standardised[n][i]),
                                   int(fused.rank[n][i]) + 1 if fused.rank[n][i] >= 0 else None) for n in fused.raw}
+            known = self.items.knowledge[row] if self.items.knowledge else None
             hits.append(RankedHit(self.items.ids[row], self.items.titles[row], float(fused.scores[i]),
-                                  self.items.images[row], sig))
+                                  self.items.images[row], sig, known or None))
         if not hits and note is None:
             note = "no signal found a candidate for this query"
         return SearchResult(query, mode, lang, hits, matching, note, self.english([query])[0] if lang == "zh" else None)

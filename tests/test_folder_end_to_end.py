@@ -88,6 +88,10 @@ def test_the_fixture_folder_through_every_command(shop_folder, tmp_path, monkeyp
     catalogue = set(pl.read_parquet(shop_folder / "catalogue.parquet")["item_id"])
     assert len(hits) == 3 and {h["item_id"] for h in hits} <= catalogue
     assert "no aligned model" not in capsys.readouterr().out  # the folder's own model was found
+    assert main(["retrieval", "search", "glass rake", "--dataset", folder, "-k", "3", "--knowledge",
+                 "--json", str(tmp_path / "k.json")]) == 0
+    known = json.loads((tmp_path / "k.json").read_text())["hits"]
+    assert all(h["knowledge"] is None for h in hits) and any(h["knowledge"] for h in known)  # WordNet text, asked for
     photo = pl.read_parquet(shop_folder / "photos.parquet")["image"][0]
     assert main(["retrieval", "search", "--image", str(shop_folder / photo), "--dataset", folder, "-k", "3"]) == 0
 

@@ -68,3 +68,15 @@ def test_the_catalogue_says_which_items_got_knowledge():
     rich = load_catalogue_items("grocery")
     assert len(rich.knowledge) == len(rich) and rich.knowledge[rich.titles.index("Alpro Fresh Soy Milk")] == ""
     assert load_catalogue_items("grocery", knowledge=False).knowledge is None
+
+
+def test_a_hit_shows_the_knowledge_it_was_found_by(text_encoder):
+    from retrieval.searcher import Searcher
+
+    items = load_catalogue_items("grocery")
+    searcher = Searcher(items, text_encoders={"minilm": (text_encoder, text_encoder)}, use_cache=False)
+    hits = {h.title: h for h in searcher.search("root vegetables", k=10).hits}
+    assert "root vegetable" in hits["Red Beet"].knowledge
+    plain = Searcher(load_catalogue_items("grocery", knowledge=False),
+                     text_encoders={"minilm": (text_encoder, text_encoder)}, use_cache=False)
+    assert all(h.knowledge is None for h in plain.search("root vegetables", k=10).hits)
