@@ -212,14 +212,16 @@ def _search_vector(args) -> int:
 
 
 def _eval_queries(args) -> int:
+    from retrieval.plots import plot_query_eval
     from retrieval.query_eval import QueryEvalOptions, evaluate_queries, markdown, write_report
 
     report = evaluate_queries(QueryEvalOptions(args.dataset, data_dir=args.data_dir, model_dir=args.model,
                                                query_set=args.queries, knowledge=args.knowledge))
     path = write_report(report, args.json or f"runs/eval_queries_{Path(args.dataset).name}.json")
+    plot = plot_query_eval(report, path.with_suffix(".png"))
     print(markdown(report))
     print(f"learned weights (dev): {json.dumps(report['learned_weights'])}")
-    print(f"wrote {path}")
+    print(f"wrote {path} and {plot}")
     return 0
 
 

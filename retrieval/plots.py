@@ -1,4 +1,5 @@
-"""Plots of the retrieval evaluation: training curves and a retrieval example grid (PNG)."""
+"""Plots of the retrieval evaluation: training curves, a retrieval example grid and the query-set
+search report (PNG)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from crossrec_core.plots import pyplot, save_figure
 
-__all__ = ["plot_training_curves", "plot_retrieval_grid"]
+__all__ = ["plot_training_curves", "plot_retrieval_grid", "plot_query_eval"]
 
 
 def plot_training_curves(training: dict, path: str | os.PathLike) -> Path:
@@ -63,3 +64,36 @@ def plot_retrieval_grid(queries: Sequence[str | os.PathLike], query_titles: Sequ
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path, dpi=100)
+
+
+def plot_query_eval(report: dict, path: str | os.PathLike) -> Path:
+    """nDCG@10 of every system of an ``eval-queries`` report, held-out and dev, per language
+    (bars; a language with no queries in a split is left out), best held-out system on top."""
+    plt = pyplot()
+    names = [n for n in report.get("systems", {}) if n in report]
+    cells = [(split, lang) for split in ("heldout", "dev") for lang in ("en", "zh")
+             if any(report[n][split][lang]["ndcg@10"] is not None for n in names)]
+    if not names or not cells:
+        raise ValueError("report holds no system with nDCG@10 figures to plot")
+
+    def value(n, split, lang):
+        v = report[n][split][lang]["ndcg@10"]
+        return np.nan if v is None else v
+
+    def heldout_mean(n):
+        values = [v for v in (value(n, "heldout", lang) for lang in ("en", "zh")) if not np.isnan(v)]
+        return float(np.mean(values)) if values else -1.0
+
+    order = sorted(names, key=heldout_mean)  # barh draws the first at the bottom: the best ends on top
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(order) * len(cells) / 2 + 1.5))
+    height = 0.8 / len(cells)
+    for j, (split, lang) in enumerate(cells):
+        ys = np.arange(len(order)) + j * height
+        ax.barh(ys, [value(n, split, lang) for n in order], height=height, label=f"{split} {lang}",
+                alpha=1.0 if split == "heldout" else 0.55)
+    ax.set_yticks(np.arange(len(order)) + 0.4 - height / 2, order)
+    ax.set(xlabel="nDCG@10", xlim=(0, 1), title=f"query-set search, {report.get('dataset', '')}")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=110)

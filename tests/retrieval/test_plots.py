@@ -32,3 +32,24 @@ def test_retrieval_grid_has_a_row_per_query(grocery, tmp_path):
                               np.zeros((2, 3), bool), tmp_path / "two.png", title="grid")
     (w1, h1), (w2, h2) = _png_size(one), _png_size(two)
     assert w1 == w2 and h2 > 1.5 * h1
+
+
+def _query_report(systems: int, zh: bool) -> dict:
+    cell = lambda v: {"ndcg@10": v, "mrr": v, "recall@10": v, "n": 3 if v is not None else 0}
+    report = {"dataset": "shop", "systems": {f"s{i}": "" for i in range(systems)}}
+    for i in range(systems):
+        report[f"s{i}"] = {split: {"en": cell(0.1 * (i + 1)), "zh": cell(0.05 * (i + 1) if zh else None)}
+                           for split in ("heldout", "dev")}
+    return report
+
+
+def test_query_eval_plot_grows_with_systems_and_languages(tmp_path):
+    import pytest
+
+    from retrieval.plots import plot_query_eval
+
+    small = _png_size(plot_query_eval(_query_report(3, zh=False), tmp_path / "a" / "small.png"))
+    large = _png_size(plot_query_eval(_query_report(8, zh=True), tmp_path / "large.png"))
+    assert large[1] > small[1]  # more systems and an extra language: a taller chart
+    with pytest.raises(ValueError, match="no system"):
+        plot_query_eval({"systems": {}}, tmp_path / "none.png")
