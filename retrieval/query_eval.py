@@ -241,7 +241,8 @@ def evaluate_queries(opts: QueryEvalOptions, searcher: Searcher | None = None, p
         return hits[i][signal].rows.tolist() if signal in hits[i] else []
 
     names = [n for n in REPORT_NAMES if n in ("hybrid", "rrf") or _SIGNAL_OF[n] in hits[0]]
-    per = {n: [rank_metrics(ranking(n, i), q.gains) for i, q in enumerate(queries)] for n in names}
+    ranked = {n: [ranking(n, i) for i in range(len(queries))] for n in names}  # once: metrics and overlap read them
+    per = {n: [rank_metrics(ranked[n][i], q.gains) for i, q in enumerate(queries)] for n in names}
     report: dict = {"dataset": opts.dataset, "signals": signals, "systems": {n: REPORT_NAMES[n] for n in names}}
     for n in names:
         report[n] = {split: {lang: _summary([per[n][i] for i, q in enumerate(queries) if q.split == split and q.lang == lang])
@@ -255,7 +256,7 @@ def evaluate_queries(opts: QueryEvalOptions, searcher: Searcher | None = None, p
     report["bootstrap_hybrid_vs"] = {
         subset: {n: _bootstrap(np.array([per["hybrid"][i]["ndcg@10"] for i in idx]), np.array([per[n][i]["ndcg@10"] for i in idx]))
                  for n in names if n != "hybrid"} for subset, idx in subsets.items() if idx}
-    report["crosslingual_overlap@10"] = _crosslingual(queries, names, ranking)
+    report["crosslingual_overlap@10"] = _crosslingual(queries, ranked)
     report["learned_weights"] = learned
     report["default_weights"] = {"en": dict(searcher.config.weights_en), "zh": dict(searcher.config.weights_zh)}
     report["cv_dev_ndcg@10"] = cv
@@ -269,10 +270,11 @@ def evaluate_queries(opts: QueryEvalOptions, searcher: Searcher | None = None, p
     return report
 
 
-def _crosslingual(queries: Sequence[Judged], names: Sequence[str], ranking) -> dict:
-    """Does a Chinese query reach the items its English counterpart does? Per split and system,
-    the mean share of top-10 items that an English and a Chinese query of one group have in
-    common (every en x zh pair of a group), and the number of pairs."""
+def _crosslingual(queries: Sequence[Judged], ranked: Mapping[str, Sequence[Sequence[int]]]) -> dict:
+    """Does a Chinese query reach the items its English counterpart does? Per split and system
+    (``ranked``: system -> each query's ranking), the mean share of top-10 items that an English
+    and a Chinese query of one group have in common (every en x zh pair of a group), and the
+    number of pairs."""
     out = {}
     for split in ("heldout", "dev"):
         groups: dict[str, dict[str, list[int]]] = {}
@@ -280,8 +282,8 @@ def _crosslingual(queries: Sequence[Judged], names: Sequence[str], ranking) -> d
             if q.split == split:
                 groups.setdefault(q.group, {}).setdefault(q.lang, []).append(i)
         pairs = [(a, b) for g in groups.values() for a in g.get("en", []) for b in g.get("zh", [])]
-        out[split] = {n: (float(np.mean([len(set(ranking(n, a)[:10]) & set(ranking(n, b)[:10])) / 10 for a, b in pairs]))
-                          if pairs else None) for n in names} | {"pairs": len(pairs)}
+        out[split] = {n: (float(np.mean([len(set(rows[a][:10]) & set(rows[b][:10])) / 10 for a, b in pairs]))
+                          if pairs else None) for n, rows in ranked.items()} | {"pairs": len(pairs)}
     return out
 
 

@@ -107,7 +107,7 @@ def _lm_lines(completion: str, item: ItemFields) -> list[str]:
     """The usable queries of one completion: "- " lines of 2 to 5 plain words (no digits),
     with at least one word the title does not have (an echo of the title teaches nothing), and
     not a copy of the worked example's queries."""
-    title = set(_LM_WORDS.findall(item.title.replace("-", " ").lower()))
+    title = set(_LM_WORDS.findall(_clean(item.title)))
     out = []
     for line in completion.split("\n"):
         q = line.strip().removeprefix("-").strip().strip(".,;:!\"'").lower()

@@ -91,7 +91,7 @@ def test_crosslingual_overlap_pairs_each_english_query_with_each_chinese_one_of_
           Judged("c", "g1", "zh", "t", "苹果2", "dev", {0: 2}), Judged("d", "g2", "en", "t", "pear", "dev", {1: 2}),
           Judged("e", "g3", "zh", "t", "梨", "heldout", {1: 2})]
     tops = {0: list(range(10)), 1: list(range(5, 15)), 2: list(range(10, 20))}
-    out = _crosslingual(qs, ["hybrid"], lambda name, i: tops.get(i, []))
+    out = _crosslingual(qs, {"hybrid": [tops.get(i, []) for i in range(len(qs))]})
     # a-b share 5 of 10, a-c none; g2 has no Chinese query, g3 (held-out) no English one
     assert out["dev"] == {"hybrid": 0.25, "pairs": 2} and out["heldout"] == {"hybrid": None, "pairs": 0}
 
